@@ -1,0 +1,1 @@
+"""Vitamin's dataset library: specs, anonymization, the build pipeline and storage. Plain Python: no Django."""

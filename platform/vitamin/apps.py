@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class VitaminConfig(AppConfig):
+    name = "vitamin"
+    verbose_name = "Vitamin"

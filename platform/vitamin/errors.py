@@ -1,0 +1,138 @@
+"""One error format for everything under /api/:
+
+    {"error": {"code": "...", "message": "...", "request_id": "..."}}
+
+`ApiError` subclasses carry a stable machine-readable code and the HTTP status;
+DRF's own exceptions, unknown routes and server errors are translated to the
+same shape here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.http import Http404, JsonResponse
+from django.core.exceptions import PermissionDenied
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+from vitamin.request_context import get_request_id
+
+log = logging.getLogger("vitamin.errors")
+
+
+class ApiError(exceptions.APIException):
+    """An error a client can act on: stable `code`, readable `message`, the right status."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    code = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None, status_code: int | None = None, details=None, headers=None):
+        super().__init__(detail=message)
+        self.message = message
+        if code:
+            self.code = code
+        if status_code:
+            self.status_code = status_code
+        self.details = details
+        self.headers = headers or {}
+
+
+_DRF_CODES = {
+    exceptions.NotAuthenticated: "not_authenticated",
+    exceptions.AuthenticationFailed: "invalid_token",
+    exceptions.PermissionDenied: "permission_denied",
+    exceptions.NotFound: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.NotAcceptable: "not_acceptable",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.Throttled: "rate_limited",
+    exceptions.ParseError: "malformed_request",
+    exceptions.ValidationError: "invalid_request",
+}
+
+
+def error_body(code: str, message: str, details=None) -> dict:
+    body = {"code": code, "message": message, "request_id": get_request_id()}
+    if details is not None:
+        body["details"] = details
+    return {"error": body}
+
+
+def error_response(code: str, message: str, status_code: int, details=None) -> JsonResponse:
+    return JsonResponse(error_body(code, message, details), status=status_code, json_dumps_params={"ensure_ascii": False})
+
+
+def api_exception_handler(exc, context):
+    """DRF exception handler: every API error leaves in the one format."""
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    if not isinstance(exc, exceptions.APIException):
+        return None  # a bug: Django's handler500 answers in the same format and logs it
+
+    headers = dict(getattr(exc, "headers", None) or {})
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = exc.auth_header
+    if getattr(exc, "wait", None):
+        headers["Retry-After"] = str(int(exc.wait))
+
+    if isinstance(exc, ApiError):
+        body = error_body(exc.code, exc.message, exc.details)
+    elif isinstance(exc, exceptions.ValidationError):
+        body = error_body("invalid_request", _validation_message(exc.detail), exc.detail)
+    else:
+        code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), None) or str(
+            getattr(exc, "default_code", "error")
+        )
+        body = error_body(code, str(exc.detail))
+    return Response(body, status=exc.status_code, headers=headers)
+
+
+def _validation_message(detail) -> str:
+    if isinstance(detail, dict):
+        parts = []
+        for field, problems in detail.items():
+            text = "; ".join(str(p) for p in problems) if isinstance(problems, list) else str(problems)
+            parts.append(text if field == "non_field_errors" else f"{field}: {text}")
+        return " ".join(parts) or "The request is invalid."
+    if isinstance(detail, list):
+        return "; ".join(str(p) for p in detail)
+    return str(detail)
+
+
+def _is_api(request) -> bool:
+    return request.path.startswith("/api/")
+
+
+def handler404(request, exception=None):
+    if _is_api(request):
+        return error_response("not_found", f"No API endpoint at {request.path}.", 404)
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)
+
+
+def handler500(request):
+    if _is_api(request):
+        return error_response("internal_error", "The server failed to handle this request. Quote the request id when reporting it.", 500)
+    from django.views.defaults import server_error
+
+    return server_error(request)
+
+
+def handler400(request, exception=None):
+    if _is_api(request):
+        return error_response("bad_request", "The request could not be understood.", 400)
+    from django.views.defaults import bad_request
+
+    return bad_request(request, exception)
+
+
+def handler403(request, exception=None):
+    if _is_api(request):
+        return error_response("permission_denied", "You do not have permission to do this.", 403)
+    from django.views.defaults import permission_denied
+
+    return permission_denied(request, exception)

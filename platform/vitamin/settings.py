@@ -1,0 +1,277 @@
+"""Vitamin's Django settings: every value comes from the environment.
+
+Each variable is read once here through the typed helpers in `vitamin.env`,
+which register it for the documentation check (tests/test_docs.py) and fail
+at start-up, naming the variable, when a value is bad.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from vitamin.env import (
+    database_from_url,
+    env_bool,
+    env_int,
+    env_list,
+    env_secret,
+    env_str,
+    sqlite_database,
+)
+
+REPO_DIR = Path(__file__).resolve().parents[2]
+PLATFORM_DIR = REPO_DIR / "platform"
+
+# --- Where state lives ------------------------------------------------------
+DATA_DIR = Path(
+    env_str("VITAMIN_DATA_DIR", "var", "Directory for all local state: SQLite database, Parquet store, broker queue, generated secrets. Relative paths are resolved against the repository root.")
+)
+if not DATA_DIR.is_absolute():
+    DATA_DIR = REPO_DIR / DATA_DIR
+try:
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+except OSError as exc:
+    raise ImproperlyConfigured(f"VITAMIN_DATA_DIR={str(DATA_DIR)!r} cannot be created: {exc.strerror}") from None
+
+STORE_URL = env_str(
+    "VITAMIN_STORE_URL",
+    None,
+    "Where published Parquet versions live: a local path or file:// URL, or s3://bucket/prefix?endpoint_override=host:port&region=... for S3-compatible storage. Default: <VITAMIN_DATA_DIR>/store.",
+) or str(DATA_DIR / "store")
+
+# --- Core Django ------------------------------------------------------------
+SECRET_KEY = env_secret(
+    "DJANGO_SECRET_KEY",
+    "Django's signing key. When unset, one is generated once into <VITAMIN_DATA_DIR>/secret_key and reused.",
+    generate_into=DATA_DIR / "secret_key",
+)
+DEBUG = env_bool("VITAMIN_DEBUG", False, "Django debug mode. Never enable in production: it shows stack traces.")
+ALLOWED_HOSTS = env_list(
+    "VITAMIN_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"], "Comma-separated host names this server answers to."
+)
+CSRF_TRUSTED_ORIGINS = env_list(
+    "VITAMIN_CSRF_TRUSTED_ORIGINS", [], "Comma-separated origins (scheme://host[:port]) trusted for CSRF-protected form posts behind a proxy."
+)
+PUBLIC_URL = env_str(
+    "VITAMIN_PUBLIC_URL", None, "External base URL of the server (https://vitamin.example.com), used in links and OAuth metadata. Default: derived from each request."
+)
+HTTPS = env_bool(
+    "VITAMIN_HTTPS", False, "Serve behind HTTPS: secure cookies, HSTS, redirect plain HTTP, trust X-Forwarded-Proto from the proxy."
+)
+if HTTPS:
+    SECURE_SSL_REDIRECT = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = 31536000
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "vitamin",
+    "audit",
+    "quotas",
+    "institutions",
+    "oauth",
+    "catalog",
+    "query",
+    "sharing",
+    "portal",
+]
+
+MIDDLEWARE = [
+    "vitamin.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "vitamin.urls"
+WSGI_APPLICATION = "vitamin.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ----------------------------------------------------------------
+_database_url = env_str(
+    "DATABASE_URL",
+    None,
+    "Database connection, e.g. postgres://user:password@host:5432/vitamin. Default: SQLite at <VITAMIN_DATA_DIR>/vitamin.sqlite3.",
+)
+DATABASES = {
+    "default": database_from_url(_database_url) if _database_url else sqlite_database(DATA_DIR / "vitamin.sqlite3")
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("VITAMIN_TIME_ZONE", "Asia/Shanghai", "Time zone for display and for schedules (cron expressions in dataset specs).")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# Serve straight from the app folders too, so a fresh checkout works before collectstatic.
+WHITENOISE_USE_FINDERS = True
+
+# --- Redis, Celery -----------------------------------------------------------
+REDIS_URL = env_str(
+    "REDIS_URL", None, "Redis for quota counters (with VITAMIN_QUOTA_BACKEND=redis), e.g. redis://127.0.0.1:6379/0."
+)
+CELERY_BROKER_URL = env_str(
+    "CELERY_BROKER_URL",
+    None,
+    "Celery broker: redis://... or amqp://... Default: an embedded file-system queue under <VITAMIN_DATA_DIR>/broker, no server needed.",
+) or "filesystem://"
+CELERY_RESULT_BACKEND = env_str(
+    "CELERY_RESULT_BACKEND",
+    None,
+    "Where Celery keeps task state and progress: redis://... or db+postgresql://... Default: SQLite at <VITAMIN_DATA_DIR>/celery-results.sqlite3.",
+) or f"db+sqlite:///{DATA_DIR / 'celery-results.sqlite3'}"
+CELERY_BROKER_TRANSPORT_OPTIONS = {}
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _queue_dir = DATA_DIR / "broker" / "queue"
+    _processed_dir = DATA_DIR / "broker" / "processed"
+    for _folder in (_queue_dir, _processed_dir):
+        _folder.mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_queue_dir),
+        "data_folder_out": str(_queue_dir),
+        "processed_folder": str(_processed_dir),
+        "store_processed": False,
+    }
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TRACK_STARTED = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULE: dict = {}  # filled by vitamin.celery from the apps' periodic tasks
+
+# --- Process supervisor (manage.py run) -----------------------------------------
+PORT = env_int("PORT", 8000, "TCP port `make run` serves the portal and API on.", minimum=1)
+WEB_WORKERS = env_int("VITAMIN_WEB_WORKERS", 2, "Gunicorn worker processes started by `make run`.", minimum=1)
+WORKER_CONCURRENCY = env_int("VITAMIN_WORKER_CONCURRENCY", 2, "Celery worker processes started by `make run`.", minimum=1)
+
+# --- Quotas ------------------------------------------------------------------
+QUOTA_BACKEND = env_str(
+    "VITAMIN_QUOTA_BACKEND",
+    "database",
+    "Where quota counters live: `database` (the Django database, conditional updates) or `redis` (REDIS_URL, Lua scripts).",
+    choices=("database", "redis"),
+)
+if QUOTA_BACKEND == "redis" and not REDIS_URL:
+    raise ImproperlyConfigured("VITAMIN_QUOTA_BACKEND=redis needs REDIS_URL")
+
+# --- Datasets ------------------------------------------------------------------
+PSEUDONYM_MASTER_KEY = env_secret(
+    "VITAMIN_PSEUDONYM_KEY",
+    "Master secret from which per-dataset, per-release pseudonym keys are derived (HKDF). When unset, generated once into <VITAMIN_DATA_DIR>/pseudonym_key. Losing it changes every pseudonym in later releases.",
+    generate_into=DATA_DIR / "pseudonym_key",
+)
+DATASET_SPECS_DIR = Path(
+    env_str("VITAMIN_DATASET_SPECS_DIR", str(REPO_DIR / "datasets" / "specs"), "Folder of dataset spec files synced into the catalog.")
+)
+DEMO_TRANSACTIONS = env_int(
+    "VITAMIN_DEMO_TRANSACTIONS", 1_000_000, "Source transaction rows the demo datasets are built from.", minimum=1000
+)
+
+# --- Logging -------------------------------------------------------------------
+LOG_FORMAT = env_str(
+    "VITAMIN_LOG_FORMAT", "auto", "`json`, `text`, or `auto` (text on a terminal, JSON otherwise).", choices=("auto", "json", "text")
+)
+LOG_LEVEL = env_str("VITAMIN_LOG_LEVEL", "INFO", "Root log level.", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"request_id": {"()": "vitamin.logs.RequestIdFilter"}},
+    "formatters": {"vitamin": {"()": "vitamin.logs.formatter_for", "log_format": LOG_FORMAT}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "vitamin", "filters": ["request_id"]},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.server": {"level": "WARNING"},
+    },
+}
+
+# --- Email ---------------------------------------------------------------------
+EMAIL_BACKEND = env_str(
+    "VITAMIN_EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend",
+    "Django email backend; use django.core.mail.backends.smtp.EmailBackend with the VITAMIN_EMAIL_* settings for real mail.",
+)
+EMAIL_HOST = env_str("VITAMIN_EMAIL_HOST", "localhost", "SMTP host.")
+EMAIL_PORT = env_int("VITAMIN_EMAIL_PORT", 25, "SMTP port.", minimum=1)
+EMAIL_HOST_USER = env_str("VITAMIN_EMAIL_USER", "", "SMTP user name.")
+EMAIL_HOST_PASSWORD = env_str("VITAMIN_EMAIL_PASSWORD", "", "SMTP password.")
+EMAIL_USE_TLS = env_bool("VITAMIN_EMAIL_USE_TLS", False, "Use STARTTLS for SMTP.")
+DEFAULT_FROM_EMAIL = env_str("VITAMIN_EMAIL_FROM", "Vitamin <no-reply@vitamin.local>", "Sender address of notification mail.")
+
+# --- REST API ------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "EXCEPTION_HANDLER": "vitamin.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Vitamin API",
+    "DESCRIPTION": "Open financial data sharing: catalog, SQL queries, Delta Sharing, consented lookups.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+}
+
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+SESSION_COOKIE_AGE = int(timedelta(hours=12).total_seconds())
