@@ -17,7 +17,7 @@ class Store:
     root: str
 
     @classmethod
-    def from_url(cls, url: str) -> "Store":
+    def from_url(cls, url: str) -> Store:
         """`/path`, `file:///path` or `s3://bucket/prefix?endpoint_override=...` (pyarrow's S3 options)."""
         scheme = urlsplit(url).scheme
         if scheme in ("", "file"):

@@ -12,13 +12,22 @@ Environment switches (set by `make test` and `.ci/run`):
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from testenv import POSTGRES_ADMIN_URL, POSTGRES_URL, REDIS_URL, REQUIRE_SERVICES, TEST_DATA_DIR  # noqa: I001 - first: sets the environment
 
-_DB_FIXTURES = {"db", "transactional_db", "live_server", "django_db_setup", "django_user_model", "admin_user", "admin_client"}
+_DB_FIXTURES = {
+    "db",
+    "transactional_db",
+    "live_server",
+    "django_db_setup",
+    "django_user_model",
+    "admin_user",
+    "admin_client",
+}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -77,3 +86,39 @@ def postgres_url() -> str:
     except psycopg.Error as exc:
         _unavailable(f"PostgreSQL at {POSTGRES_ADMIN_URL}", exc)
     return POSTGRES_ADMIN_URL
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Debian's Chromium driven by Playwright (Playwright's own browser download cannot work offline)."""
+    if not Path(CHROMIUM).exists():
+        _unavailable("Chromium (/usr/bin/chromium; apt-get install chromium)", FileNotFoundError(CHROMIUM))
+    # Playwright's sync API runs an event loop in this thread; the live server's ORM calls happen
+    # in its own threads, but fixtures that touch the ORM here would otherwise be refused.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium):
+    context = chromium.new_context()
+    page = context.new_page()
+    yield page
+    context.close()

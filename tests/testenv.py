@@ -1,4 +1,9 @@
-"""Environment for the test run, set before Django's settings load (imported first by conftest.py)."""
+"""Environment for the test run, set before Django's settings load.
+
+Loaded as a pytest plugin (`-p tests.testenv` in pyproject.toml), which pytest
+imports before pytest-django reads the settings. Tests also import it as
+`testenv`; the data directory is kept in the environment so both agree.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,19 @@ import os
 import tempfile
 from pathlib import Path
 
-TEST_DATA_DIR = Path(tempfile.mkdtemp(prefix="vitamin-test-"))
+if "VITAMIN_TEST_RUN_DIR" not in os.environ:
+    os.environ["VITAMIN_TEST_RUN_DIR"] = tempfile.mkdtemp(prefix="vitamin-test-")
+TEST_DATA_DIR = Path(os.environ["VITAMIN_TEST_RUN_DIR"])
 os.environ["VITAMIN_DATA_DIR"] = str(TEST_DATA_DIR)
 os.environ.setdefault("VITAMIN_LOG_FORMAT", "text")
 os.environ.setdefault("VITAMIN_LOG_LEVEL", "WARNING")
-for _name in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "VITAMIN_QUOTA_BACKEND", "VITAMIN_STORE_URL"):
+for _name in (
+    "DATABASE_URL",
+    "CELERY_BROKER_URL",
+    "CELERY_RESULT_BACKEND",
+    "VITAMIN_QUOTA_BACKEND",
+    "VITAMIN_STORE_URL",
+):
     os.environ.pop(_name, None)
 POSTGRES_URL = os.environ.get("VITAMIN_TEST_POSTGRES")
 if POSTGRES_URL:

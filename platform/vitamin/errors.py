@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 
-from django.http import Http404, JsonResponse
 from django.core.exceptions import PermissionDenied
+from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
@@ -27,7 +27,9 @@ class ApiError(exceptions.APIException):
     status_code = status.HTTP_400_BAD_REQUEST
     code = "bad_request"
 
-    def __init__(self, message: str, *, code: str | None = None, status_code: int | None = None, details=None, headers=None):
+    def __init__(
+        self, message: str, *, code: str | None = None, status_code: int | None = None, details=None, headers=None
+    ):
         super().__init__(detail=message)
         self.message = message
         if code:
@@ -60,7 +62,9 @@ def error_body(code: str, message: str, details=None) -> dict:
 
 
 def error_response(code: str, message: str, status_code: int, details=None) -> JsonResponse:
-    return JsonResponse(error_body(code, message, details), status=status_code, json_dumps_params={"ensure_ascii": False})
+    return JsonResponse(
+        error_body(code, message, details), status=status_code, json_dumps_params={"ensure_ascii": False}
+    )
 
 
 def api_exception_handler(exc, context):
@@ -116,7 +120,9 @@ def handler404(request, exception=None):
 
 def handler500(request):
     if _is_api(request):
-        return error_response("internal_error", "The server failed to handle this request. Quote the request id when reporting it.", 500)
+        return error_response(
+            "internal_error", "The server failed to handle this request. Quote the request id when reporting it.", 500
+        )
     from django.views.defaults import server_error
 
     return server_error(request)

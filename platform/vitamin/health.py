@@ -29,7 +29,7 @@ def _check_broker() -> None:
 
     with app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, timeout=2)
-        conn.default_channel  # opens a channel: proves the transport really answers
+        conn.default_channel.close()  # opening a channel proves the transport really answers
 
 
 def _check_store() -> None:

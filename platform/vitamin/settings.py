@@ -27,7 +27,11 @@ PLATFORM_DIR = REPO_DIR / "platform"
 
 # --- Where state lives ------------------------------------------------------
 DATA_DIR = Path(
-    env_str("VITAMIN_DATA_DIR", "var", "Directory for all local state: SQLite database, Parquet store, broker queue, generated secrets. Relative paths are resolved against the repository root.")
+    env_str(
+        "VITAMIN_DATA_DIR",
+        "var",
+        "Directory for all local state: SQLite database, Parquet store, broker queue, generated secrets. Relative paths are resolved against the repository root.",
+    )
 )
 if not DATA_DIR.is_absolute():
     DATA_DIR = REPO_DIR / DATA_DIR
@@ -53,13 +57,19 @@ ALLOWED_HOSTS = env_list(
     "VITAMIN_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"], "Comma-separated host names this server answers to."
 )
 CSRF_TRUSTED_ORIGINS = env_list(
-    "VITAMIN_CSRF_TRUSTED_ORIGINS", [], "Comma-separated origins (scheme://host[:port]) trusted for CSRF-protected form posts behind a proxy."
+    "VITAMIN_CSRF_TRUSTED_ORIGINS",
+    [],
+    "Comma-separated origins (scheme://host[:port]) trusted for CSRF-protected form posts behind a proxy.",
 )
 PUBLIC_URL = env_str(
-    "VITAMIN_PUBLIC_URL", None, "External base URL of the server (https://vitamin.example.com), used in links and OAuth metadata. Default: derived from each request."
+    "VITAMIN_PUBLIC_URL",
+    None,
+    "External base URL of the server (https://vitamin.example.com), used in links and OAuth metadata. Default: derived from each request.",
 )
 HTTPS = env_bool(
-    "VITAMIN_HTTPS", False, "Serve behind HTTPS: secure cookies, HSTS, redirect plain HTTP, trust X-Forwarded-Proto from the proxy."
+    "VITAMIN_HTTPS",
+    False,
+    "Serve behind HTTPS: secure cookies, HSTS, redirect plain HTTP, trust X-Forwarded-Proto from the proxy.",
 )
 if HTTPS:
     SECURE_SSL_REDIRECT = True
@@ -142,12 +152,15 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en-us"
-TIME_ZONE = env_str("VITAMIN_TIME_ZONE", "Asia/Shanghai", "Time zone for display and for schedules (cron expressions in dataset specs).")
+TIME_ZONE = env_str(
+    "VITAMIN_TIME_ZONE", "Asia/Shanghai", "Time zone for display and for schedules (cron expressions in dataset specs)."
+)
 USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -159,16 +172,22 @@ WHITENOISE_USE_FINDERS = True
 REDIS_URL = env_str(
     "REDIS_URL", None, "Redis for quota counters (with VITAMIN_QUOTA_BACKEND=redis), e.g. redis://127.0.0.1:6379/0."
 )
-CELERY_BROKER_URL = env_str(
-    "CELERY_BROKER_URL",
-    None,
-    "Celery broker: redis://... or amqp://... Default: an embedded file-system queue under <VITAMIN_DATA_DIR>/broker, no server needed.",
-) or "filesystem://"
-CELERY_RESULT_BACKEND = env_str(
-    "CELERY_RESULT_BACKEND",
-    None,
-    "Where Celery keeps task state and progress: redis://... or db+postgresql://... Default: SQLite at <VITAMIN_DATA_DIR>/celery-results.sqlite3.",
-) or f"db+sqlite:///{DATA_DIR / 'celery-results.sqlite3'}"
+CELERY_BROKER_URL = (
+    env_str(
+        "CELERY_BROKER_URL",
+        None,
+        "Celery broker: redis://... or amqp://... Default: an embedded file-system queue under <VITAMIN_DATA_DIR>/broker, no server needed.",
+    )
+    or "filesystem://"
+)
+CELERY_RESULT_BACKEND = (
+    env_str(
+        "CELERY_RESULT_BACKEND",
+        None,
+        "Where Celery keeps task state and progress: redis://... or db+postgresql://... Default: SQLite at <VITAMIN_DATA_DIR>/celery-results.sqlite3.",
+    )
+    or f"db+sqlite:///{DATA_DIR / 'celery-results.sqlite3'}"
+)
 CELERY_BROKER_TRANSPORT_OPTIONS = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _queue_dir = DATA_DIR / "broker" / "queue"
@@ -195,7 +214,9 @@ CELERY_BEAT_SCHEDULE: dict = {}  # filled by vitamin.celery from the apps' perio
 # --- Process supervisor (manage.py run) -----------------------------------------
 PORT = env_int("PORT", 8000, "TCP port `make run` serves the portal and API on.", minimum=1)
 WEB_WORKERS = env_int("VITAMIN_WEB_WORKERS", 2, "Gunicorn worker processes started by `make run`.", minimum=1)
-WORKER_CONCURRENCY = env_int("VITAMIN_WORKER_CONCURRENCY", 2, "Celery worker processes started by `make run`.", minimum=1)
+WORKER_CONCURRENCY = env_int(
+    "VITAMIN_WORKER_CONCURRENCY", 2, "Celery worker processes started by `make run`.", minimum=1
+)
 
 # --- Quotas ------------------------------------------------------------------
 QUOTA_BACKEND = env_str(
@@ -214,7 +235,11 @@ PSEUDONYM_MASTER_KEY = env_secret(
     generate_into=DATA_DIR / "pseudonym_key",
 )
 DATASET_SPECS_DIR = Path(
-    env_str("VITAMIN_DATASET_SPECS_DIR", str(REPO_DIR / "datasets" / "specs"), "Folder of dataset spec files synced into the catalog.")
+    env_str(
+        "VITAMIN_DATASET_SPECS_DIR",
+        str(REPO_DIR / "datasets" / "specs"),
+        "Folder of dataset spec files synced into the catalog.",
+    )
 )
 DEMO_TRANSACTIONS = env_int(
     "VITAMIN_DEMO_TRANSACTIONS", 1_000_000, "Source transaction rows the demo datasets are built from.", minimum=1000
@@ -222,7 +247,10 @@ DEMO_TRANSACTIONS = env_int(
 
 # --- Logging -------------------------------------------------------------------
 LOG_FORMAT = env_str(
-    "VITAMIN_LOG_FORMAT", "auto", "`json`, `text`, or `auto` (text on a terminal, JSON otherwise).", choices=("auto", "json", "text")
+    "VITAMIN_LOG_FORMAT",
+    "auto",
+    "`json`, `text`, or `auto` (text on a terminal, JSON otherwise).",
+    choices=("auto", "json", "text"),
 )
 LOG_LEVEL = env_str("VITAMIN_LOG_LEVEL", "INFO", "Root log level.", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 LOGGING = {
@@ -250,7 +278,9 @@ EMAIL_PORT = env_int("VITAMIN_EMAIL_PORT", 25, "SMTP port.", minimum=1)
 EMAIL_HOST_USER = env_str("VITAMIN_EMAIL_USER", "", "SMTP user name.")
 EMAIL_HOST_PASSWORD = env_str("VITAMIN_EMAIL_PASSWORD", "", "SMTP password.")
 EMAIL_USE_TLS = env_bool("VITAMIN_EMAIL_USE_TLS", False, "Use STARTTLS for SMTP.")
-DEFAULT_FROM_EMAIL = env_str("VITAMIN_EMAIL_FROM", "Vitamin <no-reply@vitamin.local>", "Sender address of notification mail.")
+DEFAULT_FROM_EMAIL = env_str(
+    "VITAMIN_EMAIL_FROM", "Vitamin <no-reply@vitamin.local>", "Sender address of notification mail."
+)
 
 # --- REST API ------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -16,5 +16,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("vitamin.api_urls")),
     path("admin/", admin.site.urls),
+    path("", include("oauth.urls")),
+    path("", include("institutions.urls")),
     path("", include("portal.urls")),
 ]

@@ -1,0 +1,51 @@
+# Vitamin: `make run` serves everything on this machine; `make test` runs the whole suite.
+# Only Python 3.11+ is needed; both targets create .venv and install into it.
+
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && echo $$p && break; done)
+VENV := .venv
+BIN := $(VENV)/bin
+RUNTIME_STAMP := $(VENV)/.runtime-installed
+DEV_STAMP := $(VENV)/.dev-installed
+PYTEST := $(BIN)/python -m pytest
+
+.PHONY: run test test-sqlite test-postgres bench lint clean-data help
+
+help:
+	@echo "make run    - install, migrate, load demo data, serve portal+API, worker and beat on :$${PORT:-8000}"
+	@echo "make test   - run the whole test suite (SQLite; also PostgreSQL when VITAMIN_TEST_POSTGRES is set)"
+	@echo "make bench  - run the benchmarks (ratios against raw baselines)"
+	@echo "make lint   - ruff"
+
+$(BIN)/python:
+	@test -n "$(PYTHON)" || { echo "Vitamin needs Python 3.11 or newer on PATH (set PYTHON=...)."; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(RUNTIME_STAMP): requirements.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(DEV_STAMP): requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $@ $(RUNTIME_STAMP)
+
+run: $(RUNTIME_STAMP)
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py bootstrap
+	$(BIN)/python manage.py run
+
+# The SQLite pass runs everything. With VITAMIN_TEST_POSTGRES=postgres://.../db the
+# tests that use the Django database run again on PostgreSQL.
+test: $(DEV_STAMP)
+	env -u VITAMIN_TEST_POSTGRES $(PYTEST) $(PYTEST_ARGS)
+	@if [ -n "$$VITAMIN_TEST_POSTGRES" ]; then \
+		echo "--- PostgreSQL pass ($$VITAMIN_TEST_POSTGRES)"; \
+		$(PYTEST) $(PYTEST_ARGS); \
+	fi
+
+bench: $(DEV_STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .

@@ -1,0 +1,3 @@
+"""Routes of this app, included from vitamin/urls.py."""
+
+urlpatterns: list = []

@@ -1,0 +1,62 @@
+"""Prepare a data directory for `make run`: admin account and the demo content.
+
+Idempotent: a second run reuses what the first created (the admin password is
+printed only when the account is created).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command, get_commands
+from django.core.management.base import BaseCommand
+
+# Demo steps, in order; each is a management command that is idempotent.
+# A step whose command does not exist (yet) is skipped, so bootstrap grows with the apps.
+DEMO_STEPS = [
+    ("create_demo_partners", "demo partner institutions and their OAuth clients"),
+    ("sync_datasets", "dataset specs synced into the catalog"),
+    ("build_demo_datasets", "first versions of the demo datasets"),
+    ("create_demo_subscriptions", "demo subscriptions"),
+]
+
+
+def write_private_json(path: Path, payload: dict) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(payload, handle, indent=2, ensure_ascii=False)
+        handle.write("\n")
+
+
+class Command(BaseCommand):
+    help = "Create the admin account (once) and load the demo content into this data directory."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--no-demo", action="store_true", help="Only create the admin account.")
+
+    def handle(self, *args, no_demo: bool, **options):
+        self.ensure_admin()
+        if no_demo:
+            return
+        available = get_commands()
+        for command, what in DEMO_STEPS:
+            if command in available:
+                self.stdout.write(f"• {what} ({command})")
+                call_command(command, stdout=self.stdout, stderr=self.stderr)
+
+    def ensure_admin(self) -> None:
+        users = get_user_model()
+        credentials_file = settings.DATA_DIR / "admin-credentials.json"
+        if users.objects.filter(is_superuser=True).exists():
+            self.stdout.write(f"Admin account exists (credentials were written to {credentials_file}).")
+            return
+        password = secrets.token_urlsafe(18)
+        users.objects.create_superuser("admin", "admin@vitamin.local", password)
+        write_private_json(credentials_file, {"username": "admin", "password": password, "login_url": "/admin/login/"})
+        self.stdout.write(self.style.SUCCESS("Created the platform admin account:"))
+        self.stdout.write(f"    username: admin\n    password: {password}\n    (also written to {credentials_file})")
