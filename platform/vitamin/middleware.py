@@ -1,10 +1,14 @@
-"""Request id for every request: taken from X-Request-ID when safe, echoed on the response."""
+"""Request id for every request (taken from X-Request-ID when safe, echoed on the response) and an access log line."""
 
 from __future__ import annotations
+
+import logging
+import time
 
 from vitamin.request_context import new_request_id, reset_request_id, set_request_id
 
 REQUEST_ID_HEADER = "X-Request-ID"
+access_log = logging.getLogger("vitamin.access")
 
 
 class RequestIdMiddleware:
@@ -14,9 +18,22 @@ class RequestIdMiddleware:
     def __call__(self, request):
         request.request_id = new_request_id(request.headers.get(REQUEST_ID_HEADER))
         token = set_request_id(request.request_id)
+        started = time.perf_counter()
         try:
             response = self.get_response(request)
+            response[REQUEST_ID_HEADER] = request.request_id
+            access_log.info(
+                "%s %s %s",
+                request.method,
+                request.path,
+                response.status_code,
+                extra={
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
+            return response
         finally:
             reset_request_id(token)
-        response[REQUEST_ID_HEADER] = request.request_id
-        return response

@@ -98,7 +98,8 @@ def test_serves_ready_runs_tasks_and_stops_every_child_on_sigterm(served):
             "manage.py",
             "shell",
             "-c",
-            "from vitamin.celery import ping; print(ping.delay().get(timeout=60))",
+            "from vitamin.celery import ping; from vitamin.request_context import set_request_id; "
+            "set_request_id('req-e2e-1234'); print(ping.delay().get(timeout=60))",
         ],
         cwd=REPO_DIR,
         env=served["env"],
@@ -107,6 +108,7 @@ def test_serves_ready_runs_tasks_and_stops_every_child_on_sigterm(served):
         timeout=120,
     )
     assert "'pong': True" in ping.stdout, ping.stderr[-2000:]
+    assert "'request_id': 'req-e2e-1234'" in ping.stdout  # the task ran under the enqueuing request's id
 
     served["supervisor"].send_signal(signal.SIGTERM)
     assert served["supervisor"].wait(timeout=40) == 0
