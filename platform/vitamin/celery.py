@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+import importlib
+
 from celery import Celery, signals
 
 from vitamin.request_context import get_request_id, new_request_id, set_request_id
@@ -19,6 +21,31 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 REQUEST_ID_HEADER = "vitamin_request_id"
+
+
+def periodic_tasks() -> dict:
+    """Beat's schedule: the union of every app's `tasks.PERIODIC_TASKS`.
+
+    Each entry should set `options.expires` so that, when workers fall behind,
+    scheduled runs expire instead of piling up.
+    """
+    from django.apps import apps
+
+    schedule: dict = {}
+    for config in apps.get_app_configs():
+        try:
+            module = importlib.import_module(f"{config.name}.tasks")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"{config.name}.tasks":
+                continue
+            raise
+        schedule.update(getattr(module, "PERIODIC_TASKS", {}))
+    return schedule
+
+
+@app.on_after_finalize.connect
+def _install_periodic_tasks(sender, **_):
+    sender.conf.beat_schedule = periodic_tasks()
 
 
 @signals.before_task_publish.connect

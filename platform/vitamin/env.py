@@ -141,4 +141,8 @@ def sqlite_database(path: Path) -> dict:
             "timeout": 30,
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
         },
+        # Tests get a file next to this one, not Django's shared-cache in-memory database:
+        # that one answers concurrent writers with "database table is locked" instead of
+        # waiting, and other processes cannot open it at all.
+        "TEST": {"NAME": str(path.with_name(f"test-{path.name}"))},
     }

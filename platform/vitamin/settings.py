@@ -192,13 +192,15 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _queue_dir = DATA_DIR / "broker" / "queue"
     _processed_dir = DATA_DIR / "broker" / "processed"
-    for _folder in (_queue_dir, _processed_dir):
+    _control_dir = DATA_DIR / "broker" / "control"
+    for _folder in (_queue_dir, _processed_dir, _control_dir):
         _folder.mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_queue_dir),
         "data_folder_out": str(_queue_dir),
         "processed_folder": str(_processed_dir),
         "store_processed": False,
+        "control_folder": str(_control_dir),  # broadcast/pidbox exchanges; kombu's default is ./control
     }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -301,6 +303,29 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": r"/api/v1",
 }
+
+# --- OAuth 2.0 authorization server ----------------------------------------------
+ACCESS_TOKEN_SECONDS = env_int(
+    "VITAMIN_ACCESS_TOKEN_SECONDS", 3600, "Lifetime of OAuth access tokens, in seconds.", minimum=60
+)
+REFRESH_TOKEN_SECONDS = env_int(
+    "VITAMIN_REFRESH_TOKEN_SECONDS",
+    30 * 24 * 3600,
+    "Lifetime of each OAuth refresh token, in seconds; every refresh rotates it and starts a new lifetime.",
+    minimum=60,
+)
+CLIENT_SECRET_OVERLAP_SECONDS = env_int(
+    "VITAMIN_CLIENT_SECRET_OVERLAP_SECONDS",
+    24 * 3600,
+    "After an OAuth client secret is rotated, how long the old secret keeps working, in seconds (0: not at all).",
+    minimum=0,
+)
+AUTH_FAILURES_PER_MINUTE = env_int(
+    "VITAMIN_AUTH_FAILURES_PER_MINUTE",
+    10,
+    "Failed OAuth client authentications allowed per minute for one client id and for one IP address; then 429.",
+    minimum=1,
+)
 
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"

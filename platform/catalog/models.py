@@ -1,0 +1,137 @@
+"""The dataset registry: datasets (synced from spec files), their immutable versions, and refresh runs."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+
+class Tier(models.TextChoices):
+    OPEN = "open", "Open"
+    AGGREGATE = "aggregate", "Aggregate"
+    LOOKUP = "lookup", "Lookup"
+
+
+class Dataset(models.Model):
+    """A curated dataset. Its metadata is owned by its spec file; `sync_datasets` copies it here."""
+
+    slug = models.SlugField(max_length=100, unique=True)
+    title = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    publisher = models.CharField(max_length=200, blank=True)
+    contact = models.CharField(max_length=200, blank=True)
+    license = models.TextField(blank=True, help_text="Terms of use.")
+    keywords = models.JSONField(default=list, blank=True)
+    theme = models.CharField(max_length=100, blank=True)
+    tier = models.CharField(max_length=20, choices=Tier.choices)
+    update_frequency = models.CharField(max_length=50, blank=True)
+    schedule = models.CharField(max_length=100, blank=True, help_text="Cron expression, in the server's time zone.")
+    spec = models.JSONField(default=dict, help_text="The spec as loaded, for the build and the catalog pages.")
+    spec_path = models.CharField(max_length=500, blank=True)
+    spec_hash = models.CharField(max_length=64, blank=True)
+    pseudonym_release = models.CharField(
+        max_length=50,
+        default="r1",
+        help_text="Key epoch for pseudonyms: stable across refreshes; change it to re-key every pseudonym.",
+    )
+    is_active = models.BooleanField(default=True, help_text="False once its spec file is gone.")
+    last_scheduled_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    def latest_version(self) -> DatasetVersion | None:
+        return self.versions.filter(status=DatasetVersion.Status.PUBLISHED).order_by("-number").first()
+
+
+class DatasetVersion(models.Model):
+    """One immutable, published build of a dataset. Rows exist only for versions whose files are complete."""
+
+    class Status(models.TextChoices):
+        PUBLISHED = "published", "Published"
+        RETIRED = "retired", "Retired"
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="versions")
+    number = models.PositiveIntegerField()
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PUBLISHED)
+    location = models.CharField(max_length=500, help_text="Folder of the version's files, relative to the store root.")
+    files = models.JSONField(default=list, help_text="[{path, bytes, sha256, rows}] relative to `location`.")
+    row_count = models.BigIntegerField(default=0)
+    bytes = models.BigIntegerField(default=0)
+    schema = models.JSONField(default=list, help_text="[{name, type, role}] of the published columns.")
+    schema_hash = models.CharField(max_length=64)
+    content_hash = models.CharField(max_length=64, help_text="Hash of the data itself, to skip identical refreshes.")
+    column_stats = models.JSONField(default=dict)
+    privacy_report = models.JSONField(default=dict)
+    source_watermark = models.CharField(max_length=100, blank=True)
+    pseudonym_release = models.CharField(max_length=50)
+    created_at = models.DateTimeField(default=timezone.now)
+    retired_at = models.DateTimeField(null=True, blank=True)
+    files_removed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["dataset", "-number"]
+        constraints = [models.UniqueConstraint(fields=["dataset", "number"], name="unique_version_number")]
+
+    def __str__(self) -> str:
+        return f"{self.dataset.slug} v{self.number}"
+
+
+class RefreshRun(models.Model):
+    """One attempt to refresh a dataset, from request to outcome."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        PUBLISHED = "published", "Published a new version"
+        UNCHANGED = "unchanged", "Unchanged (identical content)"
+        SKIPPED = "skipped", "Skipped (another refresh was running)"
+        FAILED = "failed", "Failed"
+
+    FINISHED = (Status.PUBLISHED, Status.UNCHANGED, Status.SKIPPED, Status.FAILED)
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule", "Schedule"
+        MANUAL = "manual", "Manual"
+        BOOTSTRAP = "bootstrap", "Bootstrap"
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="refresh_runs")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    trigger = models.CharField(max_length=20, choices=Trigger.choices, default=Trigger.MANUAL)
+    task_id = models.CharField(max_length=100, blank=True)
+    requested_by = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    rows_processed = models.BigIntegerField(default=0)
+    version = models.ForeignKey(DatasetVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["dataset", "status"])]
+        constraints = [
+            # One refresh per dataset at a time, guaranteed by the database rather than by timing.
+            models.UniqueConstraint(
+                fields=["dataset"], condition=models.Q(status="running"), name="one_running_refresh"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.dataset.slug} refresh #{self.pk} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
