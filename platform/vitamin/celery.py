@@ -6,9 +6,8 @@ worker's log lines and audit events join up with the web request's.
 
 from __future__ import annotations
 
-import os
-
 import importlib
+import os
 
 from celery import Celery, signals
 
