@@ -1,0 +1,78 @@
+"""The contract every quota backend fulfils; quotas.service is the only caller.
+
+A backend does the atomic part (check-and-add, count-and-insert) and reports
+raw numbers; the service validates input, works out windows and builds
+Decisions, so both backends behave identically by construction.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import NamedTuple
+
+from quotas.decisions import Lease
+from quotas.windows import Window, usage_day
+
+# Counters outlive their window a little so a refund for work that started just
+# before the window ended (refund(..., now=<when consumed>)) still finds them.
+COUNTER_KEPT_AFTER_WINDOW = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class CounterKey:
+    """One counter: a subject's use of a metric in one window, billed to one usage day."""
+
+    subject: str
+    metric: str
+    window: Window
+    window_start: datetime
+    window_end: datetime
+    day: date
+
+    @classmethod
+    def at(cls, subject: str, metric: str, window: Window, now: datetime) -> CounterKey:
+        window_start, window_end = window.bounds(now)
+        return cls(subject, metric, window, window_start, window_end, usage_day(now))
+
+
+class ConsumeResult(NamedTuple):
+    granted: bool
+    used: int  # after the call; unchanged when not granted
+
+
+class ReserveResult(NamedTuple):
+    granted: bool
+    held: int  # live leases after the call, including the new one when granted
+    first_expiry: datetime | None  # when the earliest live lease lapses; None when none is held
+
+
+class QuotaBackend(ABC):
+    @abstractmethod
+    def consume(self, counter: CounterKey, amount: int, limit: int, *, meter: bool, now: datetime) -> ConsumeResult:
+        """Add `amount` (> 0) if the counter stays <= `limit`, else change nothing; with `meter`, add it to usage."""
+
+    @abstractmethod
+    def peek(self, counter: CounterKey) -> int:
+        """The counter's current value (0 if it was never used)."""
+
+    @abstractmethod
+    def refund(self, counter: CounterKey, amount: int, *, meter: bool) -> int:
+        """Subtract up to `amount`, never below 0; with `meter`, take the same off usage. Returns what was subtracted."""
+
+    @abstractmethod
+    def reserve(self, lease: Lease, limit: int, now: datetime) -> ReserveResult:
+        """Hold `lease` if fewer than `limit` leases of its subject and metric are live at `now`."""
+
+    @abstractmethod
+    def release(self, lease: Lease) -> None:
+        """Drop `lease`; releasing twice or after expiry is harmless."""
+
+    @abstractmethod
+    def rollup_usage(self, now: datetime) -> int:
+        """Bring UsageDaily up to date with the backend's per-day totals; returns the rows written."""
+
+    @abstractmethod
+    def purge_expired(self, now: datetime) -> int:
+        """Delete counters and leases that can no longer matter; returns how many were deleted."""

@@ -1,0 +1,181 @@
+"""Quota counters and leases in Redis, each operation one Lua script (atomic on the server).
+
+Keys (all under `vitamin:quota:`; metric names contain no colon, so the
+subject can safely come last and contain anything):
+
+- counter:{metric}:{window}:{window start epoch s}:{subject}  string; expires
+  COUNTER_KEPT_AFTER_WINDOW after the window ends
+- usage:{day}  hash of "{metric}:{subject}" -> amount consumed that day
+  (settings.TIME_ZONE); expires USAGE_KEPT_DAYS after the day ends and is
+  copied into UsageDaily by rollup_usage()
+- lease:{metric}:{subject}  sorted set of lease ids scored by expiry (epoch ms);
+  expires with its last lease
+
+Times come from the calling process (so `now=` works in tests and both
+backends agree), and expiries are set relative to that `now` (PEXPIRE), so
+Redis's own clock never matters; app hosts need synchronized clocks, as they
+do for tokens anyway.
+A single Redis (or a primary) is assumed, not Redis Cluster: a consume script
+touches a counter and a usage hash that would live in different slots.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import redis
+
+from quotas.backends import COUNTER_KEPT_AFTER_WINDOW, ConsumeResult, CounterKey, QuotaBackend, ReserveResult
+from quotas.decisions import Lease
+from quotas.models import UsageDaily
+from quotas.windows import EPOCH, day_bounds, usage_day
+
+KEY_PREFIX = "vitamin:quota:"
+
+# How long a day's usage hash outlives the day: a rollup outage shorter than this loses nothing.
+USAGE_KEPT_DAYS = 7
+
+# Amounts stay strings where they are passed on to Redis: Lua 5.1 would print a
+# number above 1e14 in exponent form, which INCRBY rejects.
+_CONSUME = """
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+if used + tonumber(ARGV[1]) > tonumber(ARGV[2]) then
+  return {0, used}
+end
+used = redis.call('INCRBY', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+if ARGV[6] == '1' then
+  redis.call('HINCRBY', KEYS[2], ARGV[4], ARGV[1])
+  redis.call('PEXPIRE', KEYS[2], ARGV[5])
+end
+return {1, used}
+"""
+
+_REFUND = """
+local used = redis.call('GET', KEYS[1])
+if not used or tonumber(used) == 0 then
+  return 0
+end
+local refunded = ARGV[1]
+if tonumber(used) < tonumber(refunded) then
+  refunded = used
+end
+redis.call('DECRBY', KEYS[1], refunded)
+if ARGV[3] == '1' and redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then
+  if redis.call('HINCRBY', KEYS[2], ARGV[2], '-' .. refunded) < 0 then
+    redis.call('HSET', KEYS[2], ARGV[2], 0)
+  end
+end
+return tonumber(refunded)
+"""
+
+_RESERVE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local held = redis.call('ZCARD', KEYS[1])
+local granted = 0
+if held < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3])
+  held = held + 1
+  granted = 1
+end
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2]
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2]
+if last then
+  redis.call('PEXPIRE', KEYS[1], tonumber(last) - tonumber(ARGV[1]))
+end
+return {granted, held, tonumber(first) or -1}
+"""
+
+
+class RedisBackend(QuotaBackend):
+    def __init__(self, url: str):
+        self.url = url
+        self.client = redis.Redis.from_url(url)
+        self._consume = self.client.register_script(_CONSUME)
+        self._refund = self.client.register_script(_REFUND)
+        self._reserve = self.client.register_script(_RESERVE)
+
+    def consume(self, counter: CounterKey, amount: int, limit: int, *, meter: bool, now: datetime) -> ConsumeResult:
+        granted, used = self._consume(
+            keys=[_counter_key(counter), _usage_key(counter.day)],
+            args=[
+                amount,
+                limit,
+                _milliseconds(counter.window_end + COUNTER_KEPT_AFTER_WINDOW - now),
+                _usage_field(counter.metric, counter.subject),
+                _milliseconds(day_bounds(counter.day)[1] + timedelta(days=USAGE_KEPT_DAYS) - now),
+                int(meter),
+            ],
+        )
+        return ConsumeResult(bool(granted), int(used))
+
+    def peek(self, counter: CounterKey) -> int:
+        return int(self.client.get(_counter_key(counter)) or 0)
+
+    def refund(self, counter: CounterKey, amount: int, *, meter: bool) -> int:
+        return int(
+            self._refund(
+                keys=[_counter_key(counter), _usage_key(counter.day)],
+                args=[amount, _usage_field(counter.metric, counter.subject), int(meter)],
+            )
+        )
+
+    def reserve(self, lease: Lease, limit: int, now: datetime) -> ReserveResult:
+        granted, held, first_expiry_ms = self._reserve(
+            keys=[_lease_key(lease)],
+            args=[_milliseconds(now - EPOCH), limit, lease.lease_id, _milliseconds(lease.expires_at - EPOCH)],
+        )
+        first_expiry = None if first_expiry_ms < 0 else EPOCH + timedelta(milliseconds=first_expiry_ms)
+        return ReserveResult(bool(granted), int(held), first_expiry)
+
+    def release(self, lease: Lease) -> None:
+        self.client.zrem(_lease_key(lease), lease.lease_id)
+
+    def rollup_usage(self, now: datetime) -> int:
+        """Copy every per-day usage hash still in Redis into UsageDaily.
+
+        Values are absolute totals, written with an upsert, so a rerun (or two
+        overlapping runs) writes the same numbers again.
+        """
+        today = usage_day(now)
+        days = [today - timedelta(days=back) for back in range(USAGE_KEPT_DAYS + 1)]
+        pipeline = self.client.pipeline(transaction=False)
+        for day in days:
+            pipeline.hgetall(_usage_key(day))
+        rows = []
+        for day, totals in zip(days, pipeline.execute(), strict=True):
+            for field, amount in totals.items():
+                metric, _, subject = field.decode().partition(":")
+                rows.append(UsageDaily(subject=subject, metric=metric, day=day, amount=int(amount)))
+        UsageDaily.objects.bulk_create(
+            rows,
+            batch_size=1000,
+            update_conflicts=True,
+            unique_fields=["subject", "metric", "day"],
+            update_fields=["amount"],
+        )
+        return len(rows)
+
+    def purge_expired(self, now: datetime) -> int:
+        return 0  # every key carries its own expiry
+
+
+def _counter_key(counter: CounterKey) -> str:
+    start = (counter.window_start - EPOCH) // timedelta(seconds=1)
+    return f"{KEY_PREFIX}counter:{counter.metric}:{counter.window.value}:{start}:{counter.subject}"
+
+
+def _usage_key(day: date) -> str:
+    return f"{KEY_PREFIX}usage:{day.isoformat()}"
+
+
+def _usage_field(metric: str, subject: str) -> str:
+    return f"{metric}:{subject}"
+
+
+def _lease_key(lease: Lease) -> str:
+    return f"{KEY_PREFIX}lease:{lease.metric}:{lease.subject}"
+
+
+def _milliseconds(duration: timedelta) -> int:
+    return duration // timedelta(milliseconds=1)

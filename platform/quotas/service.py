@@ -1,0 +1,252 @@
+"""The quota service: the one place Vitamin checks and counts quota use.
+
+Two kinds of quota:
+
+- counters: `consume(subject, metric, amount, limit, window)` atomically takes
+  `amount` if it fits under `limit` in the current fixed window (quotas.windows),
+  `refund` gives back what was not used;
+- concurrency leases: `reserve(subject, metric, limit, ttl_seconds)` holds one of
+  `limit` slots until `release(lease)` or until the lease expires.
+
+Everything consumed is also counted per day in UsageDaily (read with `usage`).
+The backend (database or Redis) comes from settings.QUOTA_BACKEND; every
+function takes `backend=` to pick one explicitly and `now=` so tests can move
+time instead of sleeping. See docs/quotas.md.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime, timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from quotas.backends import CounterKey, QuotaBackend
+from quotas.database_backend import DatabaseBackend
+from quotas.decisions import Decision, Lease, QuotaExceeded, decide, rate_limit_headers
+from quotas.models import METRIC_MAX_LENGTH, SUBJECT_MAX_LENGTH, UsageDaily
+from quotas.redis_backend import RedisBackend
+from quotas.windows import Window
+
+__all__ = [
+    "DatabaseBackend",
+    "Decision",
+    "Lease",
+    "QuotaBackend",
+    "QuotaExceeded",
+    "RedisBackend",
+    "Window",
+    "consume",
+    "consume_or_raise",
+    "get_backend",
+    "peek",
+    "purge_expired",
+    "rate_limit_headers",
+    "refund",
+    "release",
+    "reserve",
+    "reserved",
+    "rollup_usage",
+    "usage",
+]
+
+# Metric names are code constants; without colons they can prefix Redis keys unambiguously.
+METRIC_PATTERN = re.compile(rf"[A-Za-z0-9_.-]{{1,{METRIC_MAX_LENGTH}}}")
+
+
+@functools.cache
+def get_backend() -> QuotaBackend:
+    """The backend settings.QUOTA_BACKEND names, created once per process (`get_backend.cache_clear()` resets it)."""
+    if settings.QUOTA_BACKEND == "redis":
+        return RedisBackend(settings.REDIS_URL)
+    return DatabaseBackend()
+
+
+def consume(
+    subject: str,
+    metric: str,
+    amount: int,
+    limit: int,
+    window: Window,
+    *,
+    meter: bool = True,
+    backend: QuotaBackend | None = None,
+    now: datetime | None = None,
+) -> Decision:
+    """Atomically take `amount` of `metric` for `subject` in the current `window`, if it fits.
+
+    Allowed iff used + amount <= limit; when denied nothing is consumed. An
+    `amount` of 0 is a pure check that writes nothing: allowed unless the
+    subject is already over the limit (possible after a limit was lowered).
+    With `meter` the amount also counts in UsageDaily; a metric enforced in two
+    windows (say 60 per minute and 10,000 per day) is metered in one of them only.
+    """
+    now = _aware(now)
+    _check_key(subject, metric)
+    _check_count("amount", amount)
+    _check_count("limit", limit)
+    counter = CounterKey.at(subject, metric, Window(window), now)
+    backend = backend or get_backend()
+    if amount == 0:
+        used = backend.peek(counter)
+        allowed = used <= limit
+    else:
+        allowed, used = backend.consume(counter, amount, limit, meter=meter, now=now)
+    return decide(allowed=allowed, used=used, limit=limit, reset_at=counter.window_end, now=now)
+
+
+def consume_or_raise(
+    subject: str,
+    metric: str,
+    amount: int,
+    limit: int,
+    window: Window,
+    *,
+    meter: bool = True,
+    backend: QuotaBackend | None = None,
+    now: datetime | None = None,
+) -> Decision:
+    """`consume`, raising QuotaExceeded when denied."""
+    decision = consume(subject, metric, amount, limit, window, meter=meter, backend=backend, now=now)
+    if not decision.allowed:
+        raise QuotaExceeded(metric, decision)
+    return decision
+
+
+def peek(
+    subject: str, metric: str, window: Window, *, backend: QuotaBackend | None = None, now: datetime | None = None
+) -> int:
+    """How much of `metric` `subject` has used in the current `window`."""
+    now = _aware(now)
+    _check_key(subject, metric)
+    return (backend or get_backend()).peek(CounterKey.at(subject, metric, Window(window), now))
+
+
+def refund(
+    subject: str,
+    metric: str,
+    amount: int,
+    window: Window,
+    *,
+    meter: bool = True,
+    backend: QuotaBackend | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Give back up to `amount` consumed for work that did not happen; returns what was given back.
+
+    The counter never drops below 0, and UsageDaily drops by the same amount
+    (pass the same `meter` as to consume). Refunds apply to the window
+    containing `now`: pass the `now` the consume used if the work may have
+    crossed a window boundary.
+    """
+    now = _aware(now)
+    _check_key(subject, metric)
+    _check_count("amount", amount)
+    if amount == 0:
+        return 0
+    counter = CounterKey.at(subject, metric, Window(window), now)
+    return (backend or get_backend()).refund(counter, amount, meter=meter)
+
+
+def reserve(
+    subject: str,
+    metric: str,
+    limit: int,
+    ttl_seconds: float,
+    *,
+    backend: QuotaBackend | None = None,
+    now: datetime | None = None,
+) -> Lease | None:
+    """Hold one of `limit` concurrent slots for up to `ttl_seconds`; None when all are taken."""
+    lease, _ = _reserve(subject, metric, limit, ttl_seconds, backend=backend, now=now)
+    return lease
+
+
+def release(lease: Lease, *, backend: QuotaBackend | None = None) -> None:
+    """Give a slot back. Harmless if the lease already expired or was released."""
+    (backend or get_backend()).release(lease)
+
+
+@contextmanager
+def reserved(
+    subject: str,
+    metric: str,
+    limit: int,
+    ttl_seconds: float,
+    *,
+    backend: QuotaBackend | None = None,
+    now: datetime | None = None,
+) -> Iterator[Lease]:
+    """Hold a slot for the duration of the block; raises QuotaExceeded when all `limit` slots are taken."""
+    lease, decision = _reserve(subject, metric, limit, ttl_seconds, backend=backend, now=now)
+    if lease is None:
+        raise QuotaExceeded(metric, decision)
+    try:
+        yield lease
+    finally:
+        release(lease, backend=backend)
+
+
+def _reserve(
+    subject: str, metric: str, limit: int, ttl_seconds: float, *, backend: QuotaBackend | None, now: datetime | None
+) -> tuple[Lease | None, Decision]:
+    now = _aware(now)
+    _check_key(subject, metric)
+    _check_count("limit", limit)
+    if not ttl_seconds > 0:
+        raise ValueError(f"ttl_seconds must be positive, not {ttl_seconds!r}")
+    expires_at = now + timedelta(seconds=ttl_seconds)
+    # Whole milliseconds, the resolution Redis scores keep, so both backends expire a lease at the same instant.
+    expires_at = expires_at.replace(microsecond=expires_at.microsecond // 1000 * 1000)
+    candidate = Lease(subject=subject, metric=metric, lease_id=uuid.uuid4().hex, expires_at=expires_at)
+    result = (backend or get_backend()).reserve(candidate, limit, now)
+    # With limit 0 nothing is ever held, so no lease expiry says when to retry; a lease's lifetime does.
+    reset_at = result.first_expiry or expires_at
+    decision = decide(allowed=result.granted, used=result.held, limit=limit, reset_at=reset_at, now=now)
+    return (candidate if result.granted else None), decision
+
+
+def rollup_usage(*, backend: QuotaBackend | None = None, now: datetime | None = None) -> int:
+    """Bring UsageDaily up to date (a no-op for the database backend, which writes it as it goes)."""
+    return (backend or get_backend()).rollup_usage(_aware(now))
+
+
+def purge_expired(*, backend: QuotaBackend | None = None, now: datetime | None = None) -> int:
+    """Delete counters of long-past windows and expired leases; returns how many went."""
+    return (backend or get_backend()).purge_expired(_aware(now))
+
+
+def usage(subject: str, day_from: date, day_to: date, *, metric: str | None = None) -> list[UsageDaily]:
+    """Daily usage rows of `subject` from `day_from` to `day_to` inclusive, by day then metric.
+
+    With the Redis backend the rows lag consumption until the next rollup (every few minutes).
+    """
+    rows = UsageDaily.objects.filter(subject=subject, day__gte=day_from, day__lte=day_to)
+    if metric is not None:
+        rows = rows.filter(metric=metric)
+    return list(rows.order_by("day", "metric"))
+
+
+def _aware(now: datetime | None) -> datetime:
+    if now is None:
+        return timezone.now()
+    if timezone.is_naive(now):
+        raise ValueError("now must be an aware datetime")
+    return now
+
+
+def _check_key(subject: str, metric: str) -> None:
+    if not isinstance(subject, str) or not 0 < len(subject) <= SUBJECT_MAX_LENGTH:
+        raise ValueError(f"subject must be a string of 1 to {SUBJECT_MAX_LENGTH} characters")
+    if not isinstance(metric, str) or not METRIC_PATTERN.fullmatch(metric):
+        raise ValueError(f"metric must match {METRIC_PATTERN.pattern}, not {metric!r}")
+
+
+def _check_count(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, not {value!r}")
