@@ -1,0 +1,164 @@
+"""The one audit writer, and the chain check: `from audit.service import record, audited, verify_chain`.
+
+Every audit event in Vitamin is written by `record` (or `audited`, which calls
+it). Nothing else inserts into the audit table.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from django.db import connections, router, transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from audit.chain import GENESIS_HASH, ChainHead, ChainVerification, canonical_json, compute_hash, verify_chain
+from audit.models import ActorType, AuditEvent, Outcome
+from vitamin.request_context import get_request_id
+
+__all__ = ["ChainHead", "ChainVerification", "audited", "record", "verify_chain", "verify_log"]
+
+# pg_advisory_xact_lock key that serializes chain appends on PostgreSQL: the bytes of "vitaudit".
+CHAIN_LOCK_KEY = int.from_bytes(b"vitaudit", "big")
+
+
+def record(
+    action: str,
+    *,
+    outcome: str = Outcome.SUCCESS,
+    actor_type: str | None = None,
+    actor_id: str = "",
+    institution: str = "",
+    target: str = "",
+    details: dict[str, Any] | None = None,
+    ip: str | None = None,
+    request_id: str | None = None,
+    request: HttpRequest | None = None,
+) -> AuditEvent:
+    """Append one event to the audit chain and return it.
+
+    `request`, when given, fills what the caller left out: `ip` from REMOTE_ADDR
+    (X-Forwarded-For is never trusted), `request_id` from request.request_id, and
+    the actor: an OAuth client (request.auth_client: actor_type "client",
+    actor_id its client_id, institution its institution_id) or else an
+    authenticated user (actor_type "user", actor_id the username). Without an
+    actor the event is a "system" one. `request_id` falls back to the id of the
+    request or task being handled (vitamin.request_context).
+
+    Transaction contract (fail closed): the append runs in `transaction.atomic()`.
+    Called inside the caller's own atomic block it joins that transaction, so if
+    the audit write fails the exception propagates and the caller's changes roll
+    back with it, and if the caller's transaction rolls back the event goes too.
+    An action that must not happen unaudited therefore wraps its writes and this
+    call in one atomic block (or uses `audited`). Called outside any transaction
+    it commits on its own.
+
+    Concurrency: appends are serialized (PostgreSQL: a transaction-scoped advisory
+    lock; SQLite: the write lock that BEGIN IMMEDIATE takes), and unique
+    constraints on seq and prev_hash stop a forked chain even if that failed. The
+    lock is held until the surrounding transaction ends, so call this late in a
+    long transaction.
+
+    Raises ValueError or TypeError for bad input (details must be JSON, ip an IP
+    address, fields within their lengths) and database errors unchanged.
+    """
+    if request is not None:
+        ip = ip or request.META.get("REMOTE_ADDR") or None
+        request_id = request_id or getattr(request, "request_id", None)
+        if actor_type is None:
+            actor_type, request_actor_id, request_institution = _actor_of(request)
+            actor_id = actor_id or request_actor_id
+            institution = institution or request_institution
+    event = AuditEvent(
+        actor_type=str(actor_type or ActorType.SYSTEM),
+        actor_id=str(actor_id),
+        institution=str(institution),
+        action=action,
+        target=str(target),
+        outcome=outcome,
+        # Round-trip through the canonical text so the instance holds exactly what is stored.
+        details=json.loads(canonical_json(details if details is not None else {})),
+        ip=_normalized_ip(ip) if ip else "",
+        request_id=request_id or get_request_id() or "",
+    )
+    _check_fields(event)
+
+    using = router.db_for_write(AuditEvent)
+    with transaction.atomic(using=using):
+        _lock_chain(using)
+        head = AuditEvent.objects.using(using).order_by("-seq").values_list("seq", "hash").first()
+        head_seq, head_hash = head if head is not None else (0, GENESIS_HASH)
+        event.seq = head_seq + 1
+        event.prev_hash = head_hash
+        # Taken under the lock, so timestamps never go backwards along the chain.
+        event.timestamp = timezone.now()
+        event.hash = compute_hash(event.to_record())
+        event.save(using=using, force_insert=True)
+    return event
+
+
+@contextmanager
+def audited(action: str, **record_arguments: Any) -> Iterator[dict[str, Any]]:
+    """Run a block and record its audit event in one transaction: both happen or neither.
+
+        with audited("subscription.approve", request=request, target=f"subscription:{pk}") as event:
+            subscription.approve()
+            event["details"] = {"plan": subscription.plan}
+
+    The block may set or change any of `record`'s keyword arguments in the yielded
+    dict. If the block raises, nothing is recorded and its writes roll back; if
+    the audit write fails, the block's writes roll back and the error propagates.
+    """
+    event = dict(record_arguments)
+    with transaction.atomic(using=router.db_for_write(AuditEvent)):
+        yield event
+        record(action, **event)
+
+
+def verify_log(*, expect_head: ChainHead | None = None, chunk_size: int = 2000) -> ChainVerification:
+    """Verify the whole stored chain in seq order, streaming `chunk_size` rows at a time."""
+    events = AuditEvent.objects.order_by("seq").iterator(chunk_size=chunk_size)
+    return verify_chain(events, expect_head=expect_head)
+
+
+def _actor_of(request: HttpRequest) -> tuple[str, str, str]:
+    """(actor_type, actor_id, institution) of whoever made the request."""
+    client = getattr(request, "auth_client", None)
+    if client is not None:
+        institution_id = getattr(client, "institution_id", None)
+        return ActorType.CLIENT, str(client.client_id), "" if institution_id is None else str(institution_id)
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        return ActorType.USER, user.get_username(), ""
+    return ActorType.SYSTEM, "", ""
+
+
+def _check_fields(event: AuditEvent) -> None:
+    """Refuse what the database would truncate or reject, the same way on SQLite and PostgreSQL."""
+    if not event.action:
+        raise ValueError("an audit event needs an action")
+    if event.actor_type not in ActorType.values:
+        raise ValueError(f"actor_type must be one of {', '.join(ActorType.values)}, not {event.actor_type!r}")
+    for field in AuditEvent._meta.concrete_fields:
+        value = getattr(event, field.attname)
+        if field.max_length is not None and isinstance(value, str) and len(value) > field.max_length:
+            raise ValueError(f"audit {field.name} is longer than {field.max_length} characters")
+
+
+def _normalized_ip(text: str) -> str:
+    """One spelling per address; an IPv4 client seen through a dual-stack socket is stored as IPv4."""
+    address = ipaddress.ip_address(text)
+    return str(getattr(address, "ipv4_mapped", None) or address)
+
+
+def _lock_chain(using: str) -> None:
+    connection = connections[using]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHAIN_LOCK_KEY])
+    # SQLite: the settings open transactions with BEGIN IMMEDIATE, so the atomic
+    # block already holds the database's single write lock.
