@@ -110,6 +110,22 @@ def test_serves_ready_runs_tasks_and_stops_every_child_on_sigterm(served):
     assert "'pong': True" in ping.stdout, ping.stderr[-2000:]
     assert "'request_id': 'req-e2e-1234'" in ping.stdout  # the task ran under the enqueuing request's id
 
+    # A dataset refresh queued from the command line is built by the worker; --wait follows its progress.
+    def manage(*argv):
+        return subprocess.run(
+            [sys.executable, "manage.py", *argv],
+            cwd=REPO_DIR,
+            env=served["env"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    assert manage("sync_datasets").returncode == 0
+    refreshed = manage("refresh_dataset", "stock_attention_daily", "--wait", "--timeout", "240")
+    assert refreshed.returncode == 0, refreshed.stderr[-2000:]
+    assert "stock_attention_daily: published v1" in refreshed.stdout
+
     served["supervisor"].send_signal(signal.SIGTERM)
     assert served["supervisor"].wait(timeout=40) == 0
     time.sleep(0.5)

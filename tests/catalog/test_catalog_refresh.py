@@ -1,0 +1,216 @@
+"""The Django side of the pipeline: sync specs, refresh, publish atomically, retire, one refresh at a time."""
+
+from __future__ import annotations
+
+import io
+import textwrap
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.utils import timezone
+
+from audit.models import AuditEvent
+from catalog import refresh as refresh_module
+from catalog.models import Dataset, DatasetVersion, RefreshRun
+from catalog.refresh import apply_retention, register_pin_provider, run_refresh, store
+from catalog.tasks import dispatch_due_refreshes, due
+from datasets.publish import version_numbers
+
+# Real transactions: the build reports progress from a thread with its own database connection.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SPEC = """
+slug: branch_sales
+title: Branch sales
+description: Sales per branch and day.
+publisher: Test
+contact: test@example.com
+license: Test terms.
+keywords: [sales]
+theme: test
+tier: open
+update_frequency: daily
+schedule: "0 3 * * *"
+source:
+  kind: csv
+  options:
+    path: {csv}
+columns:
+  - {{name: branch, type: string, role: dimension, description: Branch.}}
+  - {{name: day, type: string, role: dimension, description: Day.}}
+  - {{name: sales, type: int64, role: measure, description: Sales.}}
+retention:
+  versions_kept: {kept}
+"""
+
+
+@pytest.fixture
+def spec_dir(tmp_path, settings):
+    folder = tmp_path / "specs"
+    folder.mkdir()
+    settings.DATASET_SPECS_DIR = folder
+    settings.STORE_URL = str(tmp_path / "store")
+    return folder
+
+
+def write_source(spec_dir: Path, rows: int, *, kept: int = 2, offset: int = 0) -> None:
+    csv = spec_dir.parent / "sales.csv"
+    csv.write_text(
+        "branch,day,sales\n" + "".join(f"b{i % 7},2025-01-{1 + i % 28:02d},{i + offset}\n" for i in range(rows))
+    )
+    (spec_dir / "branch_sales.yaml").write_text(textwrap.dedent(SPEC.format(csv=csv, kept=kept)))
+
+
+def refresh(slug: str = "branch_sales") -> RefreshRun:
+    run = RefreshRun.objects.create(dataset=Dataset.objects.get(slug=slug))
+    return run_refresh(run.pk)
+
+
+def test_sync_then_refresh_publishes_a_complete_version(spec_dir):
+    write_source(spec_dir, 500)
+    out = io.StringIO()
+    call_command("sync_datasets", stdout=out)
+    assert "created: branch_sales" in out.getvalue()
+
+    run = refresh()
+    assert run.status == RefreshRun.Status.PUBLISHED, run.error
+    version = run.version
+    assert (version.number, version.row_count, version.status) == (1, 500, DatasetVersion.Status.PUBLISHED)
+    assert version.files and all(len(f["sha256"]) == 64 for f in version.files)
+    target = store()
+    for entry in version.files:
+        assert target.exists(target.path(version.location, entry["path"]))
+    assert {c["name"] for c in version.schema} == {"branch", "day", "sales"}
+    assert version.column_stats["sales"]["max"] in (499, "499")
+    assert AuditEvent.objects.filter(action="dataset.publish", target="branch_sales@v1").exists()
+
+
+def test_identical_content_is_not_published_again_but_new_content_is(spec_dir):
+    write_source(spec_dir, 300)
+    call_command("sync_datasets", stdout=io.StringIO())
+    assert refresh().status == RefreshRun.Status.PUBLISHED
+    second = refresh()
+    assert second.status == RefreshRun.Status.UNCHANGED and second.version.number == 1
+    write_source(spec_dir, 300, offset=1)
+    third = refresh()
+    assert third.status == RefreshRun.Status.PUBLISHED and third.version.number == 2
+    assert version_numbers(store(), "branch_sales") == [1, 2]
+
+
+def test_retention_retires_old_versions_and_keeps_pinned_files(spec_dir):
+    write_source(spec_dir, 100, kept=1)
+    call_command("sync_datasets", stdout=io.StringIO())
+    dataset = Dataset.objects.get()
+    pinned = {1}
+    register_pin_provider(lambda d: pinned if d.slug == "branch_sales" else set())
+    try:
+        for offset in range(3):
+            write_source(spec_dir, 100, kept=1, offset=offset)
+            assert refresh().status == RefreshRun.Status.PUBLISHED
+        statuses = dict(dataset.versions.values_list("number", "status"))
+        assert statuses == {1: "retired", 2: "retired", 3: "published"}
+        assert version_numbers(store(), "branch_sales") == [1, 3]  # v1 is pinned, so its files stay
+        pinned.clear()
+        apply_retention(dataset, 1, store())
+        assert version_numbers(store(), "branch_sales") == [3]
+    finally:
+        refresh_module._pin_providers.clear()
+
+
+def test_a_failed_publish_transaction_leaves_no_files_and_the_previous_version_serving(spec_dir, monkeypatch):
+    write_source(spec_dir, 100)
+    call_command("sync_datasets", stdout=io.StringIO())
+    assert refresh().status == RefreshRun.Status.PUBLISHED
+    write_source(spec_dir, 100, offset=5)
+
+    def audit_down(*args, **kwargs):
+        raise RuntimeError("audit store unavailable")
+
+    monkeypatch.setattr(refresh_module, "record", audit_down)
+    with pytest.raises(RuntimeError):
+        refresh()
+    dataset = Dataset.objects.get()
+    assert dataset.latest_version().number == 1
+    assert DatasetVersion.objects.count() == 1
+    assert version_numbers(store(), "branch_sales") == [1]  # v2's moved files were removed again
+
+
+def test_one_refresh_per_dataset_at_a_time(spec_dir):
+    write_source(spec_dir, 50)
+    call_command("sync_datasets", stdout=io.StringIO())
+    dataset = Dataset.objects.get()
+    running = RefreshRun.objects.create(
+        dataset=dataset, status=RefreshRun.Status.RUNNING, started_at=timezone.now(), heartbeat_at=timezone.now()
+    )
+    skipped = refresh()
+    assert skipped.status == RefreshRun.Status.SKIPPED
+    assert not dataset.versions.exists()
+
+    # A running refresh whose worker died (no heartbeat for long) does not block forever.
+    RefreshRun.objects.filter(pk=running.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    assert refresh().status == RefreshRun.Status.PUBLISHED
+    running.refresh_from_db()
+    assert running.status == RefreshRun.Status.FAILED and "stopped responding" in running.error
+
+
+def test_database_allows_only_one_running_refresh_per_dataset(spec_dir):
+    from django.db import IntegrityError, transaction
+
+    write_source(spec_dir, 10)
+    call_command("sync_datasets", stdout=io.StringIO())
+    dataset = Dataset.objects.get()
+    RefreshRun.objects.create(dataset=dataset, status=RefreshRun.Status.RUNNING)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        RefreshRun.objects.create(dataset=dataset, status=RefreshRun.Status.RUNNING)
+
+
+def test_a_broken_source_fails_the_run_with_its_reason(spec_dir):
+    write_source(spec_dir, 10)
+    call_command("sync_datasets", stdout=io.StringIO())
+    (spec_dir.parent / "sales.csv").write_text("branch,day,sales\nb1,2025-01-01,not-a-number\n")
+    run = refresh()
+    assert run.status == RefreshRun.Status.FAILED
+    assert run.error
+    assert AuditEvent.objects.filter(action="dataset.refresh", outcome="failure").exists()
+
+
+def test_invalid_specs_are_reported_with_file_and_field(spec_dir):
+    (spec_dir / "bad.yaml").write_text("slug: Bad Slug\ntier: secret\n")
+    with pytest.raises(CommandError) as excinfo:
+        call_command("sync_datasets", stdout=io.StringIO())
+    message = str(excinfo.value)
+    assert "bad.yaml" in message and "tier" in message
+
+
+def test_removed_spec_deactivates_its_dataset(spec_dir):
+    write_source(spec_dir, 10)
+    call_command("sync_datasets", stdout=io.StringIO())
+    (spec_dir / "branch_sales.yaml").unlink()
+    call_command("sync_datasets", stdout=io.StringIO())
+    assert Dataset.objects.get().is_active is False
+
+
+def test_schedule_dispatch_queues_each_firing_once(spec_dir):
+    write_source(spec_dir, 10)
+    call_command("sync_datasets", stdout=io.StringIO())
+    dataset = Dataset.objects.get()
+    assert not due(dataset, timezone.now())  # synced just now: nothing has fired since
+    Dataset.objects.update(last_scheduled_at=timezone.now() - timedelta(days=2))
+    assert dispatch_due_refreshes() == ["branch_sales"]
+    assert dispatch_due_refreshes() == []
+    run = RefreshRun.objects.get()
+    assert run.trigger == RefreshRun.Trigger.SCHEDULE and run.task_id
+
+
+def test_demo_specs_build_at_small_scale(settings, tmp_path):
+    settings.STORE_URL = str(tmp_path / "store")
+    settings.DEMO_TRANSACTIONS = 20_000
+    call_command("sync_datasets", stdout=io.StringIO())
+    out = io.StringIO()
+    call_command("build_demo_datasets", stdout=out)
+    assert out.getvalue().count("published v1") == 4, out.getvalue()
+    for dataset in Dataset.objects.all():
+        assert dataset.latest_version().privacy_report
