@@ -143,7 +143,7 @@ class Connector(ABC):
             raise OptionsError(problems)
         self.batch_rows = batch_rows
 
-    def check_options(self, options: dict[str, Any], problems: list[tuple[str, str]]) -> None:
+    def check_options(self, options: dict[str, Any], problems: list[tuple[str, str]]) -> None:  # noqa: B027 - optional hook
         """Cross-field checks; append (field, reason) to `problems`. Called even when single options failed."""
 
     @abstractmethod
