@@ -1,0 +1,44 @@
+"""Notification mail: account verification, invitations, application decisions."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.template.loader import render_to_string
+from django.urls import reverse
+
+from institutions import links
+
+
+def _send(to: list[str], subject: str, template: str, context: dict) -> None:
+    body = render_to_string(f"institutions/email/{template}", context)
+    send_mail(f"[Vitamin] {subject}", body, settings.DEFAULT_FROM_EMAIL, to)
+
+
+def send_verification(request, user) -> None:
+    token = links.make_token({"user": user.pk, "email": user.email}, salt=links.VERIFY_EMAIL_SALT)
+    url = links.absolute_url(request, reverse("verify-email", args=[token]))
+    _send([user.email], "Confirm your email address", "verify_email.txt", {"user": user, "url": url})
+
+
+def send_invitation(request, invitation) -> None:
+    token = links.make_token({"invitation": invitation.pk}, salt=links.INVITATION_SALT)
+    url = links.absolute_url(request, reverse("accept-invitation", args=[token]))
+    _send(
+        [invitation.email],
+        f"Invitation to join {invitation.institution.legal_name}",
+        "invitation.txt",
+        {"invitation": invitation, "url": url, "days": links.INVITATION_MAX_AGE_SECONDS // 86400},
+    )
+
+
+def send_application_decision(institution, *, approved: bool, reason: str) -> None:
+    recipients = {institution.contact_email}
+    if institution.applicant and institution.applicant.email:
+        recipients.add(institution.applicant.email)
+    _send(
+        sorted(recipients),
+        f"Your application for {institution.legal_name} was {'approved' if approved else 'rejected'}",
+        "application_decision.txt",
+        {"institution": institution, "approved": approved, "reason": reason},
+    )

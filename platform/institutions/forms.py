@@ -1,0 +1,62 @@
+"""Portal forms for accounts, applications, members and status changes."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib.auth import get_user_model, password_validation
+
+from institutions.lifecycle import ALLOWED_TRANSITIONS
+from institutions.models import Institution, InstitutionStatus, Role
+
+
+class SignupForm(forms.Form):
+    full_name = forms.CharField(max_length=150)
+    email = forms.EmailField()
+    password = forms.CharField(widget=forms.PasswordInput, strip=False)
+    password_again = forms.CharField(widget=forms.PasswordInput, strip=False, label="Password (again)")
+
+    def clean_email(self) -> str:
+        email = self.cleaned_data["email"].strip().lower()
+        if get_user_model().objects.filter(username__iexact=email).exists():
+            raise forms.ValidationError("An account with this email address already exists; sign in instead.")
+        return email
+
+    def clean(self):
+        cleaned = super().clean()
+        password = cleaned.get("password")
+        if password and password != cleaned.get("password_again"):
+            self.add_error("password_again", "The two passwords differ.")
+        elif password:
+            candidate = get_user_model()(username=cleaned.get("email", ""), email=cleaned.get("email", ""))
+            try:
+                password_validation.validate_password(password, candidate)
+            except forms.ValidationError as exc:
+                self.add_error("password", exc)
+        return cleaned
+
+
+class ApplicationForm(forms.ModelForm):
+    class Meta:
+        model = Institution
+        fields = ["legal_name", "type", "credit_code", "contact_name", "contact_email", "contact_phone"]
+        help_texts = {"credit_code": "统一社会信用代码: 18 characters, as on the business licence."}
+
+    def clean_credit_code(self) -> str:
+        return self.cleaned_data["credit_code"].strip().upper()
+
+
+class InviteForm(forms.Form):
+    email = forms.EmailField()
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.ANALYST)
+
+
+class StatusChangeForm(forms.Form):
+    to_status = forms.ChoiceField(choices=InstitutionStatus.choices, label="New status")
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=2000)
+
+    def __init__(self, *args, institution: Institution, **kwargs):
+        super().__init__(*args, **kwargs)
+        allowed = ALLOWED_TRANSITIONS[institution.status]
+        self.fields["to_status"].choices = [
+            (value, label) for value, label in InstitutionStatus.choices if value in allowed
+        ]

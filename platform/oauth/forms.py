@@ -1,0 +1,58 @@
+"""Portal forms for OAuth clients and initial access tokens."""
+
+from __future__ import annotations
+
+import json
+
+from django import forms
+
+from oauth.models import AuthMethod, GrantType
+from oauth.scopes import SCOPES
+
+_SCOPE_CHOICES = [(name, f"{name} — {description}") for name, description in SCOPES.items()]
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+class ClientSettingsForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    scopes = forms.MultipleChoiceField(choices=_SCOPE_CHOICES, widget=forms.CheckboxSelectMultiple)
+    redirect_uris = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        required=False,
+        label="Redirect URIs",
+        help_text="One per line, matched exactly. Needed for the authorization code grant.",
+    )
+
+    def clean_redirect_uris(self) -> list[str]:
+        return _lines(self.cleaned_data["redirect_uris"])
+
+
+class NewClientForm(ClientSettingsForm):
+    grant_types = forms.MultipleChoiceField(
+        choices=GrantType.choices, widget=forms.CheckboxSelectMultiple, initial=[GrantType.CLIENT_CREDENTIALS]
+    )
+    auth_method = forms.ChoiceField(choices=AuthMethod.choices, label="Client authentication")
+    jwks = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4}),
+        required=False,
+        label="Public keys (JWKS)",
+        help_text='For private_key_jwt: {"keys": [...]} with public RSA or EC keys.',
+    )
+
+    def clean_jwks(self) -> dict | None:
+        text = self.cleaned_data["jwks"].strip()
+        if not text:
+            return None
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise forms.ValidationError("This is not valid JSON.") from None
+
+
+class RegistrationTokenForm(forms.Form):
+    scopes = forms.MultipleChoiceField(
+        choices=_SCOPE_CHOICES, widget=forms.CheckboxSelectMultiple, initial=list(SCOPES), label="Widest scopes"
+    )

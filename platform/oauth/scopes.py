@@ -1,0 +1,41 @@
+"""The scopes a partner token can carry, and which of them a member may delegate to a tool."""
+
+from __future__ import annotations
+
+from institutions.models import Role
+
+SCOPES: dict[str, str] = {
+    "catalog:read": "Read the dataset catalog and your subscriptions",
+    "subscriptions:write": "Request and cancel dataset subscriptions",
+    "query": "Run SQL queries on subscribed datasets",
+    "download": "Download subscribed datasets (Delta Sharing)",
+    "lookup": "Run consented per-customer lookups",
+    "usage:read": "Read usage and quota figures",
+    "audit:read": "Read the audit log of your institution",
+}
+ALL_SCOPES = tuple(SCOPES)
+
+# What a member can let a tool do on their behalf (authorization code grant). Managing
+# subscriptions and reading the audit log are for owners and admins.
+_DATA_SCOPES = ("catalog:read", "query", "download", "lookup", "usage:read")
+DELEGABLE_SCOPES: dict[str, frozenset[str]] = {
+    Role.OWNER: frozenset(ALL_SCOPES),
+    Role.ADMIN: frozenset(ALL_SCOPES),
+    Role.ANALYST: frozenset(_DATA_SCOPES),
+    Role.VIEWER: frozenset({"catalog:read", "usage:read"}),
+}
+
+
+def parse_scope(scope: str | None) -> list[str]:
+    """Space-separated scope string → unique scopes in the canonical order of SCOPES (unknown ones last)."""
+    names = set((scope or "").split())
+    known = [name for name in ALL_SCOPES if name in names]
+    return known + sorted(names - set(ALL_SCOPES))
+
+
+def format_scope(scopes) -> str:
+    return " ".join(parse_scope(" ".join(scopes)))
+
+
+def unknown_scopes(scopes) -> list[str]:
+    return sorted(set(scopes) - set(ALL_SCOPES))
