@@ -1,9 +1,11 @@
 """Every /api/v1/ route, gathered from the apps."""
 
-from django.urls import path
+from django.urls import include, path
 
 from vitamin import api_views
 
 urlpatterns = [
     path("status", api_views.get_status, name="api-status"),
+    path("", include("catalog.api_urls")),
+    path("", include("grants.api_urls")),
 ]

@@ -98,6 +98,7 @@ INSTALLED_APPS = [
     "institutions",
     "oauth",
     "catalog",
+    "grants",
     "query",
     "sharing",
     "portal",
@@ -236,15 +237,20 @@ PSEUDONYM_MASTER_KEY = env_secret(
     "Master secret from which per-dataset, per-release pseudonym keys are derived (HKDF). When unset, generated once into <VITAMIN_DATA_DIR>/pseudonym_key. Losing it changes every pseudonym in later releases.",
     generate_into=DATA_DIR / "pseudonym_key",
 )
-DATASET_SPECS_DIR = Path(
+DATASET_SPECS_DIR = REPO_DIR / Path(  # an absolute value replaces REPO_DIR
     env_str(
         "VITAMIN_DATASET_SPECS_DIR",
-        str(REPO_DIR / "datasets" / "specs"),
-        "Folder of dataset spec files synced into the catalog.",
+        "datasets/specs",
+        "Folder of dataset spec files synced into the catalog. Relative paths are resolved against the repository root.",
     )
 )
 DEMO_TRANSACTIONS = env_int(
     "VITAMIN_DEMO_TRANSACTIONS", 1_000_000, "Source transaction rows the demo datasets are built from.", minimum=1000
+)
+PUBLIC_CATALOG = env_bool(
+    "VITAMIN_PUBLIC_CATALOG",
+    False,
+    "Show the portal's catalog listing (metadata only) to visitors who are not signed in. Dataset pages, samples and the API still need an account or a token.",
 )
 
 # --- Logging -------------------------------------------------------------------

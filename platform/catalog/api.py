@@ -1,0 +1,160 @@
+"""The catalog API for partners (scope catalog:read): datasets, versions, schema, sample.
+
+`PartnerView` and `PartnerListView` are the base of every partner API view (catalog
+and subscriptions): bearer token, a required scope, one pagination style.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.generics import ListAPIView
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from audit.service import record
+from catalog import describe, samples
+from catalog.listing import search_datasets
+from catalog.models import Dataset, Tier
+from catalog.serializers import DatasetDetailSerializer, DatasetSummarySerializer, VersionSerializer
+from grants import service as grants
+from grants.models import Mode
+from oauth.authentication import BearerTokenAuthentication
+from oauth.permissions import HasScope
+from vitamin.errors import ApiError
+
+
+class Pages(PageNumberPagination):
+    """`?page=2&page_size=50`; answers {count, next, previous, results}."""
+
+    page_size = 20
+    page_size_query_param = "page_size"
+    max_page_size = 100
+
+
+class PartnerView(APIView):
+    """An API view for partner institutions: OAuth bearer token with `required_scope`."""
+
+    authentication_classes = [BearerTokenAuthentication]
+    permission_classes = [HasScope]
+    required_scope = "catalog:read"
+
+
+class PartnerListView(PartnerView, ListAPIView):
+    """A paginated list for partners: define get_queryset (one query per page, whatever its length)."""
+
+    pagination_class = Pages
+
+
+def get_dataset(slug: str) -> Dataset:
+    dataset = Dataset.objects.filter(slug=slug, is_active=True).first()
+    if dataset is None:
+        raise ApiError(f"There is no dataset {slug!r} in the catalog.", code="dataset_not_found", status_code=404)
+    return dataset
+
+
+class DatasetList(PartnerListView):
+    serializer_class = DatasetSummarySerializer
+
+    @extend_schema(
+        summary="Search the catalog",
+        parameters=[
+            OpenApiParameter("q", str, description="Words to find in title, description, theme or keywords."),
+            OpenApiParameter("tier", str, enum=Tier.values),
+            OpenApiParameter("theme", str),
+            OpenApiParameter("update_frequency", str),
+        ],
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        tier = self.request.query_params.get("tier", "")
+        if tier and tier not in Tier.values:
+            raise ApiError(f"tier must be one of {', '.join(Tier.values)}.", code="invalid_request")
+        return search_datasets(
+            text=self.request.query_params.get("q", ""),
+            tier=tier,
+            theme=self.request.query_params.get("theme", ""),
+            update_frequency=self.request.query_params.get("update_frequency", ""),
+        )
+
+
+class DatasetDetail(PartnerView):
+    @extend_schema(summary="A dataset's metadata, freshness and coverage", responses=DatasetDetailSerializer)
+    def get(self, request, slug: str):
+        dataset = get_dataset(slug)
+        version = dataset.latest_version()
+        context = {"version": version, "dictionary": describe.data_dictionary(dataset, version)}
+        return Response(DatasetDetailSerializer(dataset, context=context).data)
+
+
+class VersionList(PartnerListView):
+    serializer_class = VersionSerializer
+
+    @extend_schema(summary="A dataset's versions, newest first")
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        return get_dataset(self.kwargs["slug"]).versions.order_by("-number")
+
+
+class DatasetSchema(PartnerView):
+    @extend_schema(
+        summary="The data dictionary, with the latest version's column statistics",
+        responses=OpenApiTypes.OBJECT,
+    )
+    def get(self, request, slug: str):
+        dataset = get_dataset(slug)
+        version = dataset.latest_version()
+        return Response(
+            {
+                "dataset": dataset.slug,
+                "version": version.number if version else None,
+                "columns": [entry.to_dict() for entry in describe.data_dictionary(dataset, version)],
+            }
+        )
+
+
+class DatasetSample(PartnerView):
+    @extend_schema(
+        summary="Sample of the latest version",
+        description=(
+            "open: real rows. aggregate: row counts by one dimension, groups with fewer than k distinct "
+            "entities suppressed; needs a subscription with query access. lookup: column names only."
+        ),
+        parameters=[
+            OpenApiParameter("limit", int, description=f"Rows of an open dataset (at most {samples.MAX_SAMPLE_ROWS})."),
+            OpenApiParameter("dimension", str, description="Aggregate datasets: the column to count by."),
+        ],
+        responses=OpenApiTypes.OBJECT,
+    )
+    def get(self, request, slug: str):
+        dataset = get_dataset(slug)
+        grant = None
+        if dataset.tier == Tier.AGGREGATE:
+            # Figures computed from non-open data are for subscribers only.
+            grant = grants.ensure(request.auth_client.institution, dataset, Mode.QUERY, request=request)
+        try:
+            limit = int(request.query_params.get("limit", samples.SAMPLE_ROWS))
+        except ValueError:
+            raise ApiError("limit must be a whole number.", code="invalid_request") from None
+        version = dataset.latest_version()
+        try:
+            sample = samples.sample_for(dataset, version, limit=limit, dimension=request.query_params.get("dimension"))
+        except samples.SampleError as exc:
+            raise ApiError(str(exc), code="invalid_request") from None
+        if grant is not None:
+            record(
+                "catalog.sample",
+                target=f"dataset:{dataset.slug}",
+                details={
+                    "version": sample.version,
+                    "dimension": sample.dimension,
+                    "subscription": grant.subscription.pk,
+                },
+                request=request,
+            )
+        return Response({"dataset": dataset.slug, "tier": dataset.tier, **sample.to_dict()})

@@ -1,0 +1,164 @@
+"""What the catalog says about a dataset beyond its stored fields, derived from its spec and a version:
+the data dictionary, freshness, temporal and spatial coverage, and the aggregate-preview settings.
+
+`Dataset.spec` is the loaded spec as a document (catalog.sync.spec_document); only
+plain keys are read here (columns[].name/role/type/action/description/generalize.kind,
+privacy.k/entity, analysis.dimensions/min_entities, time_zone), each with a fallback.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from croniter import croniter
+from django.conf import settings
+from django.utils import timezone
+
+from catalog.models import Dataset, DatasetVersion
+
+TEMPORAL_TYPES = ("date", "timestamp")
+DEFAULT_PREVIEW_K = 10  # when a spec names no k, suppress like the strictest demo dataset
+# Column roles whose values never appear in catalog samples: pseudonyms reach a partner only re-keyed for them.
+HIDDEN_ROLES = frozenset({"identifier", "entity"})
+# Column roles whose min and max the catalog never shows (the build withholds them too; this holds even if it did not).
+NO_EXTREMES_ROLES = HIDDEN_ROLES | {"sensitive"}
+
+
+@dataclass(frozen=True)
+class ColumnEntry:
+    name: str
+    type: str
+    role: str
+    description: str
+    null_count: int | None = None
+    distinct_count: int | None = None
+    min: Any = None
+    max: Any = None
+    non_null_share: float | None = None  # 0..1 of the version's rows
+    distinct_share: float | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "type": self.type,
+            "role": self.role,
+            "description": self.description,
+            "stats": None
+            if self.null_count is None
+            else {
+                "null_count": self.null_count,
+                "distinct_count": self.distinct_count,
+                "min": self.min,
+                "max": self.max,
+            },
+        }
+
+
+@dataclass(frozen=True)
+class Coverage:
+    temporal_column: str | None
+    temporal_from: Any
+    temporal_to: Any
+    spatial: str | None
+
+    def to_dict(self) -> dict:
+        temporal = None
+        if self.temporal_column:
+            temporal = {"column": self.temporal_column, "from": self.temporal_from, "to": self.temporal_to}
+        return {"temporal": temporal, "spatial": self.spatial}
+
+
+def spec_columns(dataset: Dataset) -> dict[str, dict]:
+    """The spec's column entries by name, in spec order."""
+    columns = dataset.spec.get("columns") if isinstance(dataset.spec, dict) else None
+    return {column["name"]: column for column in columns or [] if isinstance(column, dict) and column.get("name")}
+
+
+def data_dictionary(dataset: Dataset, version: DatasetVersion | None) -> list[ColumnEntry]:
+    """The published columns with type, role and description, and the version's statistics when there is one."""
+    described = spec_columns(dataset)
+    if version is not None and version.schema:
+        schema = [(column["name"], column.get("type", ""), column.get("role", "")) for column in version.schema]
+    else:  # nothing built yet: what the spec will publish
+        schema = [
+            (name, column.get("type", "string" if column.get("action") == "pseudonymize" else ""), "")
+            for name, column in described.items()
+            if column.get("action") != "drop"
+        ]
+    rows = version.row_count if version is not None else 0
+    entries = []
+    for name, column_type, role in schema:
+        spec = described.get(name, {})
+        stats = (version.column_stats or {}).get(name) if version is not None else None
+        entry = ColumnEntry(
+            name=name, type=column_type, role=role or spec.get("role", ""), description=spec.get("description", "")
+        )
+        if stats:
+            nulls = stats.get("null_count") or 0
+            distinct = stats.get("distinct_approx", stats.get("distinct_count"))
+            entry = replace(
+                entry,
+                null_count=nulls,
+                distinct_count=distinct,
+                min=None if entry.role in NO_EXTREMES_ROLES else stats.get("min"),
+                max=None if entry.role in NO_EXTREMES_ROLES else stats.get("max"),
+                non_null_share=(rows - nulls) / rows if rows else None,
+                distinct_share=min(1.0, distinct / rows) if rows and distinct is not None else None,
+            )
+        entries.append(entry)
+    return entries
+
+
+def next_refresh_at(dataset: Dataset, now: datetime | None = None) -> datetime | None:
+    """When the schedule next runs (in the spec's time zone, as the refresh pipeline reads it)."""
+    if not dataset.schedule or not croniter.is_valid(dataset.schedule):
+        return None
+    now = now or timezone.now()
+    zone = zoneinfo.ZoneInfo(dataset.spec.get("time_zone") or settings.TIME_ZONE)
+    return croniter(dataset.schedule, now.astimezone(zone)).get_next(datetime)
+
+
+def coverage(dataset: Dataset, version: DatasetVersion | None, dictionary: list[ColumnEntry]) -> Coverage:
+    """Temporal coverage from the first date or time column's min and max; spatial from a region-generalized column."""
+    temporal = next(
+        (entry for entry in dictionary if entry.type.lower().startswith(TEMPORAL_TYPES) and entry.min is not None),
+        None,
+    )
+    spatial = None
+    for name, column in spec_columns(dataset).items():
+        rule = column.get("generalize") or {}
+        if isinstance(rule, dict) and (rule.get("kind") or rule.get("rule")) == "region":
+            count = next((entry.distinct_count for entry in dictionary if entry.name == name), None)
+            spatial = f"Mainland China, by {rule.get('level', 'region')}" + (f" ({count} values)" if count else "")
+            break
+    return Coverage(
+        temporal_column=temporal.name if temporal else None,
+        temporal_from=temporal.min if temporal else None,
+        temporal_to=temporal.max if temporal else None,
+        spatial=spatial,
+    )
+
+
+def preview_dimensions(dataset: Dataset) -> list[str]:
+    """Columns an aggregate preview may count by: the analysis dimensions, plain dimensions first."""
+    columns = spec_columns(dataset)
+    analysis = dataset.spec.get("analysis") or {}
+    names = analysis.get("dimensions") or [
+        name for name, column in columns.items() if column.get("role") == "dimension"
+    ]
+    return sorted(names, key=lambda name: columns.get(name, {}).get("role") != "dimension")
+
+
+def preview_entity(dataset: Dataset) -> str | None:
+    """The column whose distinct values are counted against k (the people behind the rows), if any."""
+    return (dataset.spec.get("privacy") or {}).get("entity")
+
+
+def preview_k(dataset: Dataset) -> int:
+    """Groups with fewer distinct entities than this are suppressed: the analysis rules' minimum, else the spec's k."""
+    analysis = dataset.spec.get("analysis") or {}
+    privacy = dataset.spec.get("privacy") or {}
+    return int(analysis.get("min_entities") or privacy.get("k") or DEFAULT_PREVIEW_K)
