@@ -5,4 +5,4 @@ class OauthConfig(AppConfig):
     name = "oauth"
 
     def ready(self) -> None:
-        from oauth import receivers  # noqa: F401 - connects the signal handlers
+        from oauth import receivers, schema  # noqa: F401 - connects signal handlers; registers the OpenAPI scheme
