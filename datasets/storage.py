@@ -1,12 +1,19 @@
-"""Where published Parquet lives: a local directory or S3-compatible object storage, through pyarrow.fs."""
+"""Where published Parquet lives: a local directory or S3-compatible object storage, through pyarrow.fs.
+
+`Store` only knows about files and directories; what a version is and when it
+becomes visible is `datasets.publish`.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pyarrow.fs as pafs
+
+_CHECKSUM_CHUNK_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -27,6 +34,11 @@ class Store:
         fs, root = pafs.FileSystem.from_uri(url)
         return cls(fs, root.rstrip("/"))
 
+    @property
+    def is_local(self) -> bool:
+        """Local stores get atomic directory renames and direct DuckDB writes; object stores do not."""
+        return isinstance(self.fs, pafs.LocalFileSystem)
+
     def path(self, *parts: str) -> str:
         return "/".join([self.root, *parts])
 
@@ -35,3 +47,49 @@ class Store:
         info = self.fs.get_file_info(self.root)
         if info.type != pafs.FileType.Directory:
             raise FileNotFoundError("store root is missing")
+
+    def exists(self, path: str) -> bool:
+        return self.fs.get_file_info(path).type != pafs.FileType.NotFound
+
+    def is_dir(self, path: str) -> bool:
+        return self.fs.get_file_info(path).type == pafs.FileType.Directory
+
+    def subdirectories(self, path: str) -> list[str]:
+        """Names (not paths) of the directories directly under `path`; empty when `path` does not exist."""
+        if not self.is_dir(path):
+            return []
+        infos = self.fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+        return sorted(info.base_name for info in infos if info.type == pafs.FileType.Directory)
+
+    def modified_seconds(self, path: str) -> float | None:
+        """Modification time (epoch seconds) of a file, or None when the store does not know it."""
+        mtime = self.fs.get_file_info(path).mtime
+        return mtime.timestamp() if mtime is not None else None
+
+    def size_bytes(self, path: str) -> int:
+        return self.fs.get_file_info(path).size
+
+    def read_bytes(self, path: str) -> bytes:
+        with self.fs.open_input_stream(path) as stream:
+            return stream.read()
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        with self.fs.open_output_stream(path) as stream:
+            stream.write(data)
+
+    def sha256(self, path: str) -> str:
+        digest = hashlib.sha256()
+        with self.fs.open_input_stream(path) as stream:
+            while chunk := stream.read(_CHECKSUM_CHUNK_BYTES):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+    def delete_dir(self, path: str) -> None:
+        """Remove a directory and everything under it; a missing directory is not an error."""
+        if self.exists(path):
+            self.fs.delete_dir(path)
+
+    def delete_file(self, path: str) -> None:
+        if self.exists(path):
+            self.fs.delete_file(path)

@@ -1,0 +1,167 @@
+"""Anonymization: keyed pseudonyms, generalization, and k-anonymity suppression, all inside DuckDB.
+
+Pseudonyms are HMAC-SHA256 under a key derived per dataset and release:
+
+    key       = HKDF-SHA256(master secret, salt=none, info="vitamin/pseudonym/{slug}/{release}", 32 bytes)
+    pseudonym = hex(HMAC-SHA256(key, UTF-8 text of the value))[:32]     (128 bits)
+
+The text of a value is DuckDB's `CAST(value AS VARCHAR)` (for integers, the same
+as Python's `str()`). DuckDB has no HMAC function, but HMAC is two hashes with
+fixed key pads, so the build computes it with DuckDB's `sha256()` over BLOBs:
+`sha256(opad || unhex(sha256(ipad || value)))`; the pads are bound as query
+parameters so the key never appears in SQL text. It runs once per distinct
+value, then joins back, which at 10M rows over 500k people is ~2.5x faster than
+hashing every row. `PseudonymKey.pseudonym()` is the same function in Python,
+for the lookup API and for tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+
+import duckdb
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from datasets.generalize import REGION_TABLE
+from datasets.regions import region_names
+from datasets.spec import COLUMN_TYPES, ColumnSpec, DatasetSpec
+from datasets.sql import quote_identifier
+
+PSEUDONYM_HEX_CHARS = 32  # 128 bits of the HMAC
+MIN_MASTER_KEY_BYTES = 16
+_BLOCK_BYTES = 64  # SHA-256 block size: HMAC pads the key to this length
+
+STAGED_TABLE = "vitamin_staged"
+ENTITIES_TABLE = "vitamin_entities"
+KEPT_GROUPS_TABLE = "vitamin_kept_groups"
+PUBLISHED_VIEW = "vitamin_published"
+
+
+@dataclass(frozen=True)
+class PseudonymKey:
+    """The HMAC key of one dataset in one release."""
+
+    key: bytes = field(repr=False)
+
+    @classmethod
+    def derive(cls, master_key: bytes, slug: str, release: str) -> PseudonymKey:
+        if len(master_key) < MIN_MASTER_KEY_BYTES:
+            raise ValueError(f"the pseudonym master key must be at least {MIN_MASTER_KEY_BYTES} bytes")
+        if not release:
+            raise ValueError("a release name is required")
+        hkdf = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=f"vitamin/pseudonym/{slug}/{release}".encode()
+        )
+        return cls(hkdf.derive(master_key))
+
+    def pseudonym(self, value: str) -> str:
+        return hmac.new(self.key, value.encode("utf-8"), hashlib.sha256).hexdigest()[:PSEUDONYM_HEX_CHARS]
+
+    def sql_parameters(self) -> dict[str, bytes]:
+        """The inner and outer HMAC pads, bound as `$pseudonym_ipad` / `$pseudonym_opad` in `pseudonym_sql`."""
+        padded = self.key.ljust(_BLOCK_BYTES, b"\0")
+        return {
+            "pseudonym_ipad": bytes(byte ^ 0x36 for byte in padded),
+            "pseudonym_opad": bytes(byte ^ 0x5C for byte in padded),
+        }
+
+
+def pseudonym_sql(value: str) -> str:
+    """SQL computing the pseudonym of `value` (any type, hashed as its VARCHAR text); NULL stays NULL."""
+    message = f"encode(CAST({value} AS VARCHAR))"
+    inner = f"unhex(sha256($pseudonym_ipad || {message}))"
+    return f"left(sha256($pseudonym_opad || {inner}), {PSEUDONYM_HEX_CHARS})"
+
+
+def install_reference_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the lookup tables generalization rules join against (the region names)."""
+    con.register("vitamin_region_names_arrow", region_names())
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {REGION_TABLE} AS SELECT * FROM vitamin_region_names_arrow")
+    con.unregister("vitamin_region_names_arrow")
+
+
+def staging_sql(columns: tuple[ColumnSpec, ...], relation_sql: str) -> str:
+    """SELECT of the published columns' values before pseudonymization: generalized and cast to their types.
+
+    Two levels: the inner one computes each rule's prepared value once per row
+    (an age from two dates), the outer one labels and casts it.
+    """
+    inner, outer = [], []
+    for index, column in enumerate(columns):
+        source, prepared = quote_identifier(column.source), quote_identifier(f"vitamin_in_{index}")
+        rule = column.generalize
+        inner.append(f"{rule.prepare(source) if rule else source} AS {prepared}")
+        if column.pseudonymized:
+            value = f"CAST({prepared} AS VARCHAR)"
+        else:
+            value = f"CAST({rule.sql(prepared) if rule else prepared} AS {COLUMN_TYPES[column.type]})"
+        outer.append(f"{value} AS {quote_identifier(column.name)}")
+    return f"SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner)} FROM ({relation_sql}) AS source_rows)"
+
+
+@dataclass(frozen=True)
+class Anonymized:
+    """The anonymized rows, as a view in the build connection, and how many rows went in."""
+
+    view: str
+    rows_in: int
+
+
+def anonymize(con: duckdb.DuckDBPyConnection, spec: DatasetSpec, key: PseudonymKey, relation_sql: str) -> Anonymized:
+    """Generalize, pseudonymize and k-suppress the rows of `relation_sql` into the view `vitamin_published`.
+
+    The rows are staged once into a temporary table (DuckDB spills it to its temp
+    directory beyond the memory limit): k-anonymity needs every row before it can
+    decide which to keep, and a source stream can be read only once. Everything
+    after that works on small tables: the distinct (entity, quasi-identifiers)
+    combinations decide which groups are kept, and each distinct identifier is
+    hashed once; one final pass joins them back while writing.
+    """
+    columns = spec.published_columns
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {STAGED_TABLE} AS {staging_sql(columns, relation_sql)}")
+    rows_in = con.execute(f"SELECT count(*) FROM {STAGED_TABLE}").fetchall()[0][0]
+
+    privacy = spec.privacy
+    quasi = [quote_identifier(name) for name in privacy.quasi_identifiers] if privacy else []
+    entity = quote_identifier(privacy.entity) if privacy and privacy.entity else None
+    if entity:
+        # One row per (entity, quasi-identifiers): ~20x fewer rows than transactions, and all k needs.
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {ENTITIES_TABLE} AS"
+            f" SELECT {', '.join([entity, *quasi])} FROM {STAGED_TABLE} GROUP BY ALL"
+        )
+
+    rows = STAGED_TABLE
+    if quasi:
+        # With an entity, k counts distinct people per group: one person's many transactions are not k people.
+        groups, size = (ENTITIES_TABLE, f"count({entity})") if entity else (STAGED_TABLE, "count(*)")
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {KEPT_GROUPS_TABLE} AS SELECT {', '.join(quasi)} FROM {groups}"
+            f" GROUP BY ALL HAVING {size} >= {int(privacy.k)}"
+        )
+        # IS NOT DISTINCT FROM: a NULL quasi-identifier is a group of its own, not a reason to drop the row.
+        matches = " AND ".join(f"s.{q} IS NOT DISTINCT FROM g.{q}" for q in quasi)
+        rows = f"(SELECT s.* FROM {STAGED_TABLE} AS s SEMI JOIN {KEPT_GROUPS_TABLE} AS g ON {matches})"
+
+    outputs, joins = [], []
+    for index, column in enumerate(columns):
+        name = quote_identifier(column.name)
+        if not column.pseudonymized:
+            outputs.append(f"r.{name}")
+            continue
+        table = f"vitamin_pseudonyms_{index}"
+        values_from = ENTITIES_TABLE if name == entity else STAGED_TABLE
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT value, {pseudonym_sql('value')} AS pseudonym"
+            f" FROM (SELECT DISTINCT {name} AS value FROM {values_from} WHERE {name} IS NOT NULL)",
+            key.sql_parameters(),
+        )
+        joins.append(f"LEFT JOIN {table} AS p{index} ON p{index}.value = r.{name}")
+        outputs.append(f"p{index}.pseudonym AS {name}")
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW {PUBLISHED_VIEW} AS SELECT {', '.join(outputs)} FROM {rows} AS r {' '.join(joins)}"
+    )
+    return Anonymized(view=PUBLISHED_VIEW, rows_in=rows_in)

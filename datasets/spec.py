@@ -1,0 +1,610 @@
+"""Dataset specs: one YAML file per dataset, loaded into a validated, immutable `DatasetSpec`.
+
+Loading checks everything and reports every problem at once (`SpecError.problems`,
+a list of (file, field, reason)), so an author fixes a spec in one pass. The
+checks that matter most keep raw identifiers out of the output:
+
+- Only declared columns are published (an allow-list): a source column the spec
+  does not name never reaches a partner.
+- A column whose name or source column is a known direct identifier (id_number,
+  phone, name, ...) must have role `identifier` (action drop or pseudonymize) or
+  role `entity` (pseudonymized).
+- Quasi-identifiers need a generalization rule; entities must be pseudonymized.
+
+See docs/datasets.md for the format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import duckdb
+import yaml
+from croniter import croniter
+
+from datasets.generalize import NUMERIC, Rule, RuleError, parse_rule
+
+TIERS = ("open", "aggregate", "lookup")
+ROLES = ("identifier", "quasi", "sensitive", "entity", "dimension", "measure", "public")
+ACTIONS = ("drop", "pseudonymize")
+UPDATE_FREQUENCIES = ("hourly", "daily", "weekly", "monthly", "quarterly", "yearly", "irregular")
+# Spec column type → DuckDB type the build casts to (and the Parquet files carry).
+COLUMN_TYPES = {
+    "string": "VARCHAR",
+    "int32": "INTEGER",
+    "int64": "BIGINT",
+    "float64": "DOUBLE",
+    "boolean": "BOOLEAN",
+    "date": "DATE",
+    "timestamp": "TIMESTAMP",
+    "timestamptz": "TIMESTAMPTZ",
+}
+AGGREGATES = ("count", "count_distinct", "sum", "avg", "min", "max")
+DEFAULT_AGGREGATES = ("count", "count_distinct", "sum", "avg")
+DEFAULT_VERSIONS_KEPT = 3
+DEFAULT_TIME_ZONE = "Asia/Shanghai"
+# Source columns that are direct identifiers by name: only the identifier and entity roles may read them.
+KNOWN_IDENTIFIER_NAMES = frozenset(
+    {
+        "id_number", "id_card", "id_card_number", "resident_id", "national_id", "passport", "passport_number",
+        "phone", "phone_number", "mobile", "mobile_phone", "telephone", "email", "email_address",
+        "name", "full_name", "real_name", "customer_name", "address", "home_address",
+        "bank_card", "card_number", "account_number",
+    }
+)  # fmt: skip
+
+_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_SLUG = re.compile(r"[a-z][a-z0-9_]{1,62}")
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_PERSON_ROLES = ("identifier", "entity", "quasi", "sensitive")
+
+
+class Problem(NamedTuple):
+    file: str
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.field}: {self.reason}"
+
+
+class SpecError(ValueError):
+    """One or more specs are invalid; `problems` lists every (file, field, reason)."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(str(problem) for problem in problems))
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    name: str
+    source: str  # the column of the source relation (after the transform) it is computed from
+    role: str
+    description: str
+    type: str  # a COLUMN_TYPES key; "string" for pseudonymized columns
+    action: str | None = None  # identifier / entity: drop or pseudonymize
+    generalize: Rule | None = None
+
+    @property
+    def published(self) -> bool:
+        return self.action != "drop"
+
+    @property
+    def pseudonymized(self) -> bool:
+        return self.action == "pseudonymize"
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    kind: str
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PrivacySpec:
+    k: int
+    quasi_identifiers: tuple[str, ...] = ()
+    entity: str | None = None
+
+
+@dataclass(frozen=True)
+class AnalysisSpec:
+    """Aggregate-tier rules the query gateway enforces."""
+
+    aggregates: tuple[str, ...]
+    dimensions: tuple[str, ...]  # allowed in GROUP BY and filters
+    measures: tuple[str, ...]  # allowed inside SUM/AVG/MIN/MAX
+    join_keys: tuple[str, ...]
+    min_entities: int  # groups with fewer distinct entities are dropped from results
+
+
+@dataclass(frozen=True)
+class LookupSpec:
+    key: str  # a pseudonymized column: the lookup API pseudonymizes the partner's ID the same way
+    threshold: str | None = None  # numeric column for yes/no answers against a cut-off
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    slug: str
+    title: str
+    description: str
+    publisher: str
+    contact: str
+    license: str
+    keywords: tuple[str, ...]
+    theme: str
+    tier: str
+    update_frequency: str
+    schedule: str
+    time_zone: str
+    source: SourceSpec
+    transform: str | None
+    columns: tuple[ColumnSpec, ...]
+    privacy: PrivacySpec | None
+    partitioning: tuple[str, ...]
+    sort_by: tuple[str, ...]
+    versions_kept: int
+    analysis: AnalysisSpec | None
+    lookup: LookupSpec | None
+    file: str = ""
+    fingerprint: str = field(default="", compare=False)  # sha256 of the resolved spec: changes when the spec does
+
+    @property
+    def published_columns(self) -> tuple[ColumnSpec, ...]:
+        return tuple(column for column in self.columns if column.published)
+
+    @property
+    def pseudonymized_columns(self) -> tuple[ColumnSpec, ...]:
+        return tuple(column for column in self.columns if column.pseudonymized)
+
+    def column(self, name: str) -> ColumnSpec:
+        return next(column for column in self.columns if column.name == name)
+
+
+def load_spec(path: str | Path, variables: Mapping[str, Any] | None = None) -> DatasetSpec:
+    """Load and validate one spec file; `${NAME}` / `${NAME:-default}` in source options come from `variables`."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError([Problem(str(path), "", f"cannot read: {exc}")]) from None
+    except yaml.YAMLError as exc:
+        raise SpecError([Problem(str(path), "", f"not valid YAML: {exc}")]) from None
+    return parse_spec(data, file=str(path), variables=variables)
+
+
+def load_specs(folder: str | Path, variables: Mapping[str, Any] | None = None) -> list[DatasetSpec]:
+    """Every `*.yaml`/`*.yml` spec in `folder`, sorted by slug; problems of all files are reported together."""
+    specs: list[DatasetSpec] = []
+    problems: list[Problem] = []
+    paths = sorted(path for pattern in ("*.yaml", "*.yml") for path in Path(folder).glob(pattern))
+    for path in paths:
+        try:
+            specs.append(load_spec(path, variables))
+        except SpecError as exc:
+            problems.extend(exc.problems)
+    first_file: dict[str, str] = {}
+    for spec in specs:
+        if spec.slug in first_file:
+            problems.append(
+                Problem(spec.file, "slug", f"duplicate slug {spec.slug!r} (also in {first_file[spec.slug]})")
+            )
+        first_file.setdefault(spec.slug, spec.file)
+    if problems:
+        raise SpecError(problems)
+    return sorted(specs, key=lambda spec: spec.slug)
+
+
+def parse_spec(data: Any, *, file: str = "<spec>", variables: Mapping[str, Any] | None = None) -> DatasetSpec:
+    """Validate an already-parsed spec mapping (what `load_spec` reads from YAML)."""
+    return _SpecParser(file, variables or {}).parse(data)
+
+
+class _Fields:
+    """Reads one mapping of a spec; records a problem for each missing, mistyped or unknown field."""
+
+    def __init__(self, parser: _SpecParser, data: Any, path: str):
+        self.parser = parser
+        self.path = path
+        self.data = data if isinstance(data, Mapping) else {}
+        self.read: set[str] = set()
+        if not isinstance(data, Mapping):
+            parser.problem(path, "must be a mapping")
+
+    def where(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def raw(self, key: str) -> Any:
+        self.read.add(key)
+        return self.data.get(key)
+
+    def text(self, key: str, *, required: bool = True, default: str | None = None) -> str | None:
+        value = self.raw(key)
+        if value is None:
+            if required:
+                self.parser.problem(self.where(key), "is required")
+            return default
+        if not isinstance(value, str) or not value.strip():
+            self.parser.problem(self.where(key), "must be a non-empty string")
+            return default
+        return value.strip()
+
+    def choice(self, key: str, choices: tuple[str, ...], *, required: bool = True) -> str | None:
+        value = self.raw(key)
+        if value is None and not required:
+            return None
+        if value not in choices:
+            self.parser.problem(self.where(key), f"must be one of {', '.join(choices)} (got {value!r})")
+            return None
+        return value
+
+    def integer(self, key: str, *, minimum: int, default: int | None = None) -> int | None:
+        value = self.raw(key)
+        if value is None:
+            if default is None:
+                self.parser.problem(self.where(key), "is required")
+            return default
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            self.parser.problem(self.where(key), f"must be an integer >= {minimum}")
+            return default
+        return value
+
+    def strings(self, key: str, *, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+        value = self.raw(key)
+        if value is None:
+            return default
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            self.parser.problem(self.where(key), "must be a list of strings")
+            return default
+        if len(set(value)) != len(value):
+            self.parser.problem(self.where(key), "lists a name more than once")
+        return tuple(value)
+
+    def mapping(self, key: str, *, required: bool = False) -> Any:
+        value = self.raw(key)
+        if value is None and required:
+            self.parser.problem(self.where(key), "is required")
+        return value
+
+    def finish(self) -> None:
+        for key in self.data:
+            if key not in self.read:
+                self.parser.problem(self.where(str(key)), "unknown field")
+
+
+class _SpecParser:
+    def __init__(self, file: str, variables: Mapping[str, Any]):
+        self.file = file
+        self.variables = variables
+        self.problems: list[Problem] = []
+
+    def problem(self, field_path: str, reason: str) -> None:
+        self.problems.append(Problem(self.file, field_path, reason))
+
+    def parse(self, data: Any) -> DatasetSpec:
+        top = _Fields(self, data, "")
+        slug = top.text("slug")
+        if slug is not None and not _SLUG.fullmatch(slug):
+            self.problem(
+                "slug", "must be 2-63 characters: lower-case letters, digits, underscores, starting with a letter"
+            )
+        title = top.text("title")
+        description = top.text("description")
+        publisher = top.text("publisher")
+        contact = top.text("contact")
+        license_terms = top.text("license")
+        keywords = top.strings("keywords")
+        theme = top.text("theme")
+        tier = top.choice("tier", TIERS)
+        update_frequency = top.choice("update_frequency", UPDATE_FREQUENCIES)
+        schedule = top.text("schedule")
+        if schedule is not None and not croniter.is_valid(schedule):
+            self.problem("schedule", f"not a valid cron expression: {schedule!r}")
+        time_zone = top.text("time_zone", required=False, default=DEFAULT_TIME_ZONE)
+        if time_zone not in zoneinfo.available_timezones():
+            self.problem("time_zone", f"unknown time zone {time_zone!r}")
+        source = self._source(top.mapping("source", required=True))
+        transform = self._transform(top.raw("transform"))
+        columns = self._columns(top.raw("columns"))
+        by_name = {column.name: column for column in columns}
+        privacy = self._privacy(top.mapping("privacy"), by_name, tier)
+        partitioning = self._column_list(top, "partitioning", by_name, roles=("dimension", "public"))
+        sort_by = self._column_list(top, "sort_by", by_name)
+        retention = _Fields(self, top.mapping("retention") or {}, "retention")
+        versions_kept = retention.integer("versions_kept", minimum=1, default=DEFAULT_VERSIONS_KEPT)
+        retention.finish()
+        analysis = self._analysis(top.mapping("analysis"), by_name, tier, privacy)
+        lookup = self._lookup(top.mapping("lookup"), by_name, tier)
+        top.finish()
+        self._check_tier(tier, columns)
+
+        if self.problems:
+            raise SpecError(self.problems)
+        resolved = {**data, "source": {"kind": source.kind, "options": source.options}}
+        fingerprint = hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()
+        return DatasetSpec(
+            slug=slug,
+            title=title,
+            description=description,
+            publisher=publisher,
+            contact=contact,
+            license=license_terms,
+            keywords=keywords,
+            theme=theme,
+            tier=tier,
+            update_frequency=update_frequency,
+            schedule=schedule,
+            time_zone=time_zone,
+            source=source,
+            transform=transform,
+            columns=tuple(columns),
+            privacy=privacy,
+            partitioning=partitioning,
+            sort_by=sort_by,
+            versions_kept=versions_kept,
+            analysis=analysis,
+            lookup=lookup,
+            file=self.file,
+            fingerprint=fingerprint,
+        )
+
+    # --- source and transform ------------------------------------------------
+
+    def _source(self, data: Any) -> SourceSpec:
+        if data is None:
+            return SourceSpec(kind="", options={})
+        fields = _Fields(self, data, "source")
+        kind = fields.text("kind")
+        options = fields.mapping("options")
+        if options is None:
+            options = {}
+        elif not isinstance(options, Mapping):
+            self.problem("source.options", "must be a mapping")
+            options = {}
+        fields.finish()
+        return SourceSpec(kind=kind or "", options=self._substitute(dict(options), "source.options"))
+
+    def _substitute(self, value: Any, path: str) -> Any:
+        """Replace `${NAME}` / `${NAME:-default}`; a whole-value placeholder keeps the variable's type."""
+        if isinstance(value, Mapping):
+            return {key: self._substitute(item, f"{path}.{key}") for key, item in value.items()}
+        if isinstance(value, list):
+            return [self._substitute(item, f"{path}[{index}]") for index, item in enumerate(value)]
+        if not isinstance(value, str) or "${" not in value:
+            return value
+
+        def lookup(match: re.Match) -> Any:
+            name, default = match.group(1), match.group(2)
+            if name in self.variables:
+                return self.variables[name]
+            if default is not None:
+                return yaml.safe_load(default) if default else ""
+            self.problem(path, f"variable {name} is not set and has no default (write ${{{name}:-value}})")
+            return None
+
+        whole = _PLACEHOLDER.fullmatch(value)
+        if whole:
+            return lookup(whole)
+        return _PLACEHOLDER.sub(lambda match: str(lookup(match)), value)
+
+    def _transform(self, value: Any) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            self.problem("transform", "must be SQL text")
+            return None
+        try:
+            statements = duckdb.extract_statements(value)
+        except duckdb.Error as exc:
+            self.problem("transform", f"does not parse: {exc}")
+            return None
+        if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+            self.problem("transform", "must be exactly one SELECT statement over the relation `source`")
+            return None
+        return value.strip().rstrip(";")
+
+    # --- columns -------------------------------------------------------------
+
+    def _columns(self, data: Any) -> list[ColumnSpec]:
+        if not isinstance(data, list) or not data:
+            self.problem("columns", "must be a non-empty list")
+            return []
+        columns: list[ColumnSpec] = []
+        seen: set[str] = set()
+        for index, item in enumerate(data):
+            name = item.get("name") if isinstance(item, Mapping) else None
+            path = f"columns[{name}]" if isinstance(name, str) and name else f"columns[{index}]"
+            column = self._column(item, path)
+            if column is None:
+                continue
+            if column.name in seen:
+                self.problem(path, f"duplicate column name {column.name!r}")
+                continue
+            seen.add(column.name)
+            columns.append(column)
+        if columns and not any(column.published for column in columns):
+            self.problem("columns", "no column is published")
+        return columns
+
+    def _column(self, data: Any, path: str) -> ColumnSpec | None:
+        fields = _Fields(self, data, path)
+        name = fields.text("name")
+        if name is not None and not _NAME.fullmatch(name):
+            self.problem(f"{path}.name", "must be a lower-case SQL name (letters, digits, underscores)")
+        source = fields.text("from", required=False, default=name)
+        if source is not None and not _NAME.fullmatch(source):
+            self.problem(f"{path}.from", "must be a lower-case SQL name (letters, digits, underscores)")
+        role = fields.choice("role", ROLES)
+        description = fields.text("description")
+        action = fields.choice("action", ACTIONS, required=False)
+        column_type = fields.choice("type", tuple(COLUMN_TYPES), required=False)
+        rule = None
+        if (raw_rule := fields.raw("generalize")) is not None:
+            try:
+                rule = parse_rule(raw_rule)
+            except RuleError as exc:
+                for parameter, reason in exc.problems:
+                    self.problem(f"{path}.generalize" + (f".{parameter}" if parameter else ""), reason)
+        fields.finish()
+        if None in (name, role, description):
+            return None
+
+        if role in ("identifier", "entity"):
+            if role == "identifier" and action is None:
+                self.problem(f"{path}.action", "an identifier must say action: drop or pseudonymize")
+            if role == "entity" and action != "pseudonymize":
+                self.problem(f"{path}.action", "an entity must be pseudonymized (action: pseudonymize)")
+            if raw_rule is not None:
+                self.problem(f"{path}.generalize", f"a {role} is dropped or pseudonymized, never generalized")
+            if action == "pseudonymize" and column_type not in (None, "string"):
+                self.problem(f"{path}.type", "a pseudonymized column is a string")
+            column_type = "string"
+        else:
+            if action is not None:
+                self.problem(f"{path}.action", "only identifier and entity columns take an action")
+            if role == "quasi" and raw_rule is None:
+                self.problem(f"{path}.generalize", "a quasi-identifier needs a generalization rule")
+            if column_type is None:
+                self.problem(f"{path}.type", f"is required (one of {', '.join(COLUMN_TYPES)})")
+            elif rule is not None and column_type not in rule.output_types:
+                self.problem(
+                    f"{path}.type",
+                    f"rule {rule.kind} produces {'/'.join(sorted(rule.output_types))}, not {column_type}",
+                )
+            for raw_name in sorted({name, source} & KNOWN_IDENTIFIER_NAMES):
+                self.problem(
+                    path,
+                    f"would publish the raw identifier {raw_name!r}: declare it role identifier"
+                    " (action drop or pseudonymize) or role entity",
+                )
+        return ColumnSpec(
+            name=name,
+            source=source or name,
+            role=role,
+            description=description,
+            type=column_type or "string",
+            action=action,
+            generalize=rule,
+        )
+
+    def _column_list(
+        self, fields: _Fields, key: str, by_name: dict[str, ColumnSpec], roles: tuple[str, ...] | None = None
+    ) -> tuple[str, ...]:
+        names = fields.strings(key)
+        for name in names:
+            column = by_name.get(name)
+            if column is None or not column.published:
+                self.problem(fields.where(key), f"{name!r} is not a published column")
+            elif roles and column.role not in roles:
+                self.problem(fields.where(key), f"{name!r} has role {column.role}; allowed: {', '.join(roles)}")
+        return names
+
+    # --- privacy, analysis, lookup -------------------------------------------
+
+    def _privacy(self, data: Any, by_name: dict[str, ColumnSpec], tier: str | None) -> PrivacySpec | None:
+        quasi_columns = [column.name for column in by_name.values() if column.role == "quasi"]
+        entity_columns = [column.name for column in by_name.values() if column.role == "entity"]
+        if len(entity_columns) > 1:
+            self.problem("columns", f"at most one entity column (got {', '.join(entity_columns)})")
+        if data is None:
+            if tier in ("aggregate", "lookup"):
+                self.problem("privacy", f"is required for {tier} datasets")
+            elif quasi_columns or entity_columns:
+                self.problem("privacy", "is required when a column is a quasi-identifier or an entity")
+            return None
+        fields = _Fields(self, data, "privacy")
+        k = fields.integer("k", minimum=2)
+        quasi = fields.strings("quasi_identifiers")
+        entity = fields.text("entity", required=False)
+        fields.finish()
+        for name in quasi:
+            if name not in by_name:
+                self.problem("privacy.quasi_identifiers", f"{name!r} is not a declared column")
+            elif by_name[name].role != "quasi":
+                self.problem("privacy.quasi_identifiers", f"{name!r} has role {by_name[name].role}, not quasi")
+        for name in quasi_columns:
+            if name not in quasi:
+                self.problem("privacy.quasi_identifiers", f"quasi column {name!r} is missing from the list")
+        if entity is not None and (entity not in by_name or by_name[entity].role != "entity"):
+            self.problem("privacy.entity", f"{entity!r} is not a column with role entity")
+        if entity is None and entity_columns:
+            self.problem("privacy.entity", f"is required: name the entity column {entity_columns[0]!r}")
+        if entity is None and tier == "aggregate":
+            self.problem(
+                "privacy.entity",
+                "aggregate datasets need an entity column (results are thresholded on distinct entities)",
+            )
+        return PrivacySpec(k=k or 2, quasi_identifiers=quasi, entity=entity)
+
+    def _analysis(
+        self, data: Any, by_name: dict[str, ColumnSpec], tier: str | None, privacy: PrivacySpec | None
+    ) -> AnalysisSpec | None:
+        if tier != "aggregate":
+            if data is not None:
+                self.problem("analysis", "only aggregate datasets have analysis rules")
+            return None
+        published = [column for column in by_name.values() if column.published]
+        fields = _Fields(self, data or {}, "analysis")
+        aggregates = tuple(
+            a.lower().replace(" ", "_") for a in fields.strings("aggregates", default=DEFAULT_AGGREGATES)
+        )
+        for aggregate in aggregates:
+            if aggregate not in AGGREGATES:
+                self.problem(
+                    "analysis.aggregates", f"unknown aggregate {aggregate!r}; allowed: {', '.join(AGGREGATES)}"
+                )
+        dimension_roles = ("dimension", "quasi", "public")
+        default_dimensions = tuple(c.name for c in published if c.role in dimension_roles)
+        dimensions = self._column_list(fields, "dimensions", by_name, roles=dimension_roles) or default_dimensions
+        default_measures = tuple(c.name for c in published if c.role == "measure")
+        measures = self._column_list(fields, "measures", by_name, roles=("measure", "sensitive")) or default_measures
+        for name in measures:
+            if name in by_name and by_name[name].type not in NUMERIC:
+                self.problem("analysis.measures", f"{name!r} is not numeric")
+        join_keys = self._column_list(fields, "join_keys", by_name, roles=dimension_roles)
+        k = privacy.k if privacy else 2
+        min_entities = fields.integer("min_entities", minimum=k, default=k)
+        fields.finish()
+        return AnalysisSpec(
+            aggregates=aggregates,
+            dimensions=dimensions,
+            measures=measures,
+            join_keys=join_keys,
+            min_entities=min_entities or k,
+        )
+
+    def _lookup(self, data: Any, by_name: dict[str, ColumnSpec], tier: str | None) -> LookupSpec | None:
+        if tier != "lookup":
+            if data is not None:
+                self.problem("lookup", "only lookup datasets have a lookup section")
+            return None
+        fields = _Fields(self, data, "lookup")
+        key = fields.text("key")
+        threshold = fields.text("threshold", required=False)
+        fields.finish()
+        if key is not None and (key not in by_name or not by_name[key].pseudonymized):
+            self.problem("lookup.key", f"{key!r} is not a pseudonymized column")
+        if threshold is not None:
+            column = by_name.get(threshold)
+            if column is None or not column.published or column.type not in NUMERIC:
+                self.problem("lookup.threshold", f"{threshold!r} is not a published numeric column")
+        return LookupSpec(key=key or "", threshold=threshold)
+
+    def _check_tier(self, tier: str | None, columns: list[ColumnSpec]) -> None:
+        if tier != "open":
+            return
+        for column in columns:
+            if column.published and column.role in _PERSON_ROLES:
+                self.problem(
+                    f"columns[{column.name}].role",
+                    f"open datasets publish no person-level columns; role {column.role} is not allowed (use aggregate or lookup)",
+                )

@@ -1,0 +1,149 @@
+"""The four demo specs load and build, at small scale, from the synthetic connector."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+import pytest
+
+from connectors import get_connector
+from datasets.anonymize import PseudonymKey
+from datasets.build import build, connector_for
+from datasets.publish import publish, verify_version, version_path
+from datasets.spec import load_specs
+from testenv import REPO_DIR
+
+SPECS_DIR = REPO_DIR / "datasets" / "specs"
+SMALL = {"VITAMIN_DEMO_TRANSACTIONS": 20_000, "VITAMIN_DEMO_CONSUMERS": 5_000, "VITAMIN_DEMO_COMPANIES": 40}
+MASTER_KEY = b"demo-master-key-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def specs():
+    return {spec.slug: spec for spec in load_specs(SPECS_DIR, SMALL)}
+
+
+@pytest.fixture(scope="module")
+def built(specs, tmp_path_factory):
+    """Every demo dataset built and published once as version 1, with its store."""
+    from datasets.storage import Store
+
+    root = tmp_path_factory.mktemp("demo")
+    store = Store.from_url(str(root / "store"))
+    results = {}
+    for slug, spec in specs.items():
+        result = build(
+            spec, connector_for(spec), master_key=MASTER_KEY, release="2025", store=store, scratch_dir=root / "scratch"
+        )
+        publish(store, slug, 1, result)
+        results[slug] = result
+    return store, results
+
+
+def query(store, slug: str, sql: str) -> list[tuple]:
+    files = f"read_parquet('{version_path(store, slug, 1)}/**/*.parquet')"
+    return duckdb.sql(sql.replace("{data}", files)).fetchall()
+
+
+def test_the_demo_specs_load_with_their_documented_defaults():
+    specs = {spec.slug: spec for spec in load_specs(SPECS_DIR)}
+    assert {slug: spec.tier for slug, spec in specs.items()} == {
+        "industry_prosperity_monthly": "open",
+        "card_transactions": "aggregate",
+        "credit_profiles": "lookup",
+        "stock_attention_daily": "open",
+    }
+    assert specs["card_transactions"].source.options["rows"] == 1_000_000
+    assert specs["card_transactions"].source.options["consumers"] == 50_000
+    assert specs["credit_profiles"].source.options["rows"] == 50_000
+    card = specs["card_transactions"]
+    assert card.privacy.k == 10 and card.privacy.entity == "buyer"
+    assert card.analysis.aggregates == ("count", "count_distinct", "sum", "avg")
+    assert set(card.analysis.dimensions) == {
+        "month",
+        "province",
+        "age_band",
+        "gender",
+        "category",
+        "csi_industry",
+        "channel",
+    }
+    assert (
+        specs["credit_profiles"].lookup.key == "customer"
+        and specs["credit_profiles"].lookup.threshold == "credit_score"
+    )
+
+
+def test_every_demo_dataset_builds_passes_its_privacy_checks_and_verifies(built, specs):
+    store, results = built
+    for slug, result in results.items():
+        assert result.privacy.passed, (slug, result.privacy.problems)
+        assert result.row_count > 0 and verify_version(store, slug, 1) == []
+        assert [c["name"] for c in result.schema] == [c.name for c in specs[slug].published_columns]
+
+
+def test_card_transactions_is_k_anonymous_and_holds_no_person_data(built):
+    store, results = built
+    report = results["card_transactions"].privacy
+    assert report.k_achieved >= 10 and report.distinct_entities > 1000
+    assert set(report.columns_dropped) >= {"name", "phone", "consumer_id", "merchant_id", "txn_id"}
+    smallest = query(
+        store,
+        "card_transactions",
+        "SELECT min(n) FROM (SELECT count(DISTINCT buyer) AS n FROM {data} GROUP BY age_band, gender, province)",
+    )[0][0]
+    assert smallest >= 10
+    [(amount_not_rounded, bad_province)] = query(
+        store,
+        "card_transactions",
+        "SELECT count(*) FILTER (WHERE amount % 10 <> 0), count(*) FILTER (WHERE province NOT LIKE '%省' AND province NOT LIKE '%市' AND province NOT LIKE '%自治区') FROM {data}",
+    )
+    assert amount_not_rounded == 0 and bad_province == 0
+
+
+def test_credit_profiles_answer_a_lookup_by_pseudonymized_resident_id(built, specs):
+    store, results = built
+    spec = specs["credit_profiles"]
+    stats = results["credit_profiles"].column_stats
+    assert stats["credit_score"].min is None  # extremes of sensitive columns are withheld from the catalog
+    [(low, high)] = query(store, "credit_profiles", "SELECT min(credit_score), max(credit_score) FROM {data}")
+    assert 350 <= low and high <= 950
+
+    # What the lookup API will do: pseudonymize the ID a bank sends, with this dataset's key, and find the row.
+    source = get_connector("synthetic", spec.source.options, batch_rows=1000)
+    first = next(source.batches()).slice(0, 50).to_pylist()
+    key = PseudonymKey.derive(MASTER_KEY, "credit_profiles", "2025")
+    found = 0
+    for person in first:
+        rows = query(
+            store,
+            "credit_profiles",
+            f"SELECT credit_score FROM {{data}} WHERE customer = '{key.pseudonym(person['id_number'])}'",
+        )
+        found += len(rows)
+        assert rows in ([], [(person["credit_score"],)])  # absent only when k-anonymity suppressed the person
+    assert found >= 40
+
+
+def test_industry_prosperity_growth_is_consistent_with_gmv(built):
+    store, _ = built
+    rows = query(store, "industry_prosperity_monthly", "SELECT csi_industry, month, gmv, mom_growth FROM {data}")
+    gmv = {(industry, month): value for industry, month, value, _ in rows}
+    checked = 0
+    for industry, month, value, growth in rows:
+        previous = gmv.get((industry, (month.replace(day=1) - dt.timedelta(days=1)).replace(day=1)))
+        if previous:
+            assert growth == pytest.approx(value / previous - 1, abs=1e-3)
+            checked += 1
+        else:
+            assert growth is None
+    assert checked > 0
+
+
+def test_stock_attention_is_one_row_per_ticker_and_day(built):
+    store, results = built
+    [(rows, keys)] = query(
+        store, "stock_attention_daily", "SELECT count(*), count(DISTINCT (ticker, date)) FROM {data}"
+    )
+    assert rows == keys == results["stock_attention_daily"].row_count
