@@ -18,6 +18,7 @@ runs at a time: a partial unique index allows a single `running` row per dataset
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -298,10 +299,20 @@ def cleanup_store(target: Store | None = None) -> dict:
             if modified is not None and now_seconds - modified > ORPHAN_MIN_AGE_SECONDS:
                 remove_version(target, dataset.slug, number)
                 removed_orphans.append(f"{dataset.slug}/v{number}")
+    removed_scratch = []
+    for folder in (settings.DATA_DIR / "scratch").glob("build-*"):  # left by builds killed mid-way
+        if now_seconds - folder.stat().st_mtime > STAGING_MAX_AGE_SECONDS:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed_scratch.append(folder.name)
     expired = RefreshRun.objects.filter(
         status=RefreshRun.Status.QUEUED, created_at__lt=timezone.now() - timedelta(days=1)
     )
     expired_count = expired.update(
         status=RefreshRun.Status.FAILED, error="no worker took it in time", finished_at=timezone.now()
     )
-    return {"staging": removed_staging, "orphans": removed_orphans, "expired_runs": expired_count}
+    return {
+        "staging": removed_staging,
+        "orphans": removed_orphans,
+        "scratch": removed_scratch,
+        "expired_runs": expired_count,
+    }

@@ -214,3 +214,31 @@ def test_demo_specs_build_at_small_scale(settings, tmp_path):
     assert out.getvalue().count("published v1") == 4, out.getvalue()
     for dataset in Dataset.objects.all():
         assert dataset.latest_version().privacy_report
+
+
+def test_cleanup_removes_stale_staging_scratch_and_orphans_but_not_fresh_work(spec_dir, settings):
+    import os
+    import time
+
+    write_source(spec_dir, 20)
+    call_command("sync_datasets", stdout=io.StringIO())
+    assert refresh().status == RefreshRun.Status.PUBLISHED
+    target = store()
+    old = time.time() - 2 * 24 * 3600
+
+    orphan = Path(target.path("datasets", "branch_sales", "v7"))
+    orphan.mkdir(parents=True)
+    (orphan / "part-0.parquet").write_bytes(b"x")
+    os.utime(orphan, (old, old))
+    fresh_orphan = Path(target.path("datasets", "branch_sales", "v8"))  # maybe being published right now
+    fresh_orphan.mkdir()
+    scratch = settings.DATA_DIR / "scratch" / "build-dead"
+    scratch.mkdir(parents=True)
+    os.utime(scratch, (old, old))
+
+    removed = refresh_module.cleanup_store(target)
+    assert removed["orphans"] == ["branch_sales/v7"]
+    assert "build-dead" in removed["scratch"]
+    assert not orphan.exists() and fresh_orphan.exists()
+    assert version_numbers(target, "branch_sales") == [1, 8]
+    assert Dataset.objects.get().latest_version().number == 1

@@ -1,0 +1,137 @@
+"""Build time of `card_transactions` against raw DuckDB writing the same source rows to Parquet.
+
+Both sides read the same synthetic transaction stream (same rows, seed and
+consumer population) in a fresh child process; the raw side only copies it to
+one zstd Parquet file, the build also generalizes, pseudonymizes, suppresses,
+validates, checksums and reports. Prints the ratio (goal: <= 2.0), rows per
+second, and each side's peak resident memory (the child's ru_maxrss: native
+memory included, which tracemalloc would miss). Medians over --repeat runs.
+
+    .venv/bin/python bench/bench_build.py              # 10M rows
+    .venv/bin/python bench/bench_build.py --rows 200000 --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_DIR = Path(__file__).resolve().parents[1]
+SPEC_PATH = REPO_DIR / "datasets" / "specs" / "card_transactions.yaml"
+THREADS = 2
+
+
+def _variables(rows: int) -> dict[str, int]:
+    return {"VITAMIN_DEMO_TRANSACTIONS": rows, "VITAMIN_DEMO_CONSUMERS": max(rows // 20, 1000)}
+
+
+def run_build(rows: int, work_dir: Path, memory_limit: str) -> dict:
+    from datasets.build import build, connector_for
+    from datasets.spec import load_spec
+    from datasets.storage import Store
+
+    spec = load_spec(SPEC_PATH, _variables(rows))
+    started = time.perf_counter()
+    result = build(
+        spec,
+        connector_for(spec),
+        master_key=b"bench-master-key-0123456789abcdef",
+        release="bench",
+        store=Store.from_url(str(work_dir / "store")),
+        scratch_dir=work_dir / "scratch",
+        memory_limit=memory_limit,
+        threads=THREADS,
+    )
+    return {"seconds": time.perf_counter() - started, "rows_out": result.row_count, "bytes": result.size_bytes}
+
+
+def run_raw(rows: int, work_dir: Path, memory_limit: str) -> dict:
+    import duckdb
+
+    from datasets.build import DEFAULT_ROW_GROUP_ROWS, ZSTD_LEVEL, connector_for
+    from datasets.spec import load_spec
+
+    spec = load_spec(SPEC_PATH, _variables(rows))
+    started = time.perf_counter()
+    connector = connector_for(spec)
+    con = duckdb.connect(
+        config={"threads": THREADS, "memory_limit": memory_limit, "temp_directory": str(work_dir / "tmp")}
+    )
+    con.register("source", connector.reader())
+    target = work_dir / "raw.parquet"
+    # The same Parquet settings as the build: the ratio measures the anonymization, not a compression choice.
+    options = (
+        f"FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL {ZSTD_LEVEL}, ROW_GROUP_SIZE {DEFAULT_ROW_GROUP_ROWS}"
+    )
+    con.execute(f"COPY (SELECT * FROM source) TO '{target}' ({options})")
+    con.close()
+    return {"seconds": time.perf_counter() - started, "rows_out": rows, "bytes": target.stat().st_size}
+
+
+def measure(kind: str, rows: int, memory_limit: str) -> dict:
+    """Run one side in a child process; its own timing plus its peak RSS from wait4()."""
+    with tempfile.TemporaryDirectory(prefix="vitamin-bench-") as work_dir:
+        child = subprocess.Popen(
+            [sys.executable, __file__, "--child", kind, "--rows", str(rows), "--memory-limit", memory_limit]
+            + ["--work-dir", work_dir],
+            stdout=subprocess.PIPE,
+            cwd=REPO_DIR,
+        )
+        output = child.stdout.read()
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode != 0:
+            raise SystemExit(f"{kind} run failed with exit code {child.returncode}")
+        result = json.loads(output)
+        result["peak_rss_mb"] = usage.ru_maxrss / 1024  # Linux reports KiB
+        return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=10_000_000, help="source transaction rows (default 10M)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per side; medians are reported")
+    parser.add_argument("--memory-limit", default="2GB", help="DuckDB memory limit of both sides (default 2GB)")
+    parser.add_argument("--child", choices=("build", "raw"), help=argparse.SUPPRESS)
+    parser.add_argument("--work-dir", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.child:
+        sys.path.insert(0, str(REPO_DIR))
+        run = run_build if args.child == "build" else run_raw
+        print(json.dumps(run(args.rows, Path(args.work_dir), args.memory_limit)))
+        return
+
+    runs: dict[str, list[dict]] = {"raw": [], "build": []}
+    for _ in range(args.repeat):
+        for kind in ("raw", "build"):
+            runs[kind].append(measure(kind, args.rows, args.memory_limit))
+
+    def median(kind: str, key: str) -> float:
+        return statistics.median(run[key] for run in runs[kind])
+
+    raw_s, build_s = median("raw", "seconds"), median("build", "seconds")
+    consumers = _variables(args.rows)["VITAMIN_DEMO_CONSUMERS"]
+    print(
+        f"card_transactions build from {args.rows:,} synthetic rows, {consumers:,} consumers"
+        f" (median of {args.repeat}; {THREADS} threads, memory limit {args.memory_limit})"
+    )
+    print(
+        f"  raw DuckDB -> Parquet : {raw_s:8.2f} s  {args.rows / raw_s:12,.0f} rows/s  peak RSS {median('raw', 'peak_rss_mb'):7.0f} MB"
+    )
+    print(
+        f"  vitamin build         : {build_s:8.2f} s  {args.rows / build_s:12,.0f} rows/s  peak RSS {median('build', 'peak_rss_mb'):7.0f} MB"
+    )
+    print(f"  rows published        : {runs['build'][-1]['rows_out']:,} ({runs['build'][-1]['bytes'] / 1e6:.1f} MB)")
+    print(f"  ratio build/raw       : {build_s / raw_s:8.2f}  (goal <= 2.0)")
+
+
+if __name__ == "__main__":
+    main()
