@@ -1,0 +1,120 @@
+"""The SQL gateway: `Gateway.run` is the one function every query path calls (API, jobs, portal).
+
+    run(sql, bindings, partner_key, limits)
+      1. parse      DuckDB's parser; exactly one SELECT, else a code per statement kind   (parser)
+      2. inspect    allow-listed syntax and functions; no table functions, files, catalog (checker)
+      3. grants     every table a granted dataset, by bare name; no CTE masking one         (checker)
+      4. tier       aggregate datasets: analysis rules checked, k threshold added          (aggregate_rules)
+      5. sandbox    a pooled, locked-down DuckDB connection; the datasets bound as views,
+                    identifying columns re-keyed for the partner                           (sandbox, rekey)
+      6. execute    watchdog for the plan's time limit, LIMIT max_rows + 1 for its row cap (results)
+    → QueryResult, streamed by `query.formats.stream`
+
+Grants, quotas, concurrency per institution, metering and audit are the
+caller's: it decides which datasets a partner may read (the bindings) and
+under which plan (the limits), and records what `QueryResult` reports
+(rows, truncated, bytes_scanned). Nothing here imports Django.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from query import aggregate_rules
+from query.bindings import DatasetBinding, Limits
+from query.checker import QueryShape, check_tables, inspect
+from query.errors import Code, QueryError, QueryRejected
+from query.parser import SqlParser
+from query.rekey import check_partner_key
+from query.results import QueryResult
+from query.sandbox import Sandbox, SandboxConfig, Session
+from query.watchdog import Deadline, Watchdog
+
+PARSE_CACHE_SIZE = 512
+
+
+@dataclass(frozen=True)
+class CheckedQuery:
+    """A statement that passed every check: the SQL to execute and the datasets it reads."""
+
+    sql: str
+    bindings: tuple[DatasetBinding, ...]
+    aggregate: bool  # the aggregate rules applied and `sql` carries the k threshold
+    row_limit: int | None  # the statement's own LIMIT, when it is a plain number
+
+
+class Gateway:
+    """One per process: a parser, a locked-down DuckDB instance and its connection pool."""
+
+    def __init__(self, config: SandboxConfig):
+        self._parser = SqlParser()
+        self._sandbox = Sandbox(config)
+        self._watchdog = Watchdog()
+        # The parse and the walk depend on the text alone; repeated dashboards send the same text.
+        self._shape = functools.lru_cache(maxsize=PARSE_CACHE_SIZE)(self._inspect)
+
+    def _inspect(self, sql: str) -> QueryShape:
+        statement = self._parser.parse(sql)
+        try:
+            return inspect(statement)
+        except RecursionError:
+            raise QueryRejected(Code.QUERY_TOO_COMPLEX, "The query is nested too deeply.") from None
+
+    def referenced_datasets(self, sql: str) -> frozenset[str]:
+        """The dataset names `sql` reads (lower case), for the caller to look up grants; raises QueryRejected."""
+        return self._shape(sql).dataset_names
+
+    def check(self, sql: str, bindings: Mapping[str, DatasetBinding]) -> CheckedQuery:
+        """Every check of `run` without executing anything: for validating a job before it is queued."""
+        shape = self._shape(sql)
+        check_tables(shape, bindings, self._sandbox.reserved_names)
+        by_name = {slug.lower(): binding for slug, binding in bindings.items()}
+        used = tuple(by_name[name] for name in sorted(shape.dataset_names))
+        if aggregate_rules.reads_aggregate_dataset(set(shape.dataset_names), by_name):
+            statement = aggregate_rules.enforce(shape.statement, by_name, self._parse_expression)
+            return CheckedQuery(self._parser.render(statement), used, aggregate=True, row_limit=shape.row_limit)
+        return CheckedQuery(sql, used, aggregate=False, row_limit=shape.row_limit)
+
+    def _parse_expression(self, sql: str) -> dict:
+        return self._parser.parse(f"SELECT {sql}")["node"]["select_list"][0]
+
+    def run(self, sql: str, bindings: Mapping[str, DatasetBinding], partner_key: bytes, limits: Limits) -> QueryResult:
+        """Check `sql` against `bindings` (the partner's granted dataset versions, by slug) and start it.
+
+        Raises QueryRejected (the query must change) or QueryFailed (it could not
+        run now: busy, dataset unavailable, or an error DuckDB raised while
+        binding it). Errors later, while rows stream, come from reading the result.
+        """
+        check_partner_key(partner_key)
+        checked = self.check(sql, bindings)
+        for binding in checked.bindings:
+            self._sandbox.check_files(binding)
+        session = self._sandbox.acquire()
+        deadline = self._watchdog.arm(session.cursor, limits.max_seconds)
+        try:
+            session.bind(checked.bindings, partner_key)
+            return QueryResult(
+                session=session,
+                relation=session.cursor.sql(checked.sql),
+                own_row_limit=checked.row_limit,
+                limits=limits,
+                deadline=deadline,
+                release=self._sandbox.release,
+                translate_error=self._sandbox.translate_error,
+                unfinished_bytes=sum(binding.size_bytes for binding in checked.bindings),
+            )
+        except QueryError:
+            self._give_back(session, deadline)
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever DuckDB raised while binding becomes a QueryFailed
+            self._give_back(session, deadline)
+            raise self._sandbox.translate_error(exc, timed_out=deadline.fired) from None
+
+    def _give_back(self, session: Session, deadline: Deadline) -> None:
+        deadline.cancel()
+        self._sandbox.release(session)
+
+    def close(self) -> None:
+        self._sandbox.close()

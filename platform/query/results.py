@@ -1,0 +1,206 @@
+"""A running query: its columns, its rows as a stream of batches, and what it cost.
+
+The row cap is part of the query itself (`LIMIT max_rows + 1`, so DuckDB can
+stop early and use a top-N sort), and the extra row only tells that the result
+was truncated; a query whose own `LIMIT n` is within the cap runs as it is. The time limit is a watchdog that interrupts the connection: it
+covers execution and streaming alike, so a client that reads slowly cannot
+hold a connection past its plan's limit.
+
+Reading starts execution and computes the first batch before anything is
+returned, so most failures (a time limit hit while aggregating, a memory
+limit, a bad column) surface as an exception from `record_batches()` /
+`json_rows()` / `formats.stream()` rather than in the middle of a response.
+A result can be read once; reading it to the end, closing it, or dropping it
+gives its connection back to the pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from datasets.sql import quote_identifier, sql_literal
+from query.bindings import Limits
+from query.errors import QueryFailed
+from query.sandbox import Session
+from query.watchdog import Deadline
+
+BATCH_ROWS = 64 * 1024
+_NESTED_TYPES = frozenset({"list", "array", "struct", "map", "union"})
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # DuckDB's type name, e.g. VARCHAR, DOUBLE, DECIMAL(18,2), DATE, VARCHAR[]
+
+
+class QueryResult:
+    """The result of `Gateway.run`: read it once with `record_batches()` or `json_rows()` (or `formats.stream`)."""
+
+    def __init__(
+        self,
+        *,
+        session: Session,
+        relation: duckdb.DuckDBPyRelation,
+        own_row_limit: int | None,
+        limits: Limits,
+        deadline: Deadline,
+        release: Callable[[Session], None],
+        translate_error: Callable[..., QueryFailed],
+        unfinished_bytes: int,
+    ):
+        self.columns = [Column(name, str(type_)) for name, type_ in zip(relation.columns, relation.types, strict=True)]
+        self._types = list(relation.types)
+        # A query whose own LIMIT is within the cap cannot be truncated, and needs no second LIMIT on top.
+        capped = own_row_limit is not None and own_row_limit <= limits.max_rows
+        self._relation = relation if capped else relation.limit(limits.max_rows + 1)
+        self._max_rows = limits.max_rows
+        self._session = session
+        self._deadline = deadline
+        self._release = release
+        self._translate_error = translate_error
+        self._unfinished_bytes = unfinished_bytes
+        self._reader: pa.RecordBatchReader | None = None
+        self.schema: pa.Schema | None = None  # the Arrow schema of the batches, once reading has started
+        self._started = False
+        self._closed = False
+        self.rows = 0
+        self.truncated = False
+        self.bytes_scanned: int | None = None  # known once the result is closed
+        self.error: QueryFailed | None = None  # set by the format writers when the query failed mid-stream
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def record_batches(self, *, nested_as_text: bool = False) -> Iterator[pa.RecordBatch]:
+        """The rows as Arrow record batches (at most `max_rows` rows in all).
+
+        `nested_as_text` renders lists, structs and maps as DuckDB's text form, for formats
+        without nested types (CSV).
+        """
+        relation = self._relation
+        if nested_as_text and any(type_.id in _NESTED_TYPES for type_ in self._types):
+            relation = relation.project(
+                ", ".join(
+                    f"CAST(#{i + 1} AS VARCHAR)" if type_.id in _NESTED_TYPES else f"#{i + 1}"
+                    for i, type_ in enumerate(self._types)
+                )
+            )
+        return self._open(relation)
+
+    def json_rows(self, prefix: str = "") -> Iterator[pa.Array]:
+        """The rows as JSON arrays, `prefix` + `[v1, v2, ...]` per row, rendered by DuckDB in batches.
+
+        Values are DuckDB's JSON forms (numbers, strings, ISO dates and timestamps, nested
+        arrays and objects); NaN and infinities become null, since JSON cannot carry them.
+        """
+        expressions = ", ".join(_json_safe(f"#{i + 1}", type_, 0) for i, type_ in enumerate(self._types))
+        row = f"json_array({expressions})::VARCHAR"
+        relation = self._relation.project(f"{sql_literal(prefix)} || {row}" if prefix else row)
+        return (batch.column(0) for batch in self._open(relation))
+
+    def _open(self, relation: duckdb.DuckDBPyRelation) -> Iterator[pa.RecordBatch]:
+        if self._started or self._closed:
+            raise RuntimeError("a query result can be read only once")
+        self._started = True
+        try:
+            self._reader = relation.to_arrow_reader(BATCH_ROWS)
+            self.schema = self._reader.schema
+            first = _next_batch(self._reader)
+        except Exception as exc:  # noqa: BLE001 - DuckDB and Arrow raise many types; all become QueryFailed
+            error = self._translate_error(exc, timed_out=self._deadline.fired)
+            self._finish(completed=False)
+            raise error from None
+        return self._iterate(first)
+
+    def _iterate(self, first: pa.RecordBatch | None) -> Iterator[pa.RecordBatch]:
+        completed = False
+        try:
+            batch = first
+            while batch is not None:
+                room = self._max_rows - self.rows
+                if batch.num_rows > room:
+                    self.truncated = True
+                    batch = batch.slice(0, room)
+                if batch.num_rows:
+                    self.rows += batch.num_rows
+                    yield batch
+                batch = _next_batch(self._reader)  # after a truncation: at most the one extra row, then the end
+            completed = True
+        except GeneratorExit:
+            raise
+        except Exception as exc:  # noqa: BLE001 - see _open
+            raise self._translate_error(exc, timed_out=self._deadline.fired) from None
+        finally:
+            self._finish(completed=completed)
+
+    # -- cleaning up ------------------------------------------------------------------------------
+
+    def _finish(self, *, completed: bool) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._deadline.cancel()
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        # A query that did not run to its end is charged as if it had read every file it could have.
+        scanned = self._session.bytes_scanned() if completed else None
+        self.bytes_scanned = scanned if scanned is not None else self._unfinished_bytes
+        self._release(self._session)
+
+    def close(self) -> None:
+        """Stop the query (if still running) and give the connection back."""
+        self._finish(completed=False)
+
+    def __enter__(self) -> QueryResult:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            self.close()
+
+
+def _next_batch(reader: pa.RecordBatchReader) -> pa.RecordBatch | None:
+    try:
+        return reader.read_next_batch()
+    except StopIteration:
+        return None
+
+
+def _json_safe(expression: str, type_: Any, depth: int) -> str:
+    """SQL turning NaN and infinities (which JSON cannot carry) into null, inside lists and structs too."""
+    kind = type_.id
+    if kind in ("double", "float"):
+        return f"CASE WHEN isfinite({expression}) THEN {expression} END"
+    if not _has_float(type_):
+        return expression
+    if kind in ("list", "array"):
+        variable = f"v{depth}"
+        return (
+            f"list_transform({expression}, lambda {variable}: {_json_safe(variable, type_.children[0][1], depth + 1)})"
+        )
+    if kind == "struct":
+        fields = ", ".join(
+            f"{quote_identifier(name)} := "
+            + _json_safe(f"struct_extract({expression}, {sql_literal(name)})", child, depth + 1)
+            for name, child in type_.children
+        )
+        return f"struct_pack({fields})"
+    return f"CAST({expression} AS VARCHAR)"  # maps and unions holding floats: as text, rare enough
+
+
+def _has_float(type_: Any) -> bool:
+    if type_.id in ("double", "float"):
+        return True
+    if type_.id in ("list", "array", "struct", "map", "union"):
+        # An ARRAY's children also hold its size (an int), not only its element type.
+        return any(_has_float(child) for _, child in type_.children if hasattr(child, "id"))
+    return False

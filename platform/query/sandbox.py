@@ -1,0 +1,261 @@
+"""The locked-down DuckDB instance that runs partner queries, and its pool of connections.
+
+One long-lived in-memory DuckDB per process (a fresh instance costs ~15 ms and
+forgets the Parquet metadata cache), configured once and then locked:
+
+- external access off, except reading files under the store root
+  (`allowed_directories`); no Python replacement scans, no extension
+  autoloading or autoinstalling, no community or unsigned extensions;
+- a memory limit, a thread count, a private temp directory with a size cap,
+  DuckDB's own execution-time limit as a backstop above every plan's limit;
+- `lock_configuration`, so SQL cannot change any of it.
+
+Each pooled connection (a DuckDB cursor: its own session on the shared
+instance) serves one query at a time; the pool size is the per-process
+concurrency limit. A connection shows the query exactly the datasets it binds:
+one TEMP VIEW per dataset, named by its slug, over that version's files (with
+identifying columns re-keyed for the partner, see `view_sql`). Views are kept
+between queries when the binding is the same and dropped when it is not.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import duckdb
+
+from datasets.sql import quote_identifier, sql_literal
+from query.bindings import IDENTIFYING_ROLES, DatasetBinding, Tier
+from query.errors import Code, QueryFailed, sanitize_message
+from query.rekey import key_fingerprint, rekey_sql
+
+log = logging.getLogger("vitamin.query")
+
+BYTES_SCANNED_METRIC = "query.total_bytes_scanned"
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """Process-wide resources of the query engine (per-query limits come from the plan: `Limits`)."""
+
+    store_root: str
+    temp_directory: str
+    memory_limit_bytes: int = 2 * 1024**3
+    threads: int = 2
+    max_temp_directory_bytes: int = 8 * 1024**3
+    max_concurrent_queries: int = 4
+    queue_timeout_seconds: float = 10.0
+    max_execution_seconds: float = 600.0  # DuckDB's own limit: a backstop above every plan's limit
+
+    def __post_init__(self) -> None:
+        if self.max_concurrent_queries < 1 or self.threads < 1:
+            raise ValueError("max_concurrent_queries and threads must be at least 1")
+
+
+def view_sql(binding: DatasetBinding, partner_key: bytes) -> str:
+    """The TEMP VIEW that stands for a dataset in one partner's query.
+
+    Open datasets: every column, identifying ones re-keyed for this partner,
+    so no expression over the view can reach the published pseudonym.
+    Aggregate datasets: identifier columns left out; the entity column kept
+    as published, since the aggregate rules let it appear only inside COUNT
+    (DISTINCT ...) and the threshold, never in output.
+    """
+    select = []
+    for name, role in binding.columns.items():
+        column = quote_identifier(name)
+        if binding.tier is Tier.AGGREGATE:
+            if role == "identifier":
+                continue
+            select.append(column)
+        elif role in IDENTIFYING_ROLES:
+            select.append(f"{rekey_sql(partner_key, column)} AS {column}")
+        else:
+            select.append(column)
+    files = ", ".join(sql_literal(path) for path in binding.files)
+    return (
+        f"CREATE OR REPLACE TEMP VIEW {quote_identifier(binding.slug)} AS "
+        f"SELECT {', '.join(select)} FROM read_parquet([{files}])"
+    )
+
+
+class Session:
+    """One pooled DuckDB connection and the dataset views it currently holds."""
+
+    def __init__(self, cursor: duckdb.DuckDBPyConnection):
+        self.cursor = cursor
+        self.views: dict[str, str] = {}  # slug → what the view was built from
+
+    def bind(self, bindings: Iterable[DatasetBinding], partner_key: bytes) -> None:
+        """Make the connection's views exactly `bindings`, built for this partner."""
+        wanted: dict[str, tuple[str, DatasetBinding]] = {}
+        for binding in bindings:
+            keyed = binding.tier is Tier.OPEN and binding.identifying_columns
+            state = binding.fingerprint + (":" + key_fingerprint(partner_key) if keyed else "")
+            wanted[binding.slug] = (state, binding)
+        for slug in [slug for slug in self.views if slug not in wanted]:
+            self._drop(slug)
+        for slug, (state, binding) in wanted.items():
+            if self.views.get(slug) == state:
+                continue
+            try:
+                self.cursor.execute(view_sql(binding, partner_key))
+            except duckdb.Error as exc:
+                self._drop(slug)  # whatever stood under this name before must not stay behind
+                log.error("cannot open %s v%s: %s", binding.slug, binding.version, exc)
+                raise QueryFailed(
+                    Code.DATASET_UNAVAILABLE,
+                    f'The dataset "{binding.slug}" (version {binding.version}) is not available on this server right now.',
+                ) from None
+            self.views[slug] = state
+
+    def _drop(self, slug: str) -> None:
+        self.cursor.execute(f"DROP VIEW IF EXISTS temp.main.{quote_identifier(slug)}")
+        self.views.pop(slug, None)
+
+    def bytes_scanned(self) -> int | None:
+        """Compressed bytes of the Parquet column chunks the last query scanned (None if DuckDB did not record it)."""
+        try:
+            profile = json.loads(self.cursor.get_profiling_information(format="json"))
+        except (duckdb.Error, ValueError):
+            return None
+        if not profile or profile.get("result") == "error":
+            return 0 if profile else None  # a query that scanned no column chunks (e.g. COUNT(*) from metadata)
+        value = profile.get(BYTES_SCANNED_METRIC) or profile.get("query", {}).get("total_bytes_scanned")
+        return int(value) if value is not None else 0
+
+
+class Sandbox:
+    """The locked-down DuckDB instance and its connection pool."""
+
+    def __init__(self, config: SandboxConfig):
+        self.config = config
+        self.store_root = os.path.realpath(config.store_root)
+        os.makedirs(config.temp_directory, exist_ok=True)
+        # A directory of our own: DuckDB spills here and the size cap is accounted per instance.
+        self.temp_directory = tempfile.mkdtemp(prefix="duckdb-", dir=config.temp_directory)
+        self._db = duckdb.connect(
+            ":memory:",
+            config={
+                "threads": config.threads,
+                "memory_limit": f"{config.memory_limit_bytes}B",
+                "temp_directory": self.temp_directory,
+                "max_temp_directory_size": f"{config.max_temp_directory_bytes}B",
+                "autoinstall_known_extensions": False,
+                "autoload_known_extensions": False,
+                "allow_community_extensions": False,
+                "allow_unsigned_extensions": False,
+                "allow_persistent_secrets": False,
+                "python_enable_replacements": False,
+            },
+        )
+        db = self._db
+        db.execute("SET parquet_metadata_cache = true")
+        db.execute(f"SET max_execution_time = {int(config.max_execution_seconds * 1000)}")
+        db.execute(f"SET allowed_directories = [{sql_literal(self.store_root.rstrip('/') + '/')}]")
+        db.execute("SET enable_external_access = false")
+        self.reserved_names = frozenset(
+            name.lower()
+            for (name,) in db.execute(
+                "SELECT view_name FROM duckdb_views() UNION SELECT table_name FROM duckdb_tables()"
+            ).fetchall()
+        )
+        # Distinctive setting names (memory_limit, temp_directory, ...) are scrubbed from error messages.
+        self._setting_names = tuple(
+            name for (name,) in db.execute("SELECT name FROM duckdb_settings()").fetchall() if "_" in name
+        )
+        self._pool: queue.Queue[Session] = queue.Queue()
+        for _ in range(config.max_concurrent_queries):
+            cursor = db.cursor()
+            # Per-connection settings must be made before the configuration is locked.
+            cursor.execute("SET enable_profiling = 'no_output'")
+            cursor.execute(f"SET tracked_metrics = [{sql_literal(BYTES_SCANNED_METRIC)}]")
+            self._pool.put(Session(cursor))
+        db.execute("SET lock_configuration = true")
+
+    def acquire(self) -> Session:
+        try:
+            return self._pool.get(timeout=self.config.queue_timeout_seconds)
+        except queue.Empty:
+            raise QueryFailed(Code.SERVER_BUSY, "The query service is busy; try again in a moment.") from None
+
+    def release(self, session: Session) -> None:
+        self._pool.put(session)
+
+    def check_files(self, binding: DatasetBinding) -> None:
+        """A binding may only point inside the store root (the catalog is trusted, but not blindly)."""
+        root = self.store_root.rstrip("/") + "/"
+        for path in binding.files:
+            if not os.path.realpath(path).startswith(root):
+                log.error("%s v%s has a file outside the store root", binding.slug, binding.version)
+                raise QueryFailed(
+                    Code.DATASET_UNAVAILABLE,
+                    f'The dataset "{binding.slug}" (version {binding.version}) is not available on this server right now.',
+                )
+
+    def sanitize(self, message: str) -> str:
+        return sanitize_message(
+            message, secrets=(self.store_root, self.temp_directory), setting_names=self._setting_names
+        )
+
+    def translate_error(self, exc: BaseException, *, timed_out: bool) -> QueryFailed:
+        """A partner-safe `QueryFailed` for an error DuckDB (or Arrow, while streaming) raised."""
+        text = str(exc)
+        kind = _error_kind(exc, text)
+        if kind == "INTERRUPT":
+            if timed_out or "maximum execution time" in text:
+                return QueryFailed(Code.TIME_LIMIT_EXCEEDED, "The query ran longer than your plan's time limit.")
+            return QueryFailed(Code.QUERY_ERROR, "The query was cancelled.")
+        if kind == "Out of Memory":
+            return QueryFailed(
+                Code.MEMORY_LIMIT_EXCEEDED,
+                "The query needed more memory than it may use: aggregate, filter or limit before sorting or joining.",
+            )
+        if kind == "IO":
+            log.error("query I/O error: %s", text)
+            return QueryFailed(Code.DATASET_UNAVAILABLE, "A dataset file could not be read on this server right now.")
+        if kind == "Permission":
+            log.error("query refused by the sandbox: %s", text)
+            return QueryFailed(Code.FILE_ACCESS_NOT_ALLOWED, "The query tried to reach something it may not read.")
+        if kind in ("INTERNAL", "FATAL", "Fatal", "Internal") or kind is None:
+            log.error("query engine error: %r", exc)
+            return QueryFailed(Code.INTERNAL_ERROR, "The query engine failed; the error has been logged.")
+        return QueryFailed(Code.QUERY_ERROR, self.sanitize(text))
+
+    def close(self) -> None:
+        while not self._pool.empty():
+            self._pool.get_nowait().cursor.close()
+        self._db.close()
+        shutil.rmtree(self.temp_directory, ignore_errors=True)
+
+
+_ERROR_PREFIX = re.compile(r"^\s*([A-Za-z][A-Za-z ]*?) Error:")
+_EXCEPTION_KINDS: dict[type[BaseException], str] = {
+    duckdb.InterruptException: "INTERRUPT",
+    duckdb.OutOfMemoryException: "Out of Memory",
+    duckdb.IOException: "IO",
+    duckdb.PermissionException: "Permission",
+    duckdb.InternalException: "INTERNAL",
+    duckdb.FatalException: "FATAL",
+}
+
+
+def _error_kind(exc: BaseException, text: str) -> str | None:
+    """DuckDB's error class, from the exception type or (errors that crossed the Arrow stream) the message prefix."""
+    for exception_type, kind in _EXCEPTION_KINDS.items():
+        if isinstance(exc, exception_type):
+            return kind
+    match = _ERROR_PREFIX.match(text)
+    if match:
+        return match.group(1)
+    if isinstance(exc, duckdb.Error):
+        return "Query"
+    return None

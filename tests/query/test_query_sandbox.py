@@ -1,0 +1,348 @@
+"""The DuckDB sandbox: locked down even if the checker were bypassed, limits that end runaway queries,
+a bounded pool, bytes scanned, and error messages that never show the server's paths or settings."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from query_support import ALICE
+
+from query import formats
+from query.bindings import Limits
+from query.errors import Code, QueryFailed, sanitize_message
+from query.gateway import Gateway
+from query.sandbox import SandboxConfig
+
+# -- defence in depth: the instance itself refuses what the checker refuses --------------------
+
+
+@pytest.fixture
+def raw_cursor(gateway, bindings):
+    """A pooled connection used directly, as if partner SQL had slipped past the checker."""
+    session = gateway._sandbox.acquire()
+    session.bind([bindings["people"]], ALICE.key)
+    yield session.cursor
+    gateway._sandbox.release(session)
+
+
+BYPASS_ATTEMPTS = [
+    "SELECT * FROM read_csv('/etc/passwd', sep = ':')",
+    "SELECT * FROM read_text('/etc/hostname')",
+    "SELECT * FROM '/etc/passwd'",
+    "SELECT * FROM glob('/etc/*')",
+    "SET memory_limit = '100GB'",
+    "SET enable_external_access = true",
+    "SET allowed_directories = ['/']",
+    "SET lock_configuration = false",
+    "RESET threads",
+    "INSTALL httpfs",
+    "LOAD httpfs",
+    "ATTACH '/tmp/vitamin-sandbox-escape.duckdb' AS escape",
+    "COPY (SELECT 1) TO '/tmp/vitamin-sandbox-escape.csv'",
+    "SELECT * FROM read_csv('http://127.0.0.1:9/x.csv')",
+    "SELECT * FROM python_secret_frame",
+]
+
+
+@pytest.mark.parametrize("sql", BYPASS_ATTEMPTS)
+def test_the_instance_refuses_what_the_checker_would(raw_cursor, sql):
+    python_secret_frame = pa.table({"secret": ["in the caller's frame"]})  # a replacement scan would find it
+    assert python_secret_frame.num_rows == 1
+    with pytest.raises(duckdb.Error):
+        raw_cursor.sql(sql).fetchall()
+    assert not Path("/tmp/vitamin-sandbox-escape.csv").exists()
+    assert not Path("/tmp/vitamin-sandbox-escape.duckdb").exists()
+
+
+def test_the_instance_reads_the_bound_datasets_and_keeps_its_limits(raw_cursor):
+    assert raw_cursor.sql("SELECT count(*) FROM people").fetchall() == [(20,)]
+    settings = dict(
+        raw_cursor.execute(
+            "SELECT name, value FROM duckdb_settings() WHERE name IN "
+            "('enable_external_access', 'lock_configuration', 'autoload_known_extensions', "
+            "'autoinstall_known_extensions', 'python_enable_replacements', 'memory_limit')"
+        ).fetchall()
+    )
+    assert settings["enable_external_access"] == "false"
+    assert settings["lock_configuration"] == "true"
+    assert settings["autoload_known_extensions"] == settings["autoinstall_known_extensions"] == "false"
+    assert settings["python_enable_replacements"] == "false"
+    assert settings["memory_limit"].startswith("256")
+
+
+# -- runaway queries end, and the engine stays usable ------------------------------------------
+
+RUNAWAYS = [
+    "SELECT count(*) FROM numbers a, numbers b, numbers c WHERE a.n + b.n + c.n = 7",
+    "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r) SELECT max(i) FROM r",
+    "SELECT a.n, b.n FROM numbers a, numbers b ORDER BY (a.n * 7919 + b.n) % 1000003 LIMIT 5",
+]
+
+
+@pytest.mark.parametrize("sql", RUNAWAYS)
+def test_a_runaway_query_hits_the_time_limit_and_frees_its_connection(gateway, bindings, run, sql):
+    with pytest.raises(QueryFailed) as failed:
+        result = gateway.run(sql, bindings, ALICE.key, Limits(max_seconds=1))
+        list(result.record_batches())
+    assert failed.value.code == Code.TIME_LIMIT_EXCEEDED
+    for _ in range(3):  # more queries than the pool has connections: none was kept
+        assert run("SELECT 42 AS answer")[1] == [(42,)]
+
+
+def test_a_client_that_reads_too_slowly_is_cut_off_at_the_time_limit(gateway, bindings, run):
+    result = gateway.run(
+        "SELECT a.n, b.n FROM numbers a, numbers b", bindings, ALICE.key, Limits(max_seconds=1, max_rows=10**9)
+    )
+    batches = result.record_batches()
+    next(batches)
+    time.sleep(1.2)
+    with pytest.raises(QueryFailed) as failed:
+        for _ in batches:
+            pass
+    assert failed.value.code == Code.TIME_LIMIT_EXCEEDED
+    assert result.bytes_scanned == bindings["numbers"].size_bytes  # an unfinished query is charged in full
+    assert run("SELECT 1 AS one")[1] == [(1,)]
+
+
+def test_a_query_needing_too_much_memory_fails_cleanly(gateway, bindings, run):
+    sql = "SELECT string_agg(a.n::VARCHAR || b.n::VARCHAR, ',') FROM numbers a, numbers b"
+    with pytest.raises(QueryFailed) as failed:
+        list(gateway.run(sql, bindings, ALICE.key, Limits(max_seconds=60)).record_batches())
+    assert failed.value.code == Code.MEMORY_LIMIT_EXCEEDED
+    assert "memory_limit" not in failed.value.message and "SET" not in failed.value.message
+    assert run("SELECT count(*) FROM numbers")[1] == [(30_000,)]
+
+
+def test_the_row_cap_truncates_and_says_so(run, gateway, bindings):
+    result = gateway.run("SELECT n FROM numbers ORDER BY n DESC", bindings, ALICE.key, Limits(max_rows=7))
+    rows = [n for batch in result.record_batches() for n in batch.column(0).to_pylist()]
+    assert rows == list(range(29_999, 29_992, -1)) and result.truncated and result.rows == 7
+    exact = gateway.run("SELECT n FROM numbers WHERE n < 7", bindings, ALICE.key, Limits(max_rows=7))
+    assert sum(b.num_rows for b in exact.record_batches()) == 7 and not exact.truncated
+
+
+@pytest.mark.parametrize(
+    ("limit", "rows", "truncated"),
+    [("LIMIT 7", 7, False), ("LIMIT 3", 3, False), ("LIMIT 8", 7, True), ("LIMIT 50 PERCENT", 7, True), ("", 7, True)],
+)
+def test_the_partners_own_limit_and_the_cap_combine(gateway, bindings, limit, rows, truncated):
+    with gateway.run(f"SELECT n FROM numbers {limit}", bindings, ALICE.key, Limits(max_rows=7)) as result:
+        assert sum(b.num_rows for b in result.record_batches()) == rows
+    assert result.truncated is truncated
+
+
+# -- the pool ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_gateway(store_root, tmp_path):
+    gateway = Gateway(
+        SandboxConfig(
+            store_root=str(store_root),
+            temp_directory=str(tmp_path),
+            memory_limit_bytes=128 * 1024**2,
+            threads=1,
+            max_concurrent_queries=1,
+            queue_timeout_seconds=0.2,
+        )
+    )
+    yield gateway
+    gateway.close()
+
+
+def test_queries_beyond_the_process_limit_wait_then_are_refused(small_gateway, bindings):
+    first = small_gateway.run("SELECT * FROM people", bindings, ALICE.key, Limits())
+    with pytest.raises(QueryFailed) as busy:
+        small_gateway.run("SELECT * FROM people", bindings, ALICE.key, Limits())
+    assert busy.value.code == Code.SERVER_BUSY
+    first.close()  # closing without reading gives the connection back
+    with small_gateway.run("SELECT count(*) FROM people", bindings, ALICE.key, Limits()) as second:
+        assert [b.column(0).to_pylist() for b in second.record_batches()] == [[20]]
+
+
+def test_a_waiting_query_runs_as_soon_as_a_connection_is_free(small_gateway, bindings):
+    first = small_gateway.run("SELECT * FROM people", bindings, ALICE.key, Limits())
+    threading.Timer(0.05, first.close).start()
+    with small_gateway.run("SELECT count(*) FROM accounts", bindings, ALICE.key, Limits()) as second:
+        assert [b.column(0).to_pylist() for b in second.record_batches()] == [[10]]
+
+
+def test_a_result_can_be_read_once(gateway, bindings):
+    result = gateway.run("SELECT 1 AS one", bindings, ALICE.key, Limits())
+    assert [b.num_rows for b in result.record_batches()] == [1]
+    with pytest.raises(RuntimeError):
+        list(result.record_batches())
+
+
+# -- versions ------------------------------------------------------------------------------------
+
+
+def test_a_new_version_replaces_the_old_one_for_the_next_query(gateway, bindings, store_root, run):
+    folder = store_root / "datasets" / "accounts" / "v2"
+    folder.mkdir(parents=True)
+    pq.write_table(pa.table({"customer": ["cust-100"], "bank": ["BOC"]}), folder / "part-0.parquet")
+    v2 = dataclasses.replace(bindings["accounts"], version=2, files=(str(folder / "part-0.parquet"),))
+    assert run("SELECT count(*) FROM accounts")[1] == [(10,)]
+    with gateway.run("SELECT bank FROM accounts", {"accounts": v2}, ALICE.key, Limits()) as result:
+        assert [b.column(0).to_pylist() for b in result.record_batches()] == [["BOC"]]
+    assert run("SELECT count(*) FROM accounts")[1] == [(10,)]
+
+
+# -- bytes scanned ---------------------------------------------------------------------------------
+
+
+def column_chunk_bytes(files, column: str) -> int:
+    total = 0
+    for path in files:
+        metadata = pq.read_metadata(path)
+        index = metadata.schema.names.index(column)
+        total += sum(metadata.row_group(g).column(index).total_compressed_size for g in range(metadata.num_row_groups))
+    return total
+
+
+def test_bytes_scanned_are_the_compressed_column_chunks_read(gateway, bindings):
+    people = bindings["people"]
+    with gateway.run("SELECT sum(balance) FROM people", bindings, ALICE.key, Limits()) as result:
+        list(result.record_batches())
+    assert result.bytes_scanned == column_chunk_bytes(people.files, "balance")
+    with gateway.run("SELECT city, sum(balance) FROM people GROUP BY city", bindings, ALICE.key, Limits()) as both:
+        list(both.record_batches())
+    assert both.bytes_scanned == column_chunk_bytes(people.files, "balance") + column_chunk_bytes(people.files, "city")
+    with gateway.run("SELECT 1 AS one", bindings, ALICE.key, Limits()) as nothing:
+        list(nothing.record_batches())
+    assert nothing.bytes_scanned == 0
+
+
+# -- errors never show the server's paths or settings -----------------------------------------
+
+
+def test_a_missing_dataset_file_is_reported_without_its_path(gateway, bindings, store_root, run):
+    gone = dataclasses.replace(
+        bindings["accounts"], version=9, files=(str(store_root / "datasets" / "accounts" / "v9" / "gone.parquet"),)
+    )
+    with pytest.raises(QueryFailed) as failed:
+        gateway.run("SELECT * FROM accounts", {"accounts": gone}, ALICE.key, Limits())
+    assert failed.value.code == Code.DATASET_UNAVAILABLE
+    assert str(store_root) not in str(failed.value) and "gone.parquet" not in str(failed.value)
+    for _ in range(3):  # every pooled connection still serves the good version
+        assert run("SELECT count(*) FROM accounts")[1] == [(10,)]
+
+
+def test_a_binding_outside_the_store_is_refused(gateway, bindings):
+    outside = dataclasses.replace(bindings["accounts"], files=("/etc/passwd",))
+    with pytest.raises(QueryFailed) as failed:
+        gateway.run("SELECT * FROM accounts", {"accounts": outside}, ALICE.key, Limits())
+    assert failed.value.code == Code.DATASET_UNAVAILABLE and "/etc" not in failed.value.message
+
+
+def test_runtime_errors_are_useful_and_show_no_server_detail(gateway, bindings, store_root):
+    messages = []
+    for sql in (
+        "SELECT no_such_column FROM people",
+        "SELECT CAST(city AS INTEGER) FROM people",
+        "SELECT * FROM people WHERE balance > 'lots'",
+    ):
+        with pytest.raises(QueryFailed) as failed:
+            list(gateway.run(sql, bindings, ALICE.key, Limits()).record_batches())
+        assert failed.value.code == Code.QUERY_ERROR
+        messages.append(failed.value.message)
+    assert 'column "no_such_column" not found' in messages[0]
+    assert "Could not convert string 'Hangzhou' to INT32" in messages[1]
+    assert "'lots'" in messages[2]
+    temp_directory = gateway._sandbox.temp_directory
+    for message in messages:
+        assert str(store_root) not in message and temp_directory not in message and "Did you mean" not in message
+
+
+def test_sanitize_message_removes_paths_urls_settings_and_hints():
+    raw = (
+        'IO Error: No files found that match the pattern "/srv/vitamin/store/datasets/x/v1/part-0.parquet"\n'
+        "LINE 1: SELECT * FROM x\n"
+    )
+    assert sanitize_message(raw) == 'No files found that match the pattern "<path>"'
+    oom = (
+        "Out of Memory Error: failed to offload data block (19.0 MiB/19.0 MiB used).\n"
+        "This limit was set by the 'max_temp_directory_size' setting.\n"
+        "You can adjust this setting, by using (for example) PRAGMA max_temp_directory_size='10GiB'"
+    )
+    assert sanitize_message(oom, setting_names=("max_temp_directory_size",)) == (
+        "failed to offload data block (19.0 MiB/19.0 MiB used)."
+    )
+    hint = 'Catalog Error: Table with name nope does not exist!\nDid you mean "pg_class"?'
+    assert sanitize_message(hint) == "Table with name nope does not exist!"
+    assert "<path>" in sanitize_message("HTTP Error: could not fetch https://internal.example/x?token=1")
+    assert (
+        sanitize_message("Error in /tmp/duckdb-x/spill.tmp", secrets=("/tmp/duckdb-x",)) == "Error in <path>/spill.tmp"
+    )
+    assert sanitize_message("Binder Error: temp_directory is wrong", setting_names=("temp_directory",)) == (
+        "<setting> is wrong"
+    )
+    assert sanitize_message('Parser Error: Depth exceeded. Use "SET max_expression_depth TO x" to raise it.') == (
+        "Depth exceeded."
+    )
+    assert sanitize_message("Conversion Error: Could not convert string 'a/b' to INT32") == (
+        "Could not convert string 'a/b' to INT32"
+    )
+
+
+def test_unexpected_errors_become_internal_errors_without_detail(gateway, store_root):
+    failure = gateway._sandbox.translate_error(RuntimeError(f"boom in {store_root}/secret"), timed_out=False)
+    assert failure.code == Code.INTERNAL_ERROR and "boom" not in failure.message
+    fatal = gateway._sandbox.translate_error(duckdb.FatalException("FATAL Error: invalidated"), timed_out=False)
+    assert fatal.code == Code.INTERNAL_ERROR
+
+
+def test_the_temp_directory_is_private_and_removed_on_close(store_root, tmp_path, bindings):
+    gateway = Gateway(SandboxConfig(store_root=str(store_root), temp_directory=str(tmp_path), max_concurrent_queries=1))
+    private = gateway._sandbox.temp_directory
+    assert Path(private).parent == tmp_path and os.path.isdir(private)
+    with gateway.run("SELECT count(*) FROM numbers", bindings, ALICE.key, Limits()) as result:
+        assert [b.column(0).to_pylist() for b in result.record_batches()] == [[30_000]]
+    gateway.close()
+    assert not os.path.exists(private)
+
+
+def test_json_ends_with_the_error_when_a_query_fails_mid_stream(gateway, bindings):
+    result = gateway.run(
+        "SELECT a.n, b.n FROM numbers a, numbers b", bindings, ALICE.key, Limits(max_seconds=1, max_rows=10**9)
+    )
+    chunks = formats.stream(result, "json")
+    next(chunks)
+    time.sleep(1.2)
+    body = b"".join(chunks)
+    assert body.endswith(
+        b'"error":{"code":"time_limit_exceeded","message":"The query ran longer than your plan\'s time limit."}}\n'
+    )
+    assert result.error is not None and result.error.code == Code.TIME_LIMIT_EXCEEDED
+
+
+def test_concurrent_partners_each_get_their_own_values(gateway, bindings):
+    """More threads than connections, alternating partners: every answer is right for its partner."""
+    from query_support import BOB
+
+    from query.rekey import rekey
+
+    expected = {partner.name: rekey(partner.key, "cust-7") for partner in (ALICE, BOB)}
+    answers: list[tuple[str, list]] = []
+
+    def ask(partner) -> None:
+        for _ in range(5):
+            with gateway.run("SELECT customer FROM people WHERE balance = 700", bindings, partner.key, Limits()) as r:
+                answers.append((partner.name, [b.column(0).to_pylist() for b in r.record_batches()]))
+
+    threads = [threading.Thread(target=ask, args=(partner,)) for partner in (ALICE, BOB, ALICE, BOB)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(answers) == 20
+    for name, answer in answers:
+        assert answer == [[expected[name]]], (name, answer)
