@@ -29,7 +29,9 @@ BENCHMARKS = {
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("names", nargs="*", metavar="NAME", help=f"benchmarks to run: {', '.join(BENCHMARKS)} (default: all)")
+    parser.add_argument(
+        "names", nargs="*", metavar="NAME", help=f"benchmarks to run: {', '.join(BENCHMARKS)} (default: all)"
+    )
     parser.add_argument("--quick", action="store_true", help="small inputs")
     args = parser.parse_args()
     unknown = [name for name in args.names if name not in BENCHMARKS]
@@ -43,7 +45,9 @@ def main() -> int:
         print(f"\n=== {name} ({script})", flush=True)
         started = time.monotonic()
         code = subprocess.call([sys.executable, str(HERE / script), *(quick if args.quick else full)])  # noqa: S603
-        print(f"=== {name}: {'ok' if code == 0 else f'FAILED ({code})'} in {time.monotonic() - started:.0f}s", flush=True)
+        print(
+            f"=== {name}: {'ok' if code == 0 else f'FAILED ({code})'} in {time.monotonic() - started:.0f}s", flush=True
+        )
         if code:
             failed.append(name)
     return 1 if failed else 0
