@@ -16,6 +16,10 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
             "description": "Access tokens from /oauth/token (see docs/oauth.md).",
             "flows": {
                 "clientCredentials": {"tokenUrl": "/oauth/token", "scopes": scopes},
-                "authorizationCode": {"authorizationUrl": "/oauth/authorize", "tokenUrl": "/oauth/token", "scopes": scopes},
+                "authorizationCode": {
+                    "authorizationUrl": "/oauth/authorize",
+                    "tokenUrl": "/oauth/token",
+                    "scopes": scopes,
+                },
             },
         }
