@@ -8,4 +8,5 @@ urlpatterns = [
     path("status", api_views.get_status, name="api-status"),
     path("", include("catalog.api_urls")),
     path("", include("grants.api_urls")),
+    path("", include("query.api_urls")),
 ]

@@ -253,6 +253,27 @@ PUBLIC_CATALOG = env_bool(
     "Show the portal's catalog listing (metadata only) to visitors who are not signed in. Dataset pages, samples and the API still need an account or a token.",
 )
 
+# --- Query ---------------------------------------------------------------------
+QUERY_MEMORY_LIMIT_MB = env_int(
+    "VITAMIN_QUERY_MEMORY_LIMIT_MB", 2048, "Memory DuckDB may use for partner queries, per process, in MiB.", minimum=64
+)
+QUERY_THREADS = env_int("VITAMIN_QUERY_THREADS", 2, "DuckDB threads for partner queries, per process.", minimum=1)
+QUERY_POOL_SIZE = env_int(
+    "VITAMIN_QUERY_POOL_SIZE",
+    4,
+    "Partner queries one process runs at once (its DuckDB connection pool); more wait up to 10 s, then get 503 server_busy.",
+    minimum=1,
+)
+QUERY_TEMP_MAX_MB = env_int(
+    "VITAMIN_QUERY_TEMP_MAX_MB", 8192, "Disk DuckDB may spill to for partner queries, per process, in MiB.", minimum=0
+)
+JOB_RESULT_SECONDS = env_int(
+    "VITAMIN_JOB_RESULT_SECONDS",
+    86400,
+    "How long a query job's result file can be downloaded, in seconds; after that it is deleted (410 result_expired).",
+    minimum=60,
+)
+
 # --- Logging -------------------------------------------------------------------
 LOG_FORMAT = env_str(
     "VITAMIN_LOG_FORMAT",

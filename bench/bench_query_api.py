@@ -1,0 +1,275 @@
+"""POST /api/v1/query over HTTP against raw in-process DuckDB on the same Parquet files and the same SQL.
+
+    .venv/bin/python bench/bench_query_api.py --rows 20000000
+
+Generates card_transactions-like Parquet (bench_query_engine.generate) as version 1 of an
+open dataset in a temporary VITAMIN_DATA_DIR, creates an institution, a client, a bearer
+token and an approved subscription there (manage.py shell), starts a real multi-process
+gunicorn on a free 127.0.0.1 port, and times requests with `requests`: every API figure
+includes authentication, the grant check, quota charging, the audit events and HTTP.
+
+- aggregate:   SUM/COUNT by province, month over N rows (goal: ratio <= 1.15)
+- arrow 1M:    a 1M-row result as an Arrow IPC stream, read to the end (goal: ratio <= 1.3)
+- json 1M:     the same rows as JSON, against raw DuckDB's Arrow stream
+- small x8:    a selective COUNT from 8 client threads at once: throughput and p50/p99
+               latency, against the raw query's single-threaded latency
+
+Each line reads `name: ours X ms, raw Y ms, ratio Z`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import duckdb
+import pyarrow.ipc as ipc
+import requests
+from bench_query_engine import ARROW_SQL, BATCH_ROWS, SMALL_SQL, THREADS, _Sink, generate, medians_ms, report
+
+REPO = Path(__file__).resolve().parents[1]
+SLUG = "bench_cards"
+AGGREGATE_SQL = "SELECT province, month, sum(amount) AS amount, count(*) AS n FROM {t} GROUP BY province, month"
+MEMORY_LIMIT_MB = 4096
+WEB_WORKERS = 2
+CLIENT_THREADS = 8
+
+SETUP = textwrap.dedent(
+    """
+    import json, secrets
+    from datetime import timedelta
+    from pathlib import Path
+    from django.utils import timezone
+    from catalog.models import Dataset, DatasetVersion
+    from grants import subscriptions
+    from grants.models import QuotaPlan
+    from institutions import lifecycle
+    from institutions.credit_code import check_character
+    from institutions.models import InstitutionStatus, InstitutionType
+    from oauth.clients import create_client
+    from oauth.credentials import hash_secret
+    from oauth.models import GrantType, Token
+
+    files = sorted(Path(FOLDER).glob("*.parquet"))
+    roles = {"province": "dimension", "month": "dimension", "category": "dimension", "channel": "dimension",
+             "buyer": "entity", "amount": "measure"}
+    dataset = Dataset.objects.create(slug=SLUG, title="Bench cards", tier="open",
+                                     spec={"columns": [{"name": n, "role": r} for n, r in roles.items()]})
+    DatasetVersion.objects.create(
+        dataset=dataset, number=1, location=f"datasets/{SLUG}/v1",
+        files=[{"path": f.name, "size_bytes": f.stat().st_size} for f in files],
+        bytes=sum(f.stat().st_size for f in files), schema=[{"name": n} for n in roles],
+        schema_hash="bench", content_hash="bench", pseudonym_release="r1")
+    base = "91330100000000001"
+    institution = lifecycle.file_application(applicant=None, legal_name="Bench Fund", type=InstitutionType.FUND_COMPANY,
+        credit_code=base + check_character(base), contact_name="Bench", contact_email="bench@example.com")
+    lifecycle.change_status(institution, InstitutionStatus.APPROVED, reason="Benchmark.")
+    plan = QuotaPlan.objects.create(name="bench", queries_per_day=10**9, rows_returned_per_day=10**15,
+        bytes_scanned_per_day=10**18, bytes_downloaded_per_day=10**18, lookups_per_day=10**6,
+        concurrent_queries=64, max_query_seconds=600, max_result_rows=2_000_000)
+    subscription = subscriptions.request_access(institution, dataset, modes=["query"], purpose="Benchmark.", plan=plan)
+    subscriptions.approve(subscription, plan=plan, expires_at=timezone.now() + timedelta(days=1))
+    client, _ = create_client(institution, name="bench", scope="query", grant_types=[GrantType.CLIENT_CREDENTIALS])
+    token = secrets.token_urlsafe(32)
+    Token.objects.create(client=client, grant_type=GrantType.CLIENT_CREDENTIALS, scope="query",
+        access_token_hash=hash_secret(token), access_expires_at=timezone.now() + timedelta(hours=12))
+    print("TOKEN=" + token)
+    """
+)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def server_environment(data_dir: Path, database_url: str | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "platform")])
+    env["DJANGO_SETTINGS_MODULE"] = "vitamin.settings"
+    env["VITAMIN_DATA_DIR"] = str(data_dir)
+    env["VITAMIN_QUERY_THREADS"] = str(THREADS)
+    env["VITAMIN_QUERY_MEMORY_LIMIT_MB"] = str(MEMORY_LIMIT_MB)
+    env["VITAMIN_LOG_LEVEL"] = "WARNING"
+    if database_url:
+        env["DATABASE_URL"] = database_url
+    return env
+
+
+def setup(env: dict[str, str], folder: Path) -> str:
+    manage = [sys.executable, str(REPO / "manage.py")]
+    subprocess.run([*manage, "migrate", "-v", "0"], env=env, check=True)  # noqa: S603
+    script = f"FOLDER = {str(folder)!r}\nSLUG = {SLUG!r}\n" + SETUP
+    output = subprocess.run(  # noqa: S603
+        [*manage, "shell", "-c", script], env=env, check=True, capture_output=True, text=True
+    ).stdout
+    return next(line[len("TOKEN=") :] for line in output.splitlines() if line.startswith("TOKEN="))
+
+
+def start_server(env: dict[str, str], port: int) -> subprocess.Popen:
+    server = subprocess.Popen(  # noqa: S603
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "vitamin.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(WEB_WORKERS),
+            "--threads",
+            "4",
+            "--timeout",
+            "600",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok:
+                return server
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    server.terminate()
+    raise SystemExit("the server did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=20_000_000)
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--small-requests", type=int, default=400, help="small queries in the concurrent test")
+    parser.add_argument(
+        "--database-url", help="e.g. postgres://postgres@127.0.0.1:5432/vitamin_bench (default: SQLite)"
+    )
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="bench-query-api-"))
+    data_dir = work / "data"
+    folder = data_dir / "store" / "datasets" / SLUG / "v1"
+    folder.mkdir(parents=True)
+    start = time.perf_counter()
+    files = generate(args.rows, folder)
+    size_bytes = sum(os.path.getsize(f) for f in files)
+    print(
+        f"generated {args.rows:,} rows ({len(files)} files, {size_bytes / 1e6:.0f} MB) in "
+        f"{time.perf_counter() - start:.1f} s; {THREADS} threads; median of {args.repeat}",
+        flush=True,
+    )
+
+    env = server_environment(data_dir, args.database_url)
+    token = setup(env, folder)
+    port = free_port()
+    server = start_server(env, port)
+    http = requests.Session()
+    http.headers["Authorization"] = f"Bearer {token}"
+    url = f"http://127.0.0.1:{port}/api/v1/query"
+
+    raw = duckdb.connect(config={"threads": THREADS, "memory_limit": f"{MEMORY_LIMIT_MB}MB"})
+    raw.execute("SET parquet_metadata_cache = true")
+    raw.execute(f"CREATE VIEW raw_cards AS SELECT * FROM read_parquet({files!r})")
+
+    def api(sql: str, fmt: str, session: requests.Session = http) -> int:
+        with session.post(url, json={"sql": sql, "format": fmt}, stream=True) as response:
+            if response.status_code != 200:
+                raise SystemExit(f"{response.status_code}: {response.text[:500]}")
+            return sum(len(chunk) for chunk in response.iter_content(chunk_size=1 << 20))
+
+    def raw_batches(sql: str) -> int:
+        return sum(batch.num_rows for batch in raw.sql(sql).to_arrow_reader(BATCH_ROWS))
+
+    def raw_arrow_stream(sql: str) -> int:
+        sink, size = _Sink(), 0
+        reader = raw.sql(sql).to_arrow_reader(BATCH_ROWS)
+        with ipc.new_stream(sink, reader.schema) as writer:
+            for batch in reader:
+                writer.write_batch(batch)
+                size += len(sink.take())
+        return size + len(sink.take())
+
+    try:
+        r = args.repeat
+        # Both gunicorn workers get warmed by the warm-up calls medians_ms makes (and the repeats).
+        ours, raw_ms = medians_ms(
+            lambda: api(AGGREGATE_SQL.format(t=SLUG), "json"),
+            lambda: raw_batches(AGGREGATE_SQL.format(t="raw_cards")),
+            repeat=r,
+        )
+        report("aggregate", ours, raw_ms, goal=1.15)
+        rows_sql = ARROW_SQL.replace("LIMIT 1000000", f"LIMIT {min(1_000_000, args.rows)}")
+        ours, raw_ms = medians_ms(
+            lambda: api(rows_sql.format(t=SLUG), "arrow"),
+            lambda: raw_arrow_stream(rows_sql.format(t="raw_cards")),
+            repeat=r,
+        )
+        report("arrow 1M", ours, raw_ms, goal=1.3)
+        ours, raw_ms = medians_ms(
+            lambda: api(rows_sql.format(t=SLUG), "json"),
+            lambda: raw_arrow_stream(rows_sql.format(t="raw_cards")),
+            repeat=r,
+        )
+        report("json 1M (raw: arrow)", ours, raw_ms)
+        small_concurrently(url, token, SMALL_SQL.format(t=SLUG), args.small_requests, raw_batches)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        raw.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def small_concurrently(url: str, token: str, sql: str, total: int, raw_batches) -> None:
+    """CLIENT_THREADS threads, each with its own connection, sending `total` small queries in all."""
+    latencies_ms: list[float] = []
+    lock = threading.Lock()
+    failures: list[str] = []
+
+    def client(count: int) -> None:
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {token}"
+        for _ in range(count):
+            start = time.perf_counter()
+            response = session.post(url, json={"sql": sql, "format": "json"})
+            elapsed = (time.perf_counter() - start) * 1000
+            if response.status_code != 200:
+                failures.append(f"{response.status_code} {response.text[:200]}")
+            json.loads(response.content)
+            with lock:
+                latencies_ms.append(elapsed)
+
+    threads = [threading.Thread(target=client, args=(total // CLIENT_THREADS,)) for _ in range(CLIENT_THREADS)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    if failures:
+        print(f"small x{CLIENT_THREADS}: {len(failures)} failed, e.g. {failures[0]}", flush=True)
+    latencies_ms.sort()
+    p50 = statistics.median(latencies_ms)
+    p99 = latencies_ms[min(len(latencies_ms) - 1, int(len(latencies_ms) * 0.99))]
+    [raw_ms] = medians_ms(lambda: raw_batches(sql.replace(SLUG, "raw_cards")), repeat=21)
+    print(
+        f"small x{CLIENT_THREADS}: {len(latencies_ms) / seconds:.0f} queries/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms",
+        flush=True,
+    )
+    report(f"small x{CLIENT_THREADS} p50 (raw: one query, in process)", p50, raw_ms)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,12 @@
+"""Query routes under /api/v1/."""
+
+from django.urls import path
+
+from query import views
+
+urlpatterns = [
+    path("query", views.RunQuery.as_view(), name="api-query"),
+    path("jobs", views.JobList.as_view(), name="api-jobs"),
+    path("jobs/<uuid:job_id>", views.JobDetail.as_view(), name="api-job"),
+    path("jobs/<uuid:job_id>/result", views.JobResult.as_view(), name="api-job-result"),
+]

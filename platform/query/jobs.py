@@ -1,0 +1,188 @@
+"""Query jobs: submit (checked up front), run by a Celery worker through `run_query`, cancel, download.
+
+    job = submit_job(institution_id=..., client_id=..., sql=..., fmt="parquet", request=request)
+    execute_job(job.pk)        # in the worker (query.tasks.run_query_job)
+    path = result_file(job)    # the finished result, until job.expires_at
+
+A job runs the same `query.service.run_query` as the HTTP API, so grants, quotas,
+limits and audit are the same; the grant is checked again when the worker starts
+it, so a subscription revoked while the job waits fails it (`subscription_revoked`).
+The result is written to <VITAMIN_DATA_DIR>/job-results/<id>.<ext> (first as
+`.part`, renamed when complete) and can be downloaded until `expires_at`
+(VITAMIN_JOB_RESULT_SECONDS).
+
+Cancelling: a queued job never starts (the worker only takes a job still
+`queued`). A running job is stopped between result batches: the worker checks
+the job's state about once a second while writing and, when it was cancelled,
+closes the query and deletes the partial file. A query still computing its
+first batch (a long aggregate) runs until that batch or its time limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from uuid import UUID
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from audit.service import record
+from query.errors import QueryError
+from query.models import QueryJob
+from query.service import check_query, run_query
+from vitamin.errors import ApiError
+
+log = logging.getLogger("vitamin.query")
+
+State = QueryJob.State
+FILE_EXTENSIONS = {"json": "json", "csv": "csv", "arrow": "arrows", "parquet": "parquet"}
+CANCEL_CHECK_SECONDS = 1.0
+
+
+def results_dir() -> Path:
+    return Path(settings.DATA_DIR) / "job-results"
+
+
+def submit_job(
+    *,
+    institution_id: int,
+    client_id: str,
+    sql: str,
+    fmt: str,
+    max_rows: int | None = None,
+    versions: Mapping[str, int] | None = None,
+    request=None,
+) -> QueryJob:
+    """Check the query now (grants, versions, every gateway check) and queue it; raises ApiError when refused."""
+    check_query(
+        institution_id=institution_id, client_id=client_id, sql=sql, fmt=fmt, versions=versions, request=request
+    )
+    with transaction.atomic():
+        job = QueryJob.objects.create(
+            institution_id=institution_id,
+            client_id=client_id,
+            sql=sql,
+            format=fmt,
+            max_rows=max_rows,
+            versions=dict(versions or {}),
+        )
+        record("query.job_submit", target=f"query_job:{job.pk}", details={"sql": sql, "format": fmt}, request=request)
+        transaction.on_commit(lambda: _enqueue(job.pk))
+    return job
+
+
+def _enqueue(job_id: UUID) -> None:
+    from query.tasks import run_query_job  # the task module imports this one
+
+    run_query_job.delay(str(job_id))
+
+
+def execute_job(job_id: UUID | str) -> None:
+    """Run a queued job to its end (the worker's side). A job no longer queued (cancelled, already taken) is left alone."""
+    if not QueryJob.objects.filter(pk=job_id, state=State.QUEUED).update(
+        state=State.RUNNING, started_at=timezone.now()
+    ):
+        return
+    job = QueryJob.objects.get(pk=job_id)
+    try:
+        run = run_query(
+            institution_id=job.institution_id,
+            client_id=job.client_id,
+            sql=job.sql,
+            fmt=job.format,
+            max_rows=job.max_rows,
+            versions=job.versions,
+        )
+    except ApiError as exc:
+        _fail(job, exc.code, exc.message)
+        return
+    name = f"{job.pk}.{FILE_EXTENSIONS[job.format]}"
+    results_dir().mkdir(parents=True, exist_ok=True)
+    partial = results_dir() / f"{name}.part"
+    try:
+        cancelled = _write(job, run.chunks, run.result, partial)
+    except QueryError as exc:
+        partial.unlink(missing_ok=True)
+        _fail(job, str(exc.code), exc.message)
+        return
+    except Exception:  # noqa: BLE001 - a worker must leave the job in a final state, whatever happened
+        log.exception("query job %s failed", job.pk)
+        partial.unlink(missing_ok=True)
+        _fail(job, "internal_error", "The job failed on the server.")
+        return
+    if cancelled:
+        partial.unlink(missing_ok=True)
+        return
+    if run.result.error is not None:  # JSON ends with an error member instead of raising
+        partial.unlink(missing_ok=True)
+        _fail(job, str(run.result.error.code), run.result.error.message)
+        return
+    final = results_dir() / name
+    partial.rename(final)
+    now = timezone.now()
+    finished = QueryJob.objects.filter(pk=job.pk, state=State.RUNNING).update(
+        state=State.SUCCEEDED,
+        rows_written=run.result.rows,
+        truncated=run.result.truncated,
+        bytes_scanned=run.result.bytes_scanned,
+        result_path=name,
+        result_bytes=final.stat().st_size,
+        finished_at=now,
+        expires_at=now + timedelta(seconds=settings.JOB_RESULT_SECONDS),
+    )
+    if not finished:  # cancelled while the last batch was written
+        final.unlink(missing_ok=True)
+
+
+def _write(job: QueryJob, chunks, result, partial: Path) -> bool:
+    """Write the result to `partial`; True when the job was cancelled meanwhile (the query is then closed)."""
+    checked_at = time.monotonic()
+    try:
+        with partial.open("wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+                if time.monotonic() - checked_at >= CANCEL_CHECK_SECONDS:
+                    checked_at = time.monotonic()
+                    if not QueryJob.objects.filter(pk=job.pk, state=State.RUNNING).update(rows_written=result.rows):
+                        return True
+    finally:
+        chunks.close()  # stops the query if we left early; audited as cancelled
+    return QueryJob.objects.filter(pk=job.pk).values_list("state", flat=True).first() == State.CANCELLED
+
+
+def _fail(job: QueryJob, code: str, message: str) -> None:
+    QueryJob.objects.filter(pk=job.pk, state=State.RUNNING).update(
+        state=State.FAILED, error_code=code, error_message=message, finished_at=timezone.now()
+    )
+
+
+def cancel_job(job: QueryJob, *, request=None) -> QueryJob:
+    """Cancel a queued or running job; 409 job_finished when it already ended."""
+    with transaction.atomic():
+        updated = QueryJob.objects.filter(pk=job.pk, state__in=[State.QUEUED, State.RUNNING]).update(
+            state=State.CANCELLED,
+            error_code="cancelled",
+            error_message="Cancelled by the client.",
+            finished_at=timezone.now(),
+        )
+        if not updated:
+            raise ApiError(f"The job has already {job.state}.", code="job_finished", status_code=409)
+        record("query.job_cancel", target=f"query_job:{job.pk}", request=request)
+    job.refresh_from_db()
+    return job
+
+
+def result_file(job: QueryJob) -> Path:
+    """The finished result's file; 409 result_not_ready before it exists, 410 result_expired after expires_at."""
+    if job.state != State.SUCCEEDED:
+        raise ApiError(f"The job is {job.state}; it has no result.", code="result_not_ready", status_code=409)
+    path = results_dir() / job.result_path
+    if job.expires_at <= timezone.now() or not path.exists():
+        path.unlink(missing_ok=True)
+        raise ApiError("The job's result has expired; run the query again.", code="result_expired", status_code=410)
+    return path

@@ -1,0 +1,46 @@
+"""Query jobs: a partner query run by a Celery worker, its result kept as a file for a while."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.utils import timezone
+
+
+class QueryJob(models.Model):
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    FINISHED = (State.SUCCEEDED, State.FAILED, State.CANCELLED)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    institution = models.ForeignKey("institutions.Institution", on_delete=models.CASCADE, related_name="query_jobs")
+    client_id = models.CharField(max_length=100)
+    sql = models.TextField()
+    format = models.CharField(max_length=20)
+    max_rows = models.PositiveIntegerField(null=True, blank=True)
+    versions = models.JSONField(default=dict, blank=True, help_text="Requested versions, by dataset slug.")
+    state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED)
+    rows_written = models.BigIntegerField(default=0, help_text="Progress: rows written to the result so far.")
+    error_code = models.CharField(max_length=100, blank=True)
+    error_message = models.TextField(blank=True)
+    result_path = models.CharField(max_length=500, blank=True, help_text="Relative to <VITAMIN_DATA_DIR>/job-results.")
+    result_bytes = models.BigIntegerField(null=True, blank=True)
+    truncated = models.BooleanField(default=False)
+    bytes_scanned = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="When the result stops being downloadable.")
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["institution", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"query job {self.id} ({self.state})"

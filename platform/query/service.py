@@ -1,0 +1,406 @@
+"""The Django side of the SQL gateway: `run_query` is the one function every query path calls (API, jobs).
+
+    run = run_query(institution_id=..., client_id=..., sql=..., fmt="arrow", max_rows=None, versions={}, request=request)
+    response = StreamingHttpResponse(run.chunks, content_type=run.media_type)
+
+Steps, in order (each refusal is an ApiError with a stable code, and an audit event `query.run`):
+
+ 1. statement   the datasets the SQL reads (the gateway's parser; 400 with the engine's code)
+ 2. grants      `grants.service.ensure(..., "query")` for each (403 with the grant's code)
+ 3. versions    the grant's pinned version, else the requested one, else the latest published
+ 4. check       every gateway check, before anything is charged (400 with the engine's code)
+ 5. quota       a concurrent-query slot per subscription, then 1 of `queries` per day;
+                refused with 429 before any work is done
+ 6. audit       `query.start`, written before execution: if it cannot be written the query
+                is refused (503 audit_unavailable), so no query runs unaudited
+ 7. execute     `Gateway.run` under the plan's limits with the institution's re-keying key
+ 8. finish      when the stream ends (or the client goes away): rows returned and bytes
+                scanned charged, the slots given back, `query.run` recorded with the outcome
+
+Rows and bytes are charged after the query, when they are known: the query that crosses a
+daily limit completes, and the next one is refused (step 5 also checks that `rows_returned`
+and `bytes_scanned` are not already over their limits). A query reading several datasets is
+charged to every subscription it uses, each the full amounts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+from audit.models import Outcome
+from audit.service import record
+from catalog.models import Dataset, DatasetVersion
+from datasets.spec import AnalysisSpec
+from datasets.storage import Store
+from grants import metering
+from grants import service as grants
+from grants.service import Grant
+from query import formats
+from query.bindings import DatasetBinding, Limits
+from query.errors import Code, QueryError, QueryFailed, QueryRejected
+from query.gateway import Gateway
+from query.rekey import derive_partner_key
+from query.results import QueryResult
+from query.sandbox import SandboxConfig
+from quotas.service import Window, consume
+from vitamin.errors import ApiError
+
+log = logging.getLogger("vitamin.query")
+
+FORMATS = tuple(formats.MEDIA_TYPES)
+# Post-hoc charges always count (the limit is checked before the next query, see step 5).
+_NO_LIMIT = 2**62
+# A column the spec does not describe is treated as identifying: re-keyed in open datasets, hidden in aggregate ones.
+_UNDESCRIBED_ROLE = "identifier"
+# HTTP status of each engine code that is not a plain rejection (those are 400).
+_FAILURE_STATUS = {
+    Code.TIME_LIMIT_EXCEEDED: 408,
+    Code.MEMORY_LIMIT_EXCEEDED: 413,
+    Code.SERVER_BUSY: 503,
+    Code.DATASET_UNAVAILABLE: 503,
+    Code.QUERY_ERROR: 400,
+    Code.INTERNAL_ERROR: 500,
+}
+
+
+# --- the gateway of this process ----------------------------------------------------------
+
+_gateway: tuple[SandboxConfig, Gateway] | None = None
+_gateway_lock = threading.Lock()
+
+
+def sandbox_config() -> SandboxConfig:
+    store = Store.from_url(settings.STORE_URL)
+    if not store.is_local:
+        raise ApiError("Queries need a local store on this server.", code="internal_error", status_code=500)
+    return SandboxConfig(
+        store_root=store.root,
+        temp_directory=str(settings.DATA_DIR / "query-tmp"),
+        memory_limit_bytes=settings.QUERY_MEMORY_LIMIT_MB * 1024**2,
+        threads=settings.QUERY_THREADS,
+        max_temp_directory_bytes=settings.QUERY_TEMP_MAX_MB * 1024**2,
+        max_concurrent_queries=settings.QUERY_POOL_SIZE,
+    )
+
+
+def get_gateway() -> Gateway:
+    """This process's gateway, created on first use (a DuckDB instance must not cross gunicorn's fork).
+
+    Rebuilt when the configuration changes (tests switch stores between cases).
+    """
+    global _gateway
+    config = sandbox_config()
+    with _gateway_lock:
+        if _gateway is None or _gateway[0] != config:
+            if _gateway is not None:
+                _gateway[1].close()
+            _gateway = (config, Gateway(config))
+        return _gateway[1]
+
+
+def partner_key(institution_id: int) -> bytes:
+    """The institution's re-keying key: HKDF-SHA256 of the pseudonym master secret, per institution id."""
+    return derive_partner_key(settings.PSEUDONYM_MASTER_KEY.encode(), str(institution_id))
+
+
+# --- one query ---------------------------------------------------------------------------
+
+
+@dataclass
+class QueryRun:
+    """A query that started: stream `chunks` (exactly once); everything else is known before the first byte."""
+
+    chunks: Iterator[bytes]
+    media_type: str
+    max_rows: int
+    versions: dict[str, int]
+    result: QueryResult = field(repr=False)
+
+
+@dataclass
+class _Audit:
+    """What every `query.run` event of one query says."""
+
+    institution_id: int
+    client_id: str
+    sql: str
+    fmt: str
+    request: object
+    started: float = field(default_factory=time.monotonic)
+    versions: dict[str, int] = field(default_factory=dict)
+
+    def details(self, **extra) -> dict:
+        return {
+            "client_id": self.client_id,
+            "sql": self.sql,
+            "sql_sha256": hashlib.sha256(self.sql.encode()).hexdigest(),
+            "format": self.fmt,
+            "datasets": dict(self.versions),
+            "duration_ms": round((time.monotonic() - self.started) * 1000),
+            **extra,
+        }
+
+    def record(self, action: str, outcome: str, **extra) -> None:
+        record(
+            action,
+            outcome=outcome,
+            actor_type="client",
+            actor_id=self.client_id,
+            institution=str(self.institution_id),
+            target=",".join(f"dataset:{slug}" for slug in sorted(self.versions)),
+            details=self.details(**extra),
+            request=self.request,
+        )
+
+    def refused(self, error: ApiError, *, failed: bool = False) -> ApiError:
+        """Record a query that did not produce a result: denied (the partner's side) or failed (it ran, or ours)."""
+        outcome = Outcome.FAILURE if failed or error.status_code >= 500 else Outcome.DENIED
+        self.record("query.run", outcome, code=error.code, status=error.status_code)
+        return error
+
+
+def run_query(
+    *,
+    institution_id: int,
+    client_id: str,
+    sql: str,
+    fmt: str = "json",
+    max_rows: int | None = None,
+    versions: Mapping[str, int] | None = None,
+    request=None,
+) -> QueryRun:
+    """Check, charge, audit and start one partner query; raises ApiError (400/403/404/409/429/5xx) when refused."""
+    audit = _Audit(institution_id, client_id, sql, fmt, request)
+    gateway = get_gateway()
+    granted, bindings = _prepare(gateway, audit, institution_id, sql, versions, request)
+    limits = _limits(granted.values(), max_rows)
+    held = ExitStack()
+    try:
+        _reserve(granted.values(), held)
+    except ApiError as exc:
+        held.close()
+        raise audit.refused(exc) from None
+    try:
+        audit.record("query.start", Outcome.SUCCESS, max_rows=limits.max_rows)
+    except Exception:  # noqa: BLE001 - whatever broke the audit write, the query must not run unaudited
+        log.exception("audit write failed; query refused")
+        _refund_queries(granted.values())
+        held.close()
+        raise ApiError(
+            "The query cannot be recorded right now, so it was not run.", code="audit_unavailable", status_code=503
+        ) from None
+    try:
+        result = gateway.run(sql, bindings, partner_key(institution_id), limits)
+        chunks = formats.stream(result, fmt)
+    except QueryError as exc:
+        held.close()
+        raise audit.refused(query_error(exc), failed=isinstance(exc, QueryFailed)) from None
+    except BaseException:
+        held.close()
+        raise
+    finishing = _finishing(chunks, result, granted.values(), held, audit)
+    # Started here, so that its cleanup runs even if the server drops the response unread:
+    # closing (or collecting) a generator that never started would skip its `finally`.
+    try:
+        first = next(finishing)
+    except QueryError as exc:  # already audited by `_finishing`
+        raise query_error(exc) from None
+    return QueryRun(
+        chunks=_resumed(first, finishing),
+        media_type=formats.MEDIA_TYPES[fmt],
+        max_rows=limits.max_rows,
+        versions=dict(audit.versions),
+        result=result,
+    )
+
+
+def check_query(
+    *,
+    institution_id: int,
+    client_id: str,
+    sql: str,
+    fmt: str = "json",
+    versions: Mapping[str, int] | None = None,
+    request=None,
+) -> dict[str, int]:
+    """Steps 1-4 without charging or running anything (a job at submit time): the versions it would read."""
+    audit = _Audit(institution_id, client_id, sql, fmt, request)
+    _prepare(get_gateway(), audit, institution_id, sql, versions, request)
+    return dict(audit.versions)
+
+
+def _prepare(
+    gateway: Gateway, audit: _Audit, institution_id: int, sql: str, versions: Mapping[str, int] | None, request
+) -> tuple[dict[str, Grant], dict[str, DatasetBinding]]:
+    """Steps 1-4: the grants and bindings of a query every check passed; a refusal is audited and raised."""
+    try:
+        if audit.fmt not in FORMATS:
+            raise ApiError(f"Unknown format {audit.fmt!r}; choose one of {', '.join(FORMATS)}.", code="invalid_request")
+        granted = _grants(gateway, institution_id, sql, request)
+        bindings = _bind(granted, dict(versions or {}), audit)
+        gateway.check(sql, bindings)
+    except QueryError as exc:
+        raise audit.refused(query_error(exc)) from None
+    except ApiError as exc:
+        raise audit.refused(exc) from None
+    return granted, bindings
+
+
+def query_error(exc: QueryError) -> ApiError:
+    """The API error for an engine error: its code, its partner-safe message, 400 for rejections."""
+    status = 400 if isinstance(exc, QueryRejected) else _FAILURE_STATUS.get(exc.code, 500)
+    details = {"position": exc.position} if exc.position is not None else None
+    return ApiError(exc.message, code=str(exc.code), status_code=status, details=details)
+
+
+def _grants(gateway: Gateway, institution_id: int, sql: str, request) -> dict[str, Grant]:
+    names = sorted(gateway.referenced_datasets(sql))
+    return {name: grants.ensure(institution_id, name, "query", request=request) for name in names}
+
+
+def _bind(granted: Mapping[str, Grant], requested: dict[str, int], audit: _Audit) -> dict[str, DatasetBinding]:
+    unknown = sorted(set(requested) - set(granted))
+    if unknown:
+        raise ApiError(
+            f"`versions` names datasets the query does not read: {', '.join(unknown)}.", code="invalid_request"
+        )
+    store = Store.from_url(settings.STORE_URL)
+    bindings = {}
+    for slug, grant in granted.items():
+        version = _version(grant, requested.get(slug))
+        audit.versions[slug] = version.number
+        bindings[slug] = binding_for(grant.dataset, version, store)
+    return bindings
+
+
+def _version(grant: Grant, requested: int | None) -> DatasetVersion:
+    """The pinned version wins; else the requested one; else the latest published one."""
+    slug = grant.dataset.slug
+    if grant.pinned_version is not None:
+        if requested is not None and requested != grant.pinned_version.number:
+            raise ApiError(
+                f"The subscription to {slug} is pinned to version {grant.pinned_version.number}.",
+                code="version_pinned",
+                status_code=409,
+            )
+        version = grant.pinned_version
+    elif requested is not None:
+        version = DatasetVersion.objects.filter(dataset=grant.dataset, number=requested).first()
+        if version is None:
+            raise ApiError(f"{slug} has no version {requested}.", code="version_not_found", status_code=404)
+    else:
+        version = grants.version_for(grant)
+        if version is None:
+            raise ApiError(f"{slug} has no published version yet.", code="version_not_found", status_code=404)
+    if version.status != DatasetVersion.Status.PUBLISHED or version.files_removed_at is not None:
+        raise ApiError(f"Version {version.number} of {slug} is retired.", code="version_retired", status_code=409)
+    return version
+
+
+def binding_for(dataset: Dataset, version: DatasetVersion, store: Store) -> DatasetBinding:
+    """The gateway's view of one published version: its files, and each column's role from the dataset's spec."""
+    spec = dataset.spec or {}
+    roles = {column["name"]: column["role"] for column in spec.get("columns", [])}
+    analysis = spec.get("analysis")
+    return DatasetBinding(
+        slug=dataset.slug,
+        version=version.number,
+        tier=dataset.tier,
+        files=tuple(store.path(version.location, file["path"]) for file in version.files),
+        columns={column["name"]: roles.get(column["name"], _UNDESCRIBED_ROLE) for column in version.schema},
+        entity=(spec.get("privacy") or {}).get("entity"),
+        analysis=AnalysisSpec(
+            **{key: tuple(value) if isinstance(value, list) else value for key, value in analysis.items()}
+        )
+        if analysis
+        else None,
+        size_bytes=sum(file.get("size_bytes", 0) for file in version.files) or version.bytes,
+    )
+
+
+def _limits(granted, max_rows: int | None) -> Limits:
+    """The strictest plan among the subscriptions used; the request may lower the row cap, never raise it."""
+    plans = [grant.limits for grant in granted]
+    rows = min(plan.max_result_rows for plan in plans)
+    if max_rows is not None:
+        rows = min(rows, max_rows)
+    return Limits(max_seconds=min(plan.max_query_seconds for plan in plans), max_rows=max(rows, 1))
+
+
+def _reserve(granted, held: ExitStack) -> None:
+    """Step 5: concurrency slots, the post-hoc metrics not already over, then one query per subscription."""
+    granted = list(granted)
+    for grant in granted:
+        held.enter_context(metering.query_slot(grant))
+    for grant in granted:
+        for metric in ("rows_returned", "bytes_scanned"):
+            metering.charge(grant, metric, 0)
+    charged = []
+    try:
+        for grant in granted:
+            metering.charge(grant, "queries", 1)
+            charged.append(grant)
+    except ApiError:
+        _refund_queries(charged)
+        raise
+
+
+def _refund_queries(granted) -> None:
+    for grant in granted:
+        metering.refund(grant, "queries", 1)
+
+
+def _resumed(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    try:
+        yield first
+        yield from rest
+    finally:
+        rest.close()
+
+
+def _finishing(
+    chunks: Iterator[bytes], result: QueryResult, granted, held: ExitStack, audit: _Audit
+) -> Iterator[bytes]:
+    """The chunks, then step 8 however the stream ends."""
+    granted = list(granted)
+    outcome, code = Outcome.SUCCESS, None
+    try:
+        yield from chunks
+    except GeneratorExit:
+        outcome, code = "cancelled", "client_disconnected"
+        raise
+    except QueryError as exc:
+        outcome, code = Outcome.FAILURE, str(exc.code)
+        raise
+    except BaseException:
+        outcome, code = Outcome.ERROR, "internal_error"
+        raise
+    finally:
+        result.close()
+        if result.error is not None:
+            outcome, code = Outcome.FAILURE, str(result.error.code)
+        try:
+            for grant in granted:
+                consume(grant.quota_subject, "rows_returned", result.rows, _NO_LIMIT, Window.DAY)
+                consume(grant.quota_subject, "bytes_scanned", result.bytes_scanned or 0, _NO_LIMIT, Window.DAY)
+        finally:
+            held.close()
+            try:
+                audit.record(
+                    "query.run",
+                    outcome,
+                    code=code,
+                    rows=result.rows,
+                    truncated=result.truncated,
+                    bytes_scanned=result.bytes_scanned,
+                )
+            except Exception:  # noqa: BLE001 - the rows are already sent; query.start is on record
+                log.exception("audit write failed after a query finished")

@@ -1,0 +1,228 @@
+"""The query API for partners (scope `query`).
+
+    POST   /api/v1/query              run one SQL statement, stream its result
+    POST   /api/v1/jobs               queue it as a job (202); GET lists the institution's jobs
+    GET    /api/v1/jobs/{id}          state and progress; DELETE cancels
+    GET    /api/v1/jobs/{id}/result   the result file, until it expires
+
+Everything a query must pass (grants, versions, quotas, audit, the gateway's
+checks and limits) happens in `query.service.run_query`, and for jobs in
+`query.jobs`; these views only read requests and shape responses.
+"""
+
+from __future__ import annotations
+
+from django.http import FileResponse, StreamingHttpResponse
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
+from rest_framework import serializers
+from rest_framework.response import Response
+
+from catalog.api import PartnerListView, PartnerView
+from query import jobs
+from query.formats import MEDIA_TYPES
+from query.models import QueryJob
+from query.service import FORMATS, run_query
+from vitamin.errors import ApiError
+
+
+class QueryRequestSerializer(serializers.Serializer):
+    sql = serializers.CharField(trim_whitespace=False, help_text="One SELECT over the datasets you subscribe to.")
+    format = serializers.ChoiceField(choices=FORMATS, default="json")
+    max_rows = serializers.IntegerField(
+        required=False, min_value=1, help_text="Lowers the plan's row cap for this query (never raises it)."
+    )
+    versions = serializers.DictField(
+        child=serializers.IntegerField(min_value=1),
+        required=False,
+        help_text='Dataset versions to read, e.g. {"card_transactions": 3}; a subscription pinned to a version always reads that one.',
+    )
+
+
+class QueryErrorSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    request_id = serializers.CharField()
+
+
+class QueryErrorResponseSerializer(serializers.Serializer):
+    error = QueryErrorSerializer()
+
+
+_ERROR = OpenApiResponse(QueryErrorResponseSerializer)
+
+
+class RunQuery(PartnerView):
+    required_scope = "query"
+
+    @extend_schema(
+        operation_id="run_query",
+        summary="Run one SQL query over subscribed datasets",
+        description=(
+            "JSON: {columns: [{name, type}], rows: [[...]], truncated}. csv, arrow (IPC stream) and parquet "
+            "stream the rows; arrow and parquet carry `vitamin.truncated` in their metadata. "
+            "Headers: X-Vitamin-Max-Rows (the row cap applied) and X-Vitamin-Versions (slug=version, ...)."
+        ),
+        request=QueryRequestSerializer,
+        responses={
+            (200, "application/json"): OpenApiTypes.OBJECT,
+            (200, "text/csv"): OpenApiTypes.BINARY,
+            (200, "application/vnd.apache.arrow.stream"): OpenApiTypes.BINARY,
+            (200, "application/vnd.apache.parquet"): OpenApiTypes.BINARY,
+            400: _ERROR,
+            401: _ERROR,
+            403: _ERROR,
+            404: _ERROR,
+            408: _ERROR,
+            409: _ERROR,
+            413: _ERROR,
+            429: _ERROR,
+            503: _ERROR,
+        },
+    )
+    def post(self, request):
+        body = QueryRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        values = body.validated_data
+        run = run_query(
+            institution_id=request.auth_client.institution_id,
+            client_id=request.auth_client.client_id,
+            sql=values["sql"],
+            fmt=values["format"],
+            max_rows=values.get("max_rows"),
+            versions=values.get("versions"),
+            request=request,
+        )
+        response = StreamingHttpResponse(run.chunks, content_type=run.media_type)
+        response["X-Vitamin-Max-Rows"] = str(run.max_rows)
+        response["X-Vitamin-Versions"] = ", ".join(f"{slug}={number}" for slug, number in sorted(run.versions.items()))
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+# --- jobs ---------------------------------------------------------------------------------------
+
+
+class JobLinksSerializer(serializers.Serializer):
+    self = serializers.CharField()
+    result = serializers.CharField(allow_null=True)
+
+
+class QueryJobSerializer(serializers.ModelSerializer):
+    links = serializers.SerializerMethodField()
+    error = serializers.SerializerMethodField()
+
+    class Meta:
+        model = QueryJob
+        fields = [
+            "id",
+            "state",
+            "sql",
+            "format",
+            "max_rows",
+            "versions",
+            "rows_written",
+            "truncated",
+            "bytes_scanned",
+            "result_bytes",
+            "error",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "expires_at",
+            "links",
+        ]
+
+    @extend_schema_field(JobLinksSerializer)
+    def get_links(self, job: QueryJob) -> dict:
+        this = reverse("api-job", args=[job.pk])
+        ready = job.state == QueryJob.State.SUCCEEDED
+        return {"self": this, "result": reverse("api-job-result", args=[job.pk]) if ready else None}
+
+    @extend_schema_field(QueryErrorSerializer(allow_null=True))
+    def get_error(self, job: QueryJob) -> dict | None:
+        return {"code": job.error_code, "message": job.error_message} if job.error_code else None
+
+
+def get_job(request, job_id) -> QueryJob:
+    """The job, if it belongs to the caller's institution; others' jobs are 404 like missing ones."""
+    job = QueryJob.objects.filter(pk=job_id, institution_id=request.auth_client.institution_id).first()
+    if job is None:
+        raise ApiError("There is no such job.", code="job_not_found", status_code=404)
+    return job
+
+
+class JobList(PartnerListView):
+    required_scope = "query"
+    serializer_class = QueryJobSerializer
+
+    def get_queryset(self):
+        return QueryJob.objects.filter(institution_id=self.request.auth_client.institution_id)
+
+    @extend_schema(operation_id="list_query_jobs", summary="The institution's query jobs, newest first")
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        operation_id="submit_query_job",
+        summary="Queue a query as a job",
+        description="Checked now (grants, versions, the gateway's rules): a bad query fails here, not later.",
+        request=QueryRequestSerializer,
+        responses={202: QueryJobSerializer, 400: _ERROR, 401: _ERROR, 403: _ERROR, 404: _ERROR, 409: _ERROR},
+    )
+    def post(self, request):
+        body = QueryRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        values = body.validated_data
+        job = jobs.submit_job(
+            institution_id=request.auth_client.institution_id,
+            client_id=request.auth_client.client_id,
+            sql=values["sql"],
+            fmt=values["format"],
+            max_rows=values.get("max_rows"),
+            versions=values.get("versions"),
+            request=request,
+        )
+        data = QueryJobSerializer(job).data
+        return Response(data, status=202, headers={"Location": data["links"]["self"]})
+
+
+class JobDetail(PartnerView):
+    required_scope = "query"
+
+    @extend_schema(
+        operation_id="get_query_job", summary="A query job's state and progress", responses=QueryJobSerializer
+    )
+    def get(self, request, job_id):
+        return Response(QueryJobSerializer(get_job(request, job_id)).data)
+
+    @extend_schema(
+        operation_id="cancel_query_job",
+        summary="Cancel a queued or running job",
+        responses={200: QueryJobSerializer, 404: _ERROR, 409: _ERROR},
+    )
+    def delete(self, request, job_id):
+        job = jobs.cancel_job(get_job(request, job_id), request=request)
+        return Response(QueryJobSerializer(job).data)
+
+
+class JobResult(PartnerView):
+    required_scope = "query"
+
+    @extend_schema(
+        operation_id="get_query_job_result",
+        summary="Download a finished job's result (until it expires)",
+        responses={
+            (200, "application/octet-stream"): OpenApiTypes.BINARY,
+            404: _ERROR,
+            409: _ERROR,
+            410: _ERROR,
+        },
+    )
+    def get(self, request, job_id):
+        job = get_job(request, job_id)
+        path = jobs.result_file(job)
+        return FileResponse(
+            path.open("rb"), content_type=MEDIA_TYPES[job.format], as_attachment=True, filename=path.name
+        )

@@ -1,0 +1,156 @@
+# ruff: noqa: F811 - pytest fixtures imported from catalog_support are parameters of the tests
+"""Query jobs: checked at submit, run by the worker's task through the same run_query, cancelled, expiring.
+
+The Celery task is called directly (`run_query_job.apply`); the worker itself is tested elsewhere.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+
+import pyarrow.parquet as pq
+import pytest
+from catalog_support import (  # noqa: F401 - fixtures
+    alice,
+    approved,
+    auth,
+    bank,
+    bearer_token,
+    bob,
+    catalog,
+    dave,
+    fast_password_hashing,
+    fund,
+    plan,
+    store_url,
+)
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from audit.models import AuditEvent
+from grants import subscriptions
+from grants.models import Mode
+from query.models import QueryJob
+from query.tasks import run_query_job
+
+SQL = "SELECT csi_industry, SUM(gmv) AS gmv FROM industry_prosperity_monthly GROUP BY 1 ORDER BY 1"
+
+
+@pytest.fixture(autouse=True)
+def job_results(settings, tmp_path):
+    settings.DATA_DIR = tmp_path / "data"
+
+
+@pytest.fixture
+def subscription(fund, catalog, plan):
+    return approved(fund, catalog.industry, plan, [Mode.QUERY])
+
+
+@pytest.fixture
+def token(fund, subscription):
+    return bearer_token(fund)
+
+
+def submit(client, token, sql=SQL, **body):
+    return client.post("/api/v1/jobs", {"sql": sql, **body}, content_type="application/json", **auth(token))
+
+
+def submitted(client, token, **body) -> dict:
+    response = submit(client, token, **body)
+    assert response.status_code == 202, response.content
+    assert response["Location"] == response.json()["links"]["self"]
+    return response.json()
+
+
+def run_worker(job: dict) -> QueryJob:
+    run_query_job.apply(args=[job["id"]])
+    return QueryJob.objects.get(pk=job["id"])
+
+
+def test_a_job_runs_and_its_result_downloads_in_the_requested_format(client, token):
+    job = submitted(client, token, format="parquet")
+    assert job["state"] == "queued" and job["links"]["result"] is None
+    assert run_worker(job).state == "succeeded"
+    status = client.get(job["links"]["self"], **auth(token)).json()
+    assert status["state"] == "succeeded" and status["rows_written"] == 2 and status["expires_at"]
+    download = client.get(status["links"]["result"], **auth(token))
+    assert download.status_code == 200
+    assert download["Content-Type"] == "application/vnd.apache.parquet"
+    table = pq.read_table(io.BytesIO(b"".join(download.streaming_content)))
+    assert table.num_rows == 2 and table.column_names == ["csi_industry", "gmv"]
+    assert AuditEvent.objects.filter(action="query.run", outcome="success").count() == 1
+
+
+def test_a_bad_query_fails_at_submit(client, token):
+    response = submit(client, token, sql="SELECT * FROM read_csv('/etc/passwd')")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "table_function_not_allowed"
+    not_granted = submit(client, token, sql="SELECT COUNT(*) AS n FROM card_transactions")
+    assert not_granted.status_code == 403 and not_granted.json()["error"]["code"] == "not_subscribed"
+    assert not QueryJob.objects.exists()
+
+
+def test_a_revoked_subscription_refuses_submission_and_fails_a_queued_job(client, token, subscription):
+    queued = submitted(client, token)
+    subscriptions.revoke(subscription, reason="Contract ended.")
+    response = submit(client, token)
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "subscription_revoked"
+    job = run_worker(queued)
+    assert (job.state, job.error_code) == ("failed", "subscription_revoked")
+    assert not job.result_path
+    assert client.get(queued["links"]["self"], **auth(token)).json()["error"]["code"] == "subscription_revoked"
+
+
+def test_a_cancelled_queued_job_never_runs(client, token):
+    job = submitted(client, token)
+    cancelled = client.delete(job["links"]["self"], **auth(token))
+    assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
+    assert run_worker(job).state == "cancelled"
+    assert not AuditEvent.objects.filter(action="query.start").exists()
+    again = client.delete(job["links"]["self"], **auth(token))
+    assert again.status_code == 409 and again.json()["error"]["code"] == "job_finished"
+
+
+def test_only_the_owning_institution_sees_a_job(client, token, bank):
+    job = submitted(client, token)
+    run_worker(job)
+    outsider = bearer_token(bank)
+    for url in (job["links"]["self"], job["links"]["self"] + "/result"):
+        response = client.get(url, **auth(outsider))
+        assert response.status_code == 404 and response.json()["error"]["code"] == "job_not_found"
+    assert client.delete(job["links"]["self"], **auth(outsider)).status_code == 404
+    assert client.get("/api/v1/jobs", **auth(outsider)).json()["count"] == 0
+
+
+def test_a_result_expires(client, token):
+    job = submitted(client, token, format="csv")
+    run_worker(job)
+    result_url = job["links"]["self"] + "/result"
+    assert client.get(result_url, **auth(token)).status_code == 200
+    QueryJob.objects.filter(pk=job["id"]).update(expires_at=timezone.now() - timedelta(seconds=1))
+    expired = client.get(result_url, **auth(token))
+    assert expired.status_code == 410 and expired.json()["error"]["code"] == "result_expired"
+
+
+def test_a_result_before_the_job_finished_is_409(client, token):
+    job = submitted(client, token)
+    response = client.get(job["links"]["self"] + "/result", **auth(token))
+    assert response.status_code == 409 and response.json()["error"]["code"] == "result_not_ready"
+
+
+def test_listing_jobs_costs_the_same_queries_whatever_their_number(client, token):
+    def count_queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            response = client.get("/api/v1/jobs", **auth(token))
+        assert response.status_code == 200
+        return len(captured)
+
+    submitted(client, token)
+    one = count_queries()
+    for _ in range(4):
+        submitted(client, token)
+    assert client.get("/api/v1/jobs", **auth(token)).json()["count"] == 5
+    assert count_queries() == one
