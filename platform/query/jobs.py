@@ -44,6 +44,9 @@ FILE_EXTENSIONS = {"json": "json", "csv": "csv", "arrow": "arrows", "parquet": "
 CANCEL_CHECK_SECONDS = 1.0
 
 
+STALE_RUNNING = timedelta(hours=6)  # longer than any plan's time limit: such a job's worker is gone
+
+
 def results_dir() -> Path:
     return Path(settings.DATA_DIR) / "job-results"
 
@@ -186,3 +189,25 @@ def result_file(job: QueryJob) -> Path:
         path.unlink(missing_ok=True)
         raise ApiError("The job's result has expired; run the query again.", code="result_expired", status_code=410)
     return path
+
+
+def cleanup_jobs(*, now=None) -> dict:
+    """Delete expired results and leftovers of dead workers; fail jobs whose worker never finished them."""
+    now = now or timezone.now()
+    removed = 0
+    for job in QueryJob.objects.filter(state=State.SUCCEEDED, expires_at__lte=now).exclude(result_path=""):
+        (results_dir() / job.result_path).unlink(missing_ok=True)
+        QueryJob.objects.filter(pk=job.pk).update(result_path="")
+        removed += 1
+    stale = QueryJob.objects.filter(state=State.RUNNING, started_at__lt=now - STALE_RUNNING)
+    lost = stale.update(
+        state=State.FAILED,
+        error_code="worker_lost",
+        error_message="The worker running this job stopped; submit it again.",
+        finished_at=now,
+    )
+    cutoff = (now - STALE_RUNNING).timestamp()
+    partials = [p for p in results_dir().glob("*.part") if p.stat().st_mtime < cutoff] if results_dir().exists() else []
+    for partial in partials:
+        partial.unlink(missing_ok=True)
+    return {"expired_results": removed, "lost_jobs": lost, "partial_files": len(partials)}

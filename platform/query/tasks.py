@@ -1,12 +1,21 @@
-"""Celery tasks of the query app: running query jobs."""
+"""Celery tasks of the query app: running query jobs and cleaning up after them."""
 
 from __future__ import annotations
 
 from celery import shared_task
 
-from query.jobs import execute_job
+from query.jobs import cleanup_jobs, execute_job
+
+PERIODIC_TASKS = {
+    "query-cleanup-jobs": {"task": "query.cleanup_jobs", "schedule": 3600.0, "options": {"expires": 1800}},
+}
 
 
 @shared_task(name="query.run_query_job", acks_late=True)
 def run_query_job(job_id: str) -> None:
     execute_job(job_id)
+
+
+@shared_task(name="query.cleanup_jobs")
+def cleanup_jobs_task() -> dict:
+    return cleanup_jobs()

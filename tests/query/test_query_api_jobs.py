@@ -154,3 +154,21 @@ def test_listing_jobs_costs_the_same_queries_whatever_their_number(client, token
         submitted(client, token)
     assert client.get("/api/v1/jobs", **auth(token)).json()["count"] == 5
     assert count_queries() == one
+
+
+def test_cleanup_removes_expired_results_and_fails_jobs_whose_worker_died(client, token):
+    from query.jobs import STALE_RUNNING, cleanup_jobs, results_dir
+
+    finished = run_worker(submitted(client, token, format="csv"))
+    result = results_dir() / finished.result_path
+    assert result.exists()
+    stuck = submitted(client, token)
+    QueryJob.objects.filter(pk=stuck["id"]).update(state="running", started_at=timezone.now() - STALE_RUNNING * 2)
+
+    assert cleanup_jobs() == {"expired_results": 0, "lost_jobs": 1, "partial_files": 0}
+    assert result.exists()  # not expired yet
+    assert QueryJob.objects.get(pk=stuck["id"]).error_code == "worker_lost"
+
+    QueryJob.objects.filter(pk=finished.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert cleanup_jobs()["expired_results"] == 1
+    assert not result.exists()
