@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - fixtures imported from catalog_support are parameters of the fixtures here
 """The cast of the OAuth tests.
 
 alice owns the fund company and bob is an analyst there, carol a viewer;
@@ -11,27 +12,12 @@ from types import SimpleNamespace
 
 import pytest
 import requests
+from catalog_support import alice, bank, bob, dave, fast_password_hashing  # noqa: F401 - the shared cast
 from django.conf import settings
 from django.test import Client as DjangoClient
 from partner_support import add_member, make_client, make_institution, make_tool_client, make_user, probe_urlconf
 
-from institutions.models import InstitutionType, Role
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    """The cast is created for every test; real password hashing would dominate the run time."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture
-def alice(db):
-    return make_user("alice@fund.example")
-
-
-@pytest.fixture
-def bob(db):
-    return make_user("bob@fund.example")
+from institutions.models import Role
 
 
 @pytest.fixture
@@ -40,21 +26,11 @@ def carol(db):
 
 
 @pytest.fixture
-def dave(db):
-    return make_user("dave@bank.example")
-
-
-@pytest.fixture
 def fund(alice, bob, carol):
     institution = make_institution("Demo Fund Management Co.", 1, owner=alice)
     add_member(institution, bob, Role.ANALYST)
     add_member(institution, carol, Role.VIEWER)
     return institution
-
-
-@pytest.fixture
-def bank(dave):
-    return make_institution("Demo Commercial Bank", 2, owner=dave, type=InstitutionType.BANK)
 
 
 @pytest.fixture
