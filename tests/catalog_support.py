@@ -5,8 +5,8 @@ The datasets come from the real spec files (synced as `sync_datasets` does);
 their versions are tiny Parquet files written straight into a per-test store,
 with the statistics the build would compute, so a test needs no build.
 
-A plain module (tests/ is on sys.path). Test modules import the fixtures they
-use from here: `from catalog_support import fund, olga, ...`.
+Loaded as a pytest plugin by tests/conftest.py, so its fixtures are available to every
+test by name; the plain helpers (`approved`, `auth`, `bearer_token`, ...) are imported.
 """
 
 from __future__ import annotations

@@ -19,6 +19,9 @@ import pytest
 
 from testenv import POSTGRES_ADMIN_URL, POSTGRES_URL, REDIS_URL, REQUIRE_SERVICES, TEST_DATA_DIR  # noqa: I001 - first: sets the environment
 
+# The shared cast (alice, bob, olga, dave, fund, bank, plan, catalog, ...) is available to every test.
+pytest_plugins = ["catalog_support"]
+
 _DB_FIXTURES = {
     "db",
     "transactional_db",

@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - fixtures imported from catalog_support are parameters of the fixtures here
 """The cast of the OAuth tests.
 
 alice owns the fund company and bob is an analyst there, carol a viewer;
@@ -12,7 +11,6 @@ from types import SimpleNamespace
 
 import pytest
 import requests
-from catalog_support import alice, bank, bob, dave, fast_password_hashing  # noqa: F401 - the shared cast
 from django.conf import settings
 from django.test import Client as DjangoClient
 from partner_support import add_member, make_client, make_institution, make_tool_client, make_user, probe_urlconf

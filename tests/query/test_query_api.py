@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - pytest fixtures imported from catalog_support are parameters of the tests
 """POST /api/v1/query: OAuth, grants, versions, quotas, audit and formats around the SQL gateway.
 
 The fund (alice's institution) and the bank (dave's) subscribe to the demo
@@ -15,24 +14,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import pytest
-from catalog_support import (  # noqa: F401 - fixtures
-    AGGREGATE_K,
-    CHANNEL_BUYERS,
-    alice,
-    approved,
-    auth,
-    bank,
-    bearer_token,
-    bob,
-    catalog,
-    dave,
-    fast_password_hashing,
-    fund,
-    industry_table,
-    plan,
-    publish_table,
-    store_url,
-)
+from catalog_support import AGGREGATE_K, CHANNEL_BUYERS, approved, auth, bearer_token, industry_table, publish_table
 from django.utils import timezone
 
 from audit.models import AuditEvent

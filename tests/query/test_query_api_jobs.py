@@ -1,4 +1,3 @@
-# ruff: noqa: F811 - pytest fixtures imported from catalog_support are parameters of the tests
 """Query jobs: checked at submit, run by the worker's task through the same run_query, cancelled, expiring.
 
 The Celery task is called directly (`run_query_job.apply`); the worker itself is tested elsewhere.
@@ -11,20 +10,7 @@ from datetime import timedelta
 
 import pyarrow.parquet as pq
 import pytest
-from catalog_support import (  # noqa: F401 - fixtures
-    alice,
-    approved,
-    auth,
-    bank,
-    bearer_token,
-    bob,
-    catalog,
-    dave,
-    fast_password_hashing,
-    fund,
-    plan,
-    store_url,
-)
+from catalog_support import approved, auth, bearer_token
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
