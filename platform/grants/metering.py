@@ -1,6 +1,8 @@
 """Charging a grant's usage against its limits, through the quota service.
 
     decision = metering.charge(grant, "queries", 1)        # or ApiError 429
+    metering.charge_all([(grant, "queries", 1), (grant, "rows_returned", 0)])   # all or none, one round trip
+    metering.meter([(grant, "rows_returned", 1234)])        # usage already done: counted, never refused
     with metering.query_slot(grant):                        # concurrent_queries, or ApiError 429
         ...
     metering.refund(grant, "rows_returned", unused)
@@ -13,32 +15,61 @@ the quota service's DAY window (a calendar day in VITAMIN_TIME_ZONE).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 
 from grants.limits import CONCURRENT_QUERIES, DAILY_METRICS
 from grants.service import Grant
-from quotas.service import Decision, Lease, QuotaExceeded, Window, consume, rate_limit_headers, reserved
+from quotas.service import Charge, Decision, Lease, QuotaExceeded, Window, consume_all, rate_limit_headers, reserved
 from quotas.service import refund as refund_quota
 from vitamin.errors import ApiError
 
 # A query slot outlives the query time limit by this much, so a crashed process frees it soon after.
 QUERY_SLOT_MARGIN_SECONDS = 30
+# What `meter` charges against: use that already happened always counts.
+_NO_LIMIT = 2**62
+
+Use = tuple[Grant, str, int]  # (grant, daily metric, amount)
 
 
 def charge(grant: Grant, metric: str, amount: int, *, now: datetime | None = None) -> Decision:
     """Consume `amount` of a daily metric (DAILY_METRICS) for the grant's subscription, or raise a 429 ApiError."""
-    decision = consume(grant.quota_subject, metric, amount, grant.limits.daily_limit(metric), Window.DAY, now=now)
-    if not decision.allowed:
-        raise quota_exceeded(metric, decision, now=now)
-    return decision
+    return charge_all([(grant, metric, amount)], now=now)[0]
+
+
+def charge_all(uses: Sequence[Use], *, now: datetime | None = None) -> list[Decision]:
+    """Consume every use or none (one quota round trip); a 429 ApiError names the metric that did not fit.
+
+    An amount of 0 checks that the metric is not already over its limit.
+    """
+    charges = [
+        Charge(grant.quota_subject, metric, amount, grant.limits.daily_limit(metric), Window.DAY)
+        for grant, metric, amount in uses
+    ]
+    decisions = consume_all(charges, now=now)
+    if decisions and not decisions[0].allowed:
+        refused = next(
+            (index for index, charge in enumerate(charges) if decisions[index].used + charge.amount > charge.limit), 0
+        )
+        raise quota_exceeded(charges[refused].metric, decisions[refused], now=now)
+    return decisions
+
+
+def meter(uses: Sequence[Use], *, now: datetime | None = None) -> None:
+    """Count use that already happened (rows sent, bytes scanned): never refused, even past the limit.
+
+    The limit then refuses the next `charge` of that metric, which checks it first.
+    """
+    _check_metrics(metric for _, metric, _ in uses)
+    consume_all(
+        [Charge(grant.quota_subject, metric, amount, _NO_LIMIT, Window.DAY) for grant, metric, amount in uses], now=now
+    )
 
 
 def refund(grant: Grant, metric: str, amount: int, *, now: datetime | None = None) -> int:
     """Give back what was charged for work that did not happen; pass the `now` the charge used."""
-    if metric not in DAILY_METRICS:
-        raise ValueError(f"{metric!r} is not a daily metric; known: {', '.join(DAILY_METRICS)}")
+    _check_metrics([metric])
     return refund_quota(grant.quota_subject, metric, amount, Window.DAY, now=now)
 
 
@@ -80,3 +111,9 @@ def quota_exceeded(metric: str, decision: Decision, *, now: datetime | None = No
         },
         headers=rate_limit_headers(decision, now=now),
     )
+
+
+def _check_metrics(metrics) -> None:
+    for metric in metrics:
+        if metric not in DAILY_METRICS:
+            raise ValueError(f"{metric!r} is not a daily metric; known: {', '.join(DAILY_METRICS)}")

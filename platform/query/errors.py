@@ -60,6 +60,7 @@ class Code(StrEnum):
     TIME_LIMIT_EXCEEDED = "time_limit_exceeded"
     MEMORY_LIMIT_EXCEEDED = "memory_limit_exceeded"
     SERVER_BUSY = "server_busy"
+    QUERY_CANCELLED = "query_cancelled"
     DATASET_UNAVAILABLE = "dataset_unavailable"
     QUERY_ERROR = "query_error"
     INTERNAL_ERROR = "internal_error"

@@ -12,15 +12,20 @@ The result is written to <VITAMIN_DATA_DIR>/job-results/<id>.<ext> (first as
 (VITAMIN_JOB_RESULT_SECONDS).
 
 Cancelling: a queued job never starts (the worker only takes a job still
-`queued`). A running job is stopped between result batches: the worker checks
-the job's state about once a second while writing and, when it was cancelled,
-closes the query and deletes the partial file. A query still computing its
-first batch (a long aggregate) runs until that batch or its time limit.
+`queued`). While a job runs, a thread of the worker looks at its state about
+once a second; when it was cancelled, it interrupts the query at once, even
+in the middle of a long aggregate, and the worker deletes the partial file.
+
+A job the plan's concurrency limit refuses (every query slot of the
+subscription busy) goes back to the queue and is retried when a slot is
+likely free, until JOB_QUEUE_SECONDS after it was submitted; any other
+refusal (a daily limit, a revoked grant) fails it with that error's code.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from datetime import timedelta
@@ -28,12 +33,14 @@ from pathlib import Path
 from uuid import UUID
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from audit.service import record
+from grants.limits import CONCURRENT_QUERIES
 from query.errors import QueryError
 from query.models import QueryJob
+from query.results import QueryResult
 from query.service import check_query, run_query
 from vitamin.errors import ApiError
 
@@ -42,6 +49,8 @@ log = logging.getLogger("vitamin.query")
 State = QueryJob.State
 FILE_EXTENSIONS = {"json": "json", "csv": "csv", "arrow": "arrows", "parquet": "parquet"}
 CANCEL_CHECK_SECONDS = 1.0
+# A refused slot's Retry-After is when the oldest lease would lapse at the latest; slots usually free sooner.
+SLOT_RETRY_SECONDS = 5
 
 
 STALE_RUNNING = timedelta(hours=6)  # longer than any plan's time limit: such a job's worker is gone
@@ -79,10 +88,10 @@ def submit_job(
     return job
 
 
-def _enqueue(job_id: UUID) -> None:
+def _enqueue(job_id: UUID, *, countdown_seconds: int | None = None) -> None:
     from query.tasks import run_query_job  # the task module imports this one
 
-    run_query_job.delay(str(job_id))
+    run_query_job.apply_async((str(job_id),), countdown=countdown_seconds)
 
 
 def execute_job(job_id: UUID | str) -> None:
@@ -92,33 +101,36 @@ def execute_job(job_id: UUID | str) -> None:
     ):
         return
     job = QueryJob.objects.get(pk=job_id)
-    try:
-        run = run_query(
-            institution_id=job.institution_id,
-            client_id=job.client_id,
-            sql=job.sql,
-            fmt=job.format,
-            max_rows=job.max_rows,
-            versions=job.versions,
-        )
-    except ApiError as exc:
-        _fail(job, exc.code, exc.message)
-        return
     name = f"{job.pk}.{FILE_EXTENSIONS[job.format]}"
     results_dir().mkdir(parents=True, exist_ok=True)
     partial = results_dir() / f"{name}.part"
-    try:
-        cancelled = _write(job, run.chunks, run.result, partial)
-    except QueryError as exc:
-        partial.unlink(missing_ok=True)
-        _fail(job, str(exc.code), exc.message)
-        return
-    except Exception:  # noqa: BLE001 - a worker must leave the job in a final state, whatever happened
-        log.exception("query job %s failed", job.pk)
-        partial.unlink(missing_ok=True)
-        _fail(job, "internal_error", "The job failed on the server.")
-        return
-    if cancelled:
+    with _CancelWatch(job.pk) as watch:
+        try:
+            run = run_query(
+                institution_id=job.institution_id,
+                client_id=job.client_id,
+                sql=job.sql,
+                fmt=job.format,
+                max_rows=job.max_rows,
+                versions=job.versions,
+                on_start=watch.watch,
+            )
+            cancelled = _write(job, run.chunks, run.result, partial)
+        except ApiError as exc:
+            if not watch.cancelled and not _requeued(job, exc):
+                _fail(job, exc.code, exc.message)
+            return
+        except QueryError as exc:
+            partial.unlink(missing_ok=True)
+            if not watch.cancelled:
+                _fail(job, str(exc.code), exc.message)
+            return
+        except Exception:  # noqa: BLE001 - a worker must leave the job in a final state, whatever happened
+            log.exception("query job %s failed", job.pk)
+            partial.unlink(missing_ok=True)
+            _fail(job, "internal_error", "The job failed on the server.")
+            return
+    if cancelled or watch.cancelled:
         partial.unlink(missing_ok=True)
         return
     if run.result.error is not None:  # JSON ends with an error member instead of raising
@@ -156,6 +168,60 @@ def _write(job: QueryJob, chunks, result, partial: Path) -> bool:
     finally:
         chunks.close()  # stops the query if we left early; audited as cancelled
     return QueryJob.objects.filter(pk=job.pk).values_list("state", flat=True).first() == State.CANCELLED
+
+
+class _CancelWatch:
+    """While a job runs: a thread that looks at its state every CANCEL_CHECK_SECONDS and, once it
+    was cancelled, interrupts its query (`watch` hands it the query as soon as it starts)."""
+
+    def __init__(self, job_id: UUID):
+        self.job_id = job_id
+        self.cancelled = False
+        self._result: QueryResult | None = None
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"job-cancel-{job_id}", daemon=True)
+
+    def watch(self, result: QueryResult) -> None:
+        with self._lock:
+            self._result = result
+            if self.cancelled:
+                result.cancel()
+
+    def _run(self) -> None:
+        try:
+            while not self._done.wait(CANCEL_CHECK_SECONDS):
+                if QueryJob.objects.filter(pk=self.job_id, state=State.CANCELLED).exists():
+                    with self._lock:
+                        self.cancelled = True
+                        if self._result is not None:
+                            self._result.cancel()
+                    return
+        except Exception:  # noqa: BLE001 - the job still ends, by its time limit at worst
+            log.exception("watching query job %s for cancellation failed", self.job_id)
+        finally:
+            connection.close()  # this thread's own connection
+
+    def __enter__(self) -> _CancelWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+def _requeued(job: QueryJob, error: ApiError) -> bool:
+    """Put a job the concurrency limit refused back in the queue, until JOB_QUEUE_SECONDS after submission."""
+    if error.status_code != 429 or (error.details or {}).get("metric") != CONCURRENT_QUERIES:
+        return False
+    retry_after = min(int(error.headers.get("Retry-After", "1")), SLOT_RETRY_SECONDS)
+    if timezone.now() + timedelta(seconds=retry_after) > job.created_at + timedelta(seconds=settings.JOB_QUEUE_SECONDS):
+        return False
+    if not QueryJob.objects.filter(pk=job.pk, state=State.RUNNING).update(state=State.QUEUED, started_at=None):
+        return True  # cancelled meanwhile: nothing to retry, nothing to fail
+    transaction.on_commit(lambda: _enqueue(job.pk, countdown_seconds=retry_after))
+    return True
 
 
 def _fail(job: QueryJob, code: str, message: str) -> None:

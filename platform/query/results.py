@@ -157,6 +157,10 @@ class QueryResult:
         """Stop the query (if still running) and give the connection back."""
         self._finish(completed=False)
 
+    def cancel(self) -> None:
+        """Stop the query from another thread, even while it computes a batch; the reader gets `query_cancelled`."""
+        self._deadline.interrupt()
+
     def __enter__(self) -> QueryResult:
         return self
 

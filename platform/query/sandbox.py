@@ -213,7 +213,7 @@ class Sandbox:
         if kind == "INTERRUPT":
             if timed_out or "maximum execution time" in text:
                 return QueryFailed(Code.TIME_LIMIT_EXCEEDED, "The query ran longer than your plan's time limit.")
-            return QueryFailed(Code.QUERY_ERROR, "The query was cancelled.")
+            return QueryFailed(Code.QUERY_CANCELLED, "The query was cancelled.")
         if kind == "Out of Memory":
             return QueryFailed(
                 Code.MEMORY_LIMIT_EXCEEDED,

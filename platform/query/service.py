@@ -17,6 +17,9 @@ Steps, in order (each refusal is an ApiError with a stable code, and an audit ev
  8. finish      when the stream ends (or the client goes away): rows returned and bytes
                 scanned charged, the slots given back, `query.run` recorded with the outcome
 
+Steps 5 and 6 are one database transaction, and so is step 8: a query costs two commits
+besides its reads (bench/bench_query_api.py measures the whole path against raw DuckDB).
+
 Rows and bytes are charged after the query, when they are known: the query that crosses a
 daily limit completes, and the next one is refused (step 5 also checks that `rows_returned`
 and `bytes_scanned` are not already over their limits). A query reading several datasets is
@@ -29,11 +32,12 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.db import transaction
 
 from audit.models import Outcome
 from audit.service import record
@@ -50,14 +54,13 @@ from query.gateway import Gateway
 from query.rekey import derive_partner_key
 from query.results import QueryResult
 from query.sandbox import SandboxConfig
-from quotas.service import Window, consume
 from vitamin.errors import ApiError
 
 log = logging.getLogger("vitamin.query")
 
 FORMATS = tuple(formats.MEDIA_TYPES)
-# Post-hoc charges always count (the limit is checked before the next query, see step 5).
-_NO_LIMIT = 2**62
+# Step 5's charges: a query, and checks (0) that the metrics charged after the query are not already over.
+_CHARGED_BEFORE = {"queries": 1, "rows_returned": 0, "bytes_scanned": 0}
 # A column the spec does not describe is treated as identifying: re-keyed in open datasets, hidden in aggregate ones.
 _UNDESCRIBED_ROLE = "identifier"
 # HTTP status of each engine code that is not a plain rejection (those are 400).
@@ -65,6 +68,7 @@ _FAILURE_STATUS = {
     Code.TIME_LIMIT_EXCEEDED: 408,
     Code.MEMORY_LIMIT_EXCEEDED: 413,
     Code.SERVER_BUSY: 503,
+    Code.QUERY_CANCELLED: 409,
     Code.DATASET_UNAVAILABLE: 503,
     Code.QUERY_ERROR: 400,
     Code.INTERNAL_ERROR: 500,
@@ -161,8 +165,12 @@ class _Audit:
         )
 
     def refused(self, error: ApiError, *, failed: bool = False) -> ApiError:
-        """Record a query that did not produce a result: denied (the partner's side) or failed (it ran, or ours)."""
-        outcome = Outcome.FAILURE if failed or error.status_code >= 500 else Outcome.DENIED
+        """Record a query that did not produce a result: denied (the partner's side), failed (it ran, or
+        ours), or cancelled."""
+        if error.code == Code.QUERY_CANCELLED:
+            outcome = "cancelled"
+        else:
+            outcome = Outcome.FAILURE if failed or error.status_code >= 500 else Outcome.DENIED
         self.record("query.run", outcome, code=error.code, status=error.status_code)
         return error
 
@@ -176,29 +184,22 @@ def run_query(
     max_rows: int | None = None,
     versions: Mapping[str, int] | None = None,
     request=None,
+    on_start: Callable[[QueryResult], None] | None = None,
 ) -> QueryRun:
-    """Check, charge, audit and start one partner query; raises ApiError (400/403/404/409/429/5xx) when refused."""
+    """Check, charge, audit and start one partner query; raises ApiError (400/403/404/409/429/5xx) when refused.
+
+    `on_start` gets the result as soon as the query exists, before its first batch is computed,
+    so another thread can `cancel()` it (a job cancelled while a long aggregate runs).
+    """
     audit = _Audit(institution_id, client_id, sql, fmt, request)
     gateway = get_gateway()
     granted, bindings = _prepare(gateway, audit, institution_id, sql, versions, request)
     limits = _limits(granted.values(), max_rows)
-    held = ExitStack()
-    try:
-        _reserve(granted.values(), held)
-    except ApiError as exc:
-        held.close()
-        raise audit.refused(exc) from None
-    try:
-        audit.record("query.start", Outcome.SUCCESS, max_rows=limits.max_rows)
-    except Exception:  # noqa: BLE001 - whatever broke the audit write, the query must not run unaudited
-        log.exception("audit write failed; query refused")
-        _refund_queries(granted.values())
-        held.close()
-        raise ApiError(
-            "The query cannot be recorded right now, so it was not run.", code="audit_unavailable", status_code=503
-        ) from None
+    held = _start(granted.values(), audit, limits)
     try:
         result = gateway.run(sql, bindings, partner_key(institution_id), limits)
+        if on_start is not None:
+            on_start(result)
         chunks = formats.stream(result, fmt)
     except QueryError as exc:
         held.close()
@@ -335,22 +336,44 @@ def _limits(granted, max_rows: int | None) -> Limits:
     return Limits(max_seconds=min(plan.max_query_seconds for plan in plans), max_rows=max(rows, 1))
 
 
+def _start(granted, audit: _Audit, limits: Limits) -> ExitStack:
+    """Steps 5 and 6 in one transaction (one commit): the slots held, the query charged, `query.start` on record."""
+    granted = list(granted)
+    held = ExitStack()
+    try:
+        with transaction.atomic():
+            _reserve(granted, held)
+            try:  # in a savepoint of its own: a failed write leaves the transaction usable for the refund
+                audit.record("query.start", Outcome.SUCCESS, max_rows=limits.max_rows)
+            except Exception:  # noqa: BLE001 - whatever broke the audit write, the query must not run unaudited
+                log.exception("audit write failed; query refused")
+                # Undoes a quota backend outside the database; the rollback undoes the database one.
+                _refund_queries(granted)
+                raise _AuditUnavailable from None
+    except _AuditUnavailable:
+        held.close()
+        raise ApiError(
+            "The query cannot be recorded right now, so it was not run.", code="audit_unavailable", status_code=503
+        ) from None
+    except ApiError as exc:
+        held.close()
+        raise audit.refused(exc) from None
+    except BaseException:
+        held.close()
+        raise
+    return held
+
+
+class _AuditUnavailable(Exception):
+    pass
+
+
 def _reserve(granted, held: ExitStack) -> None:
-    """Step 5: concurrency slots, the post-hoc metrics not already over, then one query per subscription."""
+    """Step 5: concurrency slots, then one query per subscription if the post-hoc metrics are not already over."""
     granted = list(granted)
     for grant in granted:
         held.enter_context(metering.query_slot(grant))
-    for grant in granted:
-        for metric in ("rows_returned", "bytes_scanned"):
-            metering.charge(grant, metric, 0)
-    charged = []
-    try:
-        for grant in granted:
-            metering.charge(grant, "queries", 1)
-            charged.append(grant)
-    except ApiError:
-        _refund_queries(charged)
-        raise
+    metering.charge_all([(grant, metric, amount) for grant in granted for metric, amount in _CHARGED_BEFORE.items()])
 
 
 def _refund_queries(granted) -> None:
@@ -387,11 +410,25 @@ def _finishing(
         result.close()
         if result.error is not None:
             outcome, code = Outcome.FAILURE, str(result.error.code)
-        try:
-            for grant in granted:
-                consume(grant.quota_subject, "rows_returned", result.rows, _NO_LIMIT, Window.DAY)
-                consume(grant.quota_subject, "bytes_scanned", result.bytes_scanned or 0, _NO_LIMIT, Window.DAY)
-        finally:
+        if code == Code.QUERY_CANCELLED:
+            outcome = "cancelled"
+        # One transaction (one commit): the use metered, the slots given back, `query.run` recorded.
+        # The rows are already sent, so a failure of one part is logged and the others still happen
+        # (each writes in a savepoint of its own, which leaves the transaction usable).
+        with transaction.atomic():
+            try:
+                metering.meter(
+                    [
+                        (grant, metric, amount)
+                        for grant in granted
+                        for metric, amount in (
+                            ("rows_returned", result.rows),
+                            ("bytes_scanned", result.bytes_scanned or 0),
+                        )
+                    ]
+                )
+            except Exception:  # noqa: BLE001
+                log.exception("metering failed after a query finished")
             held.close()
             try:
                 audit.record(

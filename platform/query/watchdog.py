@@ -29,10 +29,15 @@ class Deadline:
         self._active = True
 
     def fire(self) -> None:
-        # Under the lock, so a query that was just cancelled (and its connection given back) is never interrupted.
+        """The time is up: interrupt the query, and say so in `fired`."""
+        self.interrupt(timed_out=True)
+
+    def interrupt(self, *, timed_out: bool = False) -> None:
+        """Stop the query now, from any thread (a cancelled job); harmless once it has ended."""
+        # Under the lock, so a query that just ended (and its connection given back) is never interrupted.
         with self._lock:
             if self._active:
-                self.fired = True
+                self.fired = self.fired or timed_out
                 self._cursor.interrupt()
 
     def cancel(self) -> None:

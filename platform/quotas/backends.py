@@ -8,6 +8,7 @@ Decisions, so both backends behave identically by construction.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import NamedTuple
@@ -37,9 +38,18 @@ class CounterKey:
         return cls(subject, metric, window, window_start, window_end, usage_day(now))
 
 
+class Take(NamedTuple):
+    """One counter of a `consume_all` batch: take `amount` (0 only checks) if the counter stays <= `limit`."""
+
+    counter: CounterKey
+    amount: int
+    limit: int
+    meter: bool  # also add the amount to the day's usage
+
+
 class ConsumeResult(NamedTuple):
-    granted: bool
-    used: int  # after the call; unchanged when not granted
+    granted: bool  # every take fitted and was taken; when False, nothing was
+    used: tuple[int, ...]  # each counter after the call, in the order of the takes
 
 
 class ReserveResult(NamedTuple):
@@ -50,8 +60,11 @@ class ReserveResult(NamedTuple):
 
 class QuotaBackend(ABC):
     @abstractmethod
-    def consume(self, counter: CounterKey, amount: int, limit: int, *, meter: bool, now: datetime) -> ConsumeResult:
-        """Add `amount` (> 0) if the counter stays <= `limit`, else change nothing; with `meter`, add it to usage."""
+    def consume_all(self, takes: Sequence[Take], now: datetime) -> ConsumeResult:
+        """Atomically: if every counter stays <= its limit with its amount added, add them all, else change nothing.
+
+        The counters are distinct. A take with `meter` also adds its amount to the day's usage.
+        """
 
     @abstractmethod
     def peek(self, counter: CounterKey) -> int:

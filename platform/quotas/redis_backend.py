@@ -21,11 +21,12 @@ touches a counter and a usage hash that would live in different slots.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 
 import redis
 
-from quotas.backends import COUNTER_KEPT_AFTER_WINDOW, ConsumeResult, CounterKey, QuotaBackend, ReserveResult
+from quotas.backends import COUNTER_KEPT_AFTER_WINDOW, ConsumeResult, CounterKey, QuotaBackend, ReserveResult, Take
 from quotas.decisions import Lease
 from quotas.models import UsageDaily
 from quotas.windows import EPOCH, day_bounds, usage_day
@@ -37,18 +38,35 @@ USAGE_KEPT_DAYS = 7
 
 # Amounts stay strings where they are passed on to Redis: Lua 5.1 would print a
 # number above 1e14 in exponent form, which INCRBY rejects.
-_CONSUME = """
-local used = tonumber(redis.call('GET', KEYS[1]) or '0')
-if used + tonumber(ARGV[1]) > tonumber(ARGV[2]) then
-  return {0, used}
+# KEYS: a counter and a usage hash per take; ARGV: 6 per take (amount, limit, counter
+# lifetime ms, usage field, usage lifetime ms, meter). Every counter is checked before
+# any is written, so a batch is all or nothing.
+_CONSUME_ALL = """
+local takes = #KEYS / 2
+local used = {}
+local fits = 1
+for i = 1, takes do
+  local arg = (i - 1) * 6
+  used[i] = tonumber(redis.call('GET', KEYS[i * 2 - 1]) or '0')
+  if used[i] + tonumber(ARGV[arg + 1]) > tonumber(ARGV[arg + 2]) then
+    fits = 0
+  end
 end
-used = redis.call('INCRBY', KEYS[1], ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-if ARGV[6] == '1' then
-  redis.call('HINCRBY', KEYS[2], ARGV[4], ARGV[1])
-  redis.call('PEXPIRE', KEYS[2], ARGV[5])
+if fits == 1 then
+  for i = 1, takes do
+    local arg = (i - 1) * 6
+    if tonumber(ARGV[arg + 1]) > 0 then
+      used[i] = redis.call('INCRBY', KEYS[i * 2 - 1], ARGV[arg + 1])
+      redis.call('PEXPIRE', KEYS[i * 2 - 1], ARGV[arg + 3])
+      if ARGV[arg + 6] == '1' then
+        redis.call('HINCRBY', KEYS[i * 2], ARGV[arg + 4], ARGV[arg + 1])
+        redis.call('PEXPIRE', KEYS[i * 2], ARGV[arg + 5])
+      end
+    end
+  end
 end
-return {1, used}
+table.insert(used, 1, fits)
+return used
 """
 
 _REFUND = """
@@ -91,23 +109,24 @@ class RedisBackend(QuotaBackend):
     def __init__(self, url: str):
         self.url = url
         self.client = redis.Redis.from_url(url)
-        self._consume = self.client.register_script(_CONSUME)
+        self._consume_all = self.client.register_script(_CONSUME_ALL)
         self._refund = self.client.register_script(_REFUND)
         self._reserve = self.client.register_script(_RESERVE)
 
-    def consume(self, counter: CounterKey, amount: int, limit: int, *, meter: bool, now: datetime) -> ConsumeResult:
-        granted, used = self._consume(
-            keys=[_counter_key(counter), _usage_key(counter.day)],
-            args=[
+    def consume_all(self, takes: Sequence[Take], now: datetime) -> ConsumeResult:
+        keys, args = [], []
+        for counter, amount, limit, meter in takes:
+            keys += [_counter_key(counter), _usage_key(counter.day)]
+            args += [
                 amount,
                 limit,
                 _milliseconds(counter.window_end + COUNTER_KEPT_AFTER_WINDOW - now),
                 _usage_field(counter.metric, counter.subject),
                 _milliseconds(day_bounds(counter.day)[1] + timedelta(days=USAGE_KEPT_DAYS) - now),
                 int(meter),
-            ],
-        )
-        return ConsumeResult(bool(granted), int(used))
+            ]
+        fits, *used = self._consume_all(keys=keys, args=args)
+        return ConsumeResult(bool(fits), tuple(int(value) for value in used))
 
     def peek(self, counter: CounterKey) -> int:
         return int(self.client.get(_counter_key(counter)) or 0)

@@ -4,6 +4,7 @@ Two kinds of quota:
 
 - counters: `consume(subject, metric, amount, limit, window)` atomically takes
   `amount` if it fits under `limit` in the current fixed window (quotas.windows),
+  `consume_all([Charge(...), ...])` takes several or none in one round trip,
   `refund` gives back what was not used;
 - concurrency leases: `reserve(subject, metric, limit, ttl_seconds)` holds one of
   `limit` slots until `release(lease)` or until the lease expires.
@@ -19,14 +20,15 @@ from __future__ import annotations
 import functools
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from django.conf import settings
 from django.utils import timezone
 
-from quotas.backends import CounterKey, QuotaBackend
+from quotas.backends import CounterKey, QuotaBackend, Take
 from quotas.database_backend import DatabaseBackend
 from quotas.decisions import Decision, Lease, QuotaExceeded, decide, rate_limit_headers
 from quotas.models import METRIC_MAX_LENGTH, SUBJECT_MAX_LENGTH, UsageDaily
@@ -34,6 +36,7 @@ from quotas.redis_backend import RedisBackend
 from quotas.windows import Window
 
 __all__ = [
+    "Charge",
     "DatabaseBackend",
     "Decision",
     "Lease",
@@ -42,6 +45,7 @@ __all__ = [
     "RedisBackend",
     "Window",
     "consume",
+    "consume_all",
     "consume_or_raise",
     "get_backend",
     "peek",
@@ -67,6 +71,18 @@ def get_backend() -> QuotaBackend:
     return DatabaseBackend()
 
 
+@dataclass(frozen=True)
+class Charge:
+    """One counter in a `consume_all` batch: `amount` of `metric` for `subject` under `limit` per `window`."""
+
+    subject: str
+    metric: str
+    amount: int
+    limit: int
+    window: Window
+    meter: bool = True
+
+
 def consume(
     subject: str,
     metric: str,
@@ -86,18 +102,42 @@ def consume(
     With `meter` the amount also counts in UsageDaily; a metric enforced in two
     windows (say 60 per minute and 10,000 per day) is metered in one of them only.
     """
+    charge = Charge(subject, metric, amount, limit, window, meter)
+    return consume_all([charge], backend=backend, now=now)[0]
+
+
+def consume_all(
+    charges: Sequence[Charge], *, backend: QuotaBackend | None = None, now: datetime | None = None
+) -> list[Decision]:
+    """`consume` for several counters at once, all or nothing, in one transaction or script.
+
+    Returns a Decision per charge, in order: all allowed, or all denied with
+    nothing taken (the one that did not fit is the first whose `used + amount`
+    passes its limit). Each counter (subject, metric, window) may appear once.
+    """
     now = _aware(now)
-    _check_key(subject, metric)
-    _check_count("amount", amount)
-    _check_count("limit", limit)
-    counter = CounterKey.at(subject, metric, Window(window), now)
-    backend = backend or get_backend()
-    if amount == 0:
-        used = backend.peek(counter)
-        allowed = used <= limit
-    else:
-        allowed, used = backend.consume(counter, amount, limit, meter=meter, now=now)
-    return decide(allowed=allowed, used=used, limit=limit, reset_at=counter.window_end, now=now)
+    takes = []
+    for charge in charges:
+        _check_key(charge.subject, charge.metric)
+        _check_count("amount", charge.amount)
+        _check_count("limit", charge.limit)
+        counter = CounterKey.at(charge.subject, charge.metric, Window(charge.window), now)
+        takes.append(Take(counter, charge.amount, charge.limit, charge.meter))
+    if len({take.counter for take in takes}) != len(takes):
+        raise ValueError("a batch may charge each counter once")
+    if not takes:
+        return []
+    granted, used = (backend or get_backend()).consume_all(takes, now)
+    return [
+        decide(
+            allowed=granted,
+            used=used_now,
+            limit=take.limit,
+            reset_at=take.counter.window_end,
+            now=now,
+        )
+        for take, used_now in zip(takes, used, strict=True)
+    ]
 
 
 def consume_or_raise(

@@ -273,6 +273,13 @@ JOB_RESULT_SECONDS = env_int(
     "How long a query job's result file can be downloaded, in seconds; after that it is deleted (410 result_expired).",
     minimum=60,
 )
+JOB_QUEUE_SECONDS = env_int(
+    "VITAMIN_JOB_QUEUE_SECONDS",
+    3600,
+    "How long a query job may wait for a free concurrent-query slot of its subscription, in seconds, "
+    "counted from submission; after that it fails with quota_exceeded.",
+    minimum=0,
+)
 
 # --- Logging -------------------------------------------------------------------
 LOG_FORMAT = env_str(

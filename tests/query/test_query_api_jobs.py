@@ -6,7 +6,10 @@ The Celery task is called directly (`run_query_job.apply`); the worker itself is
 from __future__ import annotations
 
 import io
+import threading
+import time
 from datetime import timedelta
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -158,3 +161,66 @@ def test_cleanup_removes_expired_results_and_fails_jobs_whose_worker_died(client
     QueryJob.objects.filter(pk=finished.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     assert cleanup_jobs()["expired_results"] == 1
     assert not result.exists()
+
+
+# Never ends by itself: only the plan's time limit (30 s) or a cancel stops it.
+RUNAWAY = (
+    "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r) "
+    "SELECT max(i) FROM r CROSS JOIN (SELECT count(*) AS n FROM industry_prosperity_monthly) AS t"
+)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cancelling_a_running_job_interrupts_its_query_mid_computation(client, token):
+    from query.jobs import cancel_job, results_dir
+
+    job = submitted(client, token, sql=RUNAWAY)
+
+    def cancel_once_running() -> None:
+        try:
+            while not QueryJob.objects.filter(pk=job["id"], state="running").exists():
+                time.sleep(0.05)
+            time.sleep(0.5)  # inside the first batch by now
+            cancel_job(QueryJob.objects.get(pk=job["id"]))
+        finally:
+            connection.close()
+
+    canceller = threading.Thread(target=cancel_once_running)
+    canceller.start()
+    finished = run_worker(job)
+    canceller.join()
+
+    assert finished.state == "cancelled"
+    run = AuditEvent.objects.get(action="query.run")
+    assert run.outcome == "cancelled" and run.details["code"] == "query_cancelled"  # not the time limit
+    assert not list(results_dir().glob("*"))  # no partial file left
+    # The plan's only concurrent slot was given back: the next query runs.
+    after = client.post("/api/v1/query", {"sql": SQL}, content_type="application/json", **auth(token))
+    assert after.status_code == 200, after.content
+
+
+def test_a_job_refused_a_concurrent_slot_goes_back_to_the_queue(
+    client, token, subscription, settings, django_capture_on_commit_callbacks
+):
+    from grants import metering
+    from grants.service import ensure
+
+    queue = Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"])
+    job = submitted(client, token)
+    queued_messages = len(list(queue.iterdir()))
+    with metering.query_slot(ensure(subscription.institution, subscription.dataset, "query")):  # the plan's only slot
+        with django_capture_on_commit_callbacks(execute=True):
+            assert run_worker(job).state == "queued"
+    assert len(list(queue.iterdir())) == queued_messages + 1  # retried later, by a new message
+    assert run_worker(job).state == "succeeded"
+
+
+def test_a_job_that_waited_for_a_slot_too_long_fails_with_the_quota_error(client, token, subscription, settings):
+    from grants import metering
+    from grants.service import ensure
+
+    settings.JOB_QUEUE_SECONDS = 0
+    job = submitted(client, token)
+    with metering.query_slot(ensure(subscription.institution, subscription.dataset, "query")):
+        failed = run_worker(job)
+    assert failed.state == "failed" and failed.error_code == "quota_exceeded"

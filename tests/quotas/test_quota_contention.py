@@ -22,7 +22,18 @@ import pytest
 from django.conf import settings
 from django.db import connection, connections
 
-from quotas.service import RedisBackend, Window, consume, peek, release, reserve, rollup_usage, usage
+from quotas.service import (
+    Charge,
+    RedisBackend,
+    Window,
+    consume,
+    consume_all,
+    peek,
+    release,
+    reserve,
+    rollup_usage,
+    usage,
+)
 from quotas.windows import usage_day
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -158,3 +169,17 @@ def _run_workers(job: dict, *, count: int) -> list[dict]:
                 worker.kill()
     assert [worker.returncode for worker in workers] == [0] * count
     return [json.loads(output) for output in outputs]
+
+
+def test_threads_charging_batches_never_split_one(backend, subject, noon):
+    """Each batch takes 1 query and 7 rows: a split batch would leave rows != 7 x queries."""
+
+    def attempts() -> int:
+        batch = [Charge(subject, "queries", 1, 30, Window.DAY), Charge(subject, "rows", 7, 140, Window.DAY)]
+        return sum(all(d.allowed for d in consume_all(batch, backend=backend, now=noon)) for _ in range(10))
+
+    granted = _in_threads(8, attempts)
+
+    assert sum(granted) == 20  # 140 rows run out first
+    assert peek(subject, "queries", Window.DAY, backend=backend, now=noon) == 20
+    assert peek(subject, "rows", Window.DAY, backend=backend, now=noon) == 140
