@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from audit.chain import GENESIS_HASH, ChainHead, ChainVerification, canonical_json, compute_hash, verify_chain
 from audit.models import ActorType, AuditEvent, Outcome
+from vitamin.client_ip import client_ip
 from vitamin.request_context import get_request_id
 
 __all__ = ["ChainHead", "ChainVerification", "audited", "record", "verify_chain", "verify_log"]
@@ -41,8 +42,9 @@ def record(
 ) -> AuditEvent:
     """Append one event to the audit chain and return it.
 
-    `request`, when given, fills what the caller left out: `ip` from REMOTE_ADDR
-    (X-Forwarded-For is never trusted), `request_id` from request.request_id, and
+    `request`, when given, fills what the caller left out: `ip` from
+    `vitamin.client_ip` (REMOTE_ADDR, or X-Forwarded-For as far as trusted proxies
+    vouch for it), `request_id` from request.request_id, and
     the actor: an OAuth client (request.auth_client: actor_type "client",
     actor_id its client_id, institution its institution_id) or else an
     authenticated user (actor_type "user", actor_id the username). Without an
@@ -67,7 +69,7 @@ def record(
     address, fields within their lengths) and database errors unchanged.
     """
     if request is not None:
-        ip = ip or request.META.get("REMOTE_ADDR") or None
+        ip = ip or client_ip(request) or None
         request_id = request_id or getattr(request, "request_id", None)
         if actor_type is None:
             actor_type, request_actor_id, request_institution = _actor_of(request)

@@ -29,6 +29,7 @@ from oauth.grants import AuthorizationCodeGrant, ClientCredentialsGrant, Refresh
 from oauth.metadata import issuer
 from oauth.models import AuthMethod, Client, GrantType, Token
 from oauth.scopes import ALL_SCOPES
+from vitamin.client_ip import client_ip
 
 
 class TooManyFailedAttempts(OAuth2Error):
@@ -86,7 +87,7 @@ class VitaminAuthorizationServer(AuthorizationServer):
 
     def authenticate_client(self, request, methods, endpoint="token"):
         http_request = http_request_of(request)
-        ip = http_request.META.get("REMOTE_ADDR", "") if http_request is not None else ""
+        ip = client_ip(http_request) if http_request is not None else ""
         claimed = claimed_client_id(request)
         wait_seconds = throttle.retry_after_seconds(claimed, ip)
         if wait_seconds:

@@ -8,6 +8,7 @@ a misconfigured process fails at start-up instead of at first use.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from dataclasses import dataclass
@@ -70,6 +71,17 @@ def env_list(name: str, default: list[str], help: str) -> list[str]:
     if raw is None:
         return list(default)
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_networks(name: str, help: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Comma-separated IP addresses or networks in CIDR form (default: none)."""
+    networks = []
+    for item in env_list(name, [], help):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}: {item!r} is not an IP address or network (e.g. 10.0.0.0/8)") from None
+    return tuple(networks)
 
 
 def env_secret(name: str, help: str, *, generate_into: Path | None = None) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
+from vitamin.client_ip import client_ip
 from vitamin.request_context import new_request_id, reset_request_id, set_request_id
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -31,6 +32,7 @@ class RequestIdMiddleware:
                     "method": request.method,
                     "path": request.path,
                     "status": response.status_code,
+                    "client_ip": client_ip(request),
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 },
             )

@@ -17,6 +17,7 @@ from vitamin.env import (
     env_bool,
     env_int,
     env_list,
+    env_networks,
     env_secret,
     env_str,
     sqlite_database,
@@ -55,6 +56,12 @@ SECRET_KEY = env_secret(
 DEBUG = env_bool("VITAMIN_DEBUG", False, "Django debug mode. Never enable in production: it shows stack traces.")
 ALLOWED_HOSTS = env_list(
     "VITAMIN_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"], "Comma-separated host names this server answers to."
+)
+TRUSTED_PROXIES = env_networks(
+    "VITAMIN_TRUSTED_PROXIES",
+    "Comma-separated addresses or CIDR networks of the reverse proxies in front of this server. "
+    "Only a request from one of them has its X-Forwarded-For believed, for the client address "
+    "that audit events record and that failed logins are throttled by. Default: none (REMOTE_ADDR is the client).",
 )
 CSRF_TRUSTED_ORIGINS = env_list(
     "VITAMIN_CSRF_TRUSTED_ORIGINS",

@@ -130,7 +130,7 @@ def test_record_with_a_request_takes_ip_request_id_and_user_from_it():
 
     event = captured["event"]
     assert (event.actor_type, event.actor_id) == ("user", "alice")
-    assert event.ip == "198.51.100.7"  # X-Forwarded-For is not trusted
+    assert event.ip == "198.51.100.7"  # X-Forwarded-For is not trusted from an unlisted address
     assert event.request_id == "req-from-client-01"
     assert AuditEvent.objects.get(seq=event.seq).actor_id == "alice"
 

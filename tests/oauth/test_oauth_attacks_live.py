@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
 import time
 from datetime import timedelta
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -26,9 +27,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
-def client_credentials(urls, client_id, secret, **data):
+def client_credentials(urls, client_id, secret, *, forwarded_for=None, **data):
     return requests.post(
-        urls.token, data={"grant_type": "client_credentials", **data}, auth=(client_id, secret), timeout=10
+        urls.token,
+        data={"grant_type": "client_credentials", **data},
+        auth=(client_id, secret),
+        headers={"X-Forwarded-For": forwarded_for} if forwarded_for else {},
+        timeout=10,
     )
 
 
@@ -125,6 +130,32 @@ def test_brute_force_across_client_ids_from_one_address_is_throttled(urls, machi
     for guess in ("vtc_a", "vtc_b", "vtc_c"):
         assert client_credentials(urls, guess, "vcs_guess").status_code == 401
     assert client_credentials(urls, machine.client_id, machine.secret).status_code == 429
+
+
+def test_a_forged_forwarded_for_does_not_escape_the_address_throttle(urls, machine, settings):
+    settings.AUTH_FAILURES_PER_MINUTE = 3
+    _fresh_minute()
+    for n, guess in enumerate(("vtc_a", "vtc_b", "vtc_c")):
+        assert client_credentials(urls, guess, "vcs_guess", forwarded_for=f"203.0.113.{n}").status_code == 401
+    spoofed = client_credentials(urls, machine.client_id, machine.secret, forwarded_for="203.0.113.99")
+    assert spoofed.status_code == 429  # no proxy is trusted: every attempt counted against 127.0.0.1
+    ips = set(AuditEvent.objects.filter(action="oauth.client_authentication_failed").values_list("ip", flat=True))
+    assert ips == {"127.0.0.1"}
+
+
+def test_behind_a_trusted_proxy_the_forwarded_client_is_throttled_and_audited(urls, machine, settings):
+    settings.AUTH_FAILURES_PER_MINUTE = 3
+    settings.TRUSTED_PROXIES = (ipaddress.ip_network("127.0.0.0/8"),)  # the test plays the proxy
+    _fresh_minute()
+    attacker = "198.51.100.23"
+    for guess in ("vtc_a", "vtc_b", "vtc_c"):
+        # What the attacker wrote at the left of the header is not believed; what our proxy appended is.
+        assert client_credentials(urls, guess, "vcs_guess", forwarded_for=f"10.9.9.9, {attacker}").status_code == 401
+    assert client_credentials(urls, "vtc_d", "vcs_guess", forwarded_for=attacker).status_code == 429
+    # Another partner behind the same proxy is not locked out with the attacker.
+    assert client_credentials(urls, machine.client_id, machine.secret, forwarded_for="192.0.2.80").status_code == 200
+    ips = set(AuditEvent.objects.filter(action="oauth.client_authentication_failed").values_list("ip", flat=True))
+    assert ips == {attacker}
 
 
 def test_old_secret_works_only_during_the_rotation_overlap(urls, machine, settings):

@@ -36,6 +36,20 @@ def test_bad_values_name_the_variable(monkeypatch):
     monkeypatch.setenv("VITAMIN_T_CHOICE", "mysql")
     with pytest.raises(ImproperlyConfigured, match="VITAMIN_T_CHOICE"):
         env.env_str("VITAMIN_T_CHOICE", "a", "test", choices=("a", "b"))
+    monkeypatch.setenv("VITAMIN_T_NETS", "10.0.0.0/8, proxy.internal")
+    with pytest.raises(ImproperlyConfigured, match="VITAMIN_T_NETS: 'proxy.internal'"):
+        env.env_networks("VITAMIN_T_NETS", "test")
+
+
+def test_network_reader_takes_addresses_and_cidr_networks(monkeypatch):
+    monkeypatch.setenv("VITAMIN_T_NETS", "10.0.0.0/8, 192.0.2.7,2001:db8::/32")
+    assert [str(n) for n in env.env_networks("VITAMIN_T_NETS", "test")] == [
+        "10.0.0.0/8",
+        "192.0.2.7/32",
+        "2001:db8::/32",
+    ]
+    monkeypatch.delenv("VITAMIN_T_NETS")
+    assert env.env_networks("VITAMIN_T_NETS", "test") == ()
 
 
 def test_secret_from_file_and_generated_once(monkeypatch, tmp_path):
