@@ -9,4 +9,5 @@ urlpatterns = [
     path("jobs", views.JobList.as_view(), name="api-jobs"),
     path("jobs/<uuid:job_id>", views.JobDetail.as_view(), name="api-job"),
     path("jobs/<uuid:job_id>/result", views.JobResult.as_view(), name="api-job-result"),
+    path("job-results/<str:token>", views.JobDownload.as_view(), name="api-job-download"),
 ]

@@ -9,7 +9,11 @@ limits and audit are the same; the grant is checked again when the worker starts
 it, so a subscription revoked while the job waits fails it (`subscription_revoked`).
 The result is written to <VITAMIN_DATA_DIR>/job-results/<id>.<ext> (first as
 `.part`, renamed when complete) and can be downloaded until `expires_at`
-(VITAMIN_JOB_RESULT_SECONDS).
+(VITAMIN_JOB_RESULT_SECONDS): with the bearer token, or through a signed link
+(`result_link`) that needs none and lapses after RESULT_LINK_SECONDS. Every
+download goes through `open_result`: the grants of the datasets the job read
+are checked again, the file's size is charged to `bytes_downloaded`, and the
+download is audited (`query.job_download`).
 
 Cancelling: a queued job never starts (the worker only takes a job still
 `queued`). While a job runs, a thread of the worker looks at its state about
@@ -33,10 +37,14 @@ from pathlib import Path
 from uuid import UUID
 
 from django.conf import settings
+from django.core import signing
 from django.db import connection, transaction
 from django.utils import timezone
 
+from audit.models import Outcome
 from audit.service import record
+from grants import metering
+from grants import service as grants
 from grants.limits import CONCURRENT_QUERIES
 from query.errors import QueryError
 from query.models import QueryJob
@@ -52,6 +60,10 @@ CANCEL_CHECK_SECONDS = 1.0
 # A refused slot's Retry-After is when the oldest lease would lapse at the latest; slots usually free sooner.
 SLOT_RETRY_SECONDS = 5
 
+
+# A signed result link is a bearer credential in a URL (it ends up in proxy logs): short-lived.
+RESULT_LINK_SECONDS = 900
+_LINK_SALT = "vitamin.query.job-result"
 
 STALE_RUNNING = timedelta(hours=6)  # longer than any plan's time limit: such a job's worker is gone
 
@@ -147,6 +159,7 @@ def execute_job(job_id: UUID | str) -> None:
         bytes_scanned=run.result.bytes_scanned,
         result_path=name,
         result_bytes=final.stat().st_size,
+        datasets=run.versions,
         finished_at=now,
         expires_at=now + timedelta(seconds=settings.JOB_RESULT_SECONDS),
     )
@@ -254,6 +267,56 @@ def result_file(job: QueryJob) -> Path:
     if job.expires_at <= timezone.now() or not path.exists():
         path.unlink(missing_ok=True)
         raise ApiError("The job's result has expired; run the query again.", code="result_expired", status_code=410)
+    return path
+
+
+def result_link(job: QueryJob) -> str:
+    """A token for the signed download link of a finished job: valid RESULT_LINK_SECONDS, no bearer token needed."""
+    return signing.dumps(str(job.pk), salt=_LINK_SALT, compress=True)
+
+
+def job_for_link(token: str) -> QueryJob:
+    """The job a signed link names; 404 link_invalid for a forged or altered one, 410 link_expired after its time."""
+    try:
+        job_id = signing.loads(token, salt=_LINK_SALT, max_age=RESULT_LINK_SECONDS)
+    except signing.SignatureExpired:
+        raise ApiError(
+            "This download link has expired; get a new one from the job.", code="link_expired", status_code=410
+        ) from None
+    except signing.BadSignature:
+        raise ApiError("This download link is not valid.", code="link_invalid", status_code=404) from None
+    job = QueryJob.objects.filter(pk=job_id).first()
+    if job is None:
+        raise ApiError("This download link is not valid.", code="link_invalid", status_code=404)
+    return job
+
+
+def open_result(job: QueryJob, *, request=None, via: str) -> Path:
+    """The result file, once the job's grants still hold and its size is charged to `bytes_downloaded`.
+
+    Refusals are ApiErrors: 409/410 (result_file), 403 (a grant revoked since the job ran),
+    429 (the daily download quota). Every attempt is audited as `query.job_download`.
+    """
+    path = result_file(job)
+    size = path.stat().st_size
+    audit = {
+        "actor_type": "client",
+        "actor_id": job.client_id,
+        "institution": str(job.institution_id),
+        "target": f"query_job:{job.pk}",
+        "request": request,
+    }
+    details = {"bytes": size, "format": job.format, "datasets": job.datasets, "via": via}
+    try:
+        with transaction.atomic():
+            granted = [
+                grants.ensure(job.institution_id, slug, "query", request=request) for slug in sorted(job.datasets)
+            ]
+            metering.charge_all([(grant, "bytes_downloaded", size) for grant in granted])
+            record("query.job_download", details=details, **audit)
+    except ApiError as exc:
+        record("query.job_download", outcome=Outcome.DENIED, details={**details, "code": exc.code}, **audit)
+        raise
     return path
 
 

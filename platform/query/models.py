@@ -25,6 +25,9 @@ class QueryJob(models.Model):
     format = models.CharField(max_length=20)
     max_rows = models.PositiveIntegerField(null=True, blank=True)
     versions = models.JSONField(default=dict, blank=True, help_text="Requested versions, by dataset slug.")
+    datasets = models.JSONField(
+        default=dict, blank=True, help_text="The versions the job read, by dataset slug (once it succeeded)."
+    )
     state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED)
     rows_written = models.BigIntegerField(default=0, help_text="Progress: rows written to the result so far.")
     error_code = models.CharField(max_length=100, blank=True)

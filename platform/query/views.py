@@ -12,12 +12,17 @@ checks and limits) happens in `query.service.run_query`, and for jobs in
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.http import FileResponse, StreamingHttpResponse
 from django.urls import reverse
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from catalog.api import PartnerListView, PartnerView
 from query import jobs
@@ -106,7 +111,11 @@ class RunQuery(PartnerView):
 
 class JobLinksSerializer(serializers.Serializer):
     self = serializers.CharField()
-    result = serializers.CharField(allow_null=True)
+    result = serializers.CharField(allow_null=True, help_text="The result, with the bearer token.")
+    download = serializers.CharField(
+        allow_null=True, help_text="A signed link to the result that needs no token, until download_expires_at."
+    )
+    download_expires_at = serializers.DateTimeField(allow_null=True)
 
 
 class QueryJobSerializer(serializers.ModelSerializer):
@@ -137,8 +146,14 @@ class QueryJobSerializer(serializers.ModelSerializer):
     @extend_schema_field(JobLinksSerializer)
     def get_links(self, job: QueryJob) -> dict:
         this = reverse("api-job", args=[job.pk])
-        ready = job.state == QueryJob.State.SUCCEEDED
-        return {"self": this, "result": reverse("api-job-result", args=[job.pk]) if ready else None}
+        if job.state != QueryJob.State.SUCCEEDED:
+            return {"self": this, "result": None, "download": None, "download_expires_at": None}
+        return {
+            "self": this,
+            "result": reverse("api-job-result", args=[job.pk]),
+            "download": reverse("api-job-download", args=[jobs.result_link(job)]),
+            "download_expires_at": timezone.now() + timedelta(seconds=jobs.RESULT_LINK_SECONDS),
+        }
 
     @extend_schema_field(QueryErrorSerializer(allow_null=True))
     def get_error(self, job: QueryJob) -> dict | None:
@@ -221,8 +236,33 @@ class JobResult(PartnerView):
         },
     )
     def get(self, request, job_id):
-        job = get_job(request, job_id)
-        path = jobs.result_file(job)
-        return FileResponse(
-            path.open("rb"), content_type=MEDIA_TYPES[job.format], as_attachment=True, filename=path.name
-        )
+        return result_response(get_job(request, job_id), request, via="api")
+
+
+class JobDownload(APIView):
+    """A finished job's result through its signed link: no bearer token, the link itself is the credential."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="download_query_job_result",
+        summary="Download a finished job's result through its signed, expiring link",
+        description=f"The link comes from the job's `links.download` and works for {jobs.RESULT_LINK_SECONDS} s.",
+        auth=[],
+        responses={
+            (200, "application/octet-stream"): OpenApiTypes.BINARY,
+            403: _ERROR,
+            404: _ERROR,
+            409: _ERROR,
+            410: _ERROR,
+            429: _ERROR,
+        },
+    )
+    def get(self, request, token):
+        return result_response(jobs.job_for_link(token), request, via="link")
+
+
+def result_response(job: QueryJob, request, *, via: str) -> FileResponse:
+    path = jobs.open_result(job, request=request, via=via)
+    return FileResponse(path.open("rb"), content_type=MEDIA_TYPES[job.format], as_attachment=True, filename=path.name)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from catalog_support import approved, auth, bearer_token
+from django.core import signing
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -224,3 +225,78 @@ def test_a_job_that_waited_for_a_slot_too_long_fails_with_the_quota_error(client
     with metering.query_slot(ensure(subscription.institution, subscription.dataset, "query")):
         failed = run_worker(job)
     assert failed.state == "failed" and failed.error_code == "quota_exceeded"
+
+
+# --- downloads: the signed link, grants checked again, bytes_downloaded, audit ---------------------
+
+
+def test_a_signed_link_downloads_the_result_without_a_token(client, token, subscription):
+    from quotas.service import Window, peek
+
+    job = submitted(client, token, format="parquet")
+    run_worker(job)
+    links = client.get(job["links"]["self"], **auth(token)).json()["links"]
+    assert links["download"].startswith("/api/v1/job-results/") and links["download_expires_at"]
+
+    download = client.get(links["download"])  # no Authorization header
+
+    assert download.status_code == 200, download.content
+    data = b"".join(download.streaming_content)
+    assert pq.read_table(io.BytesIO(data)).num_rows == 2
+    assert peek(subscription.quota_subject, "bytes_downloaded", Window.DAY) == len(data)
+    event = AuditEvent.objects.get(action="query.job_download")
+    assert (event.actor_type, event.institution) == ("client", str(subscription.institution_id))
+    assert event.details["via"] == "link" and event.details["bytes"] == len(data)
+    assert event.details["datasets"] == {"industry_prosperity_monthly": 1}
+
+
+def test_a_forged_or_expired_link_is_refused(client, token, monkeypatch):
+    from query import jobs
+
+    job = submitted(client, token)
+    run_worker(job)
+    download = client.get(job["links"]["self"], **auth(token)).json()["links"]["download"]
+    other = submitted(client, token)
+    prefix, signed = download.rsplit("/", 1)
+    _, timestamp, signature = signed.split(":")
+    other_payload = signing.dumps(other["id"], salt="vitamin.query.job-result", compress=True).split(":")[0]
+    forgeries = [
+        f"{prefix}/{other_payload}:{timestamp}:{signature}",  # another job under this job's signature
+        f"{prefix}/{signing.dumps(other['id'], salt='vitamin.query.job-result', key='a-guessed-key')}",
+        f"{prefix}/{signing.dumps(other['id'], salt='another-purpose', compress=True)}",  # signed for something else
+        f"{prefix}/{other['id']}",
+    ]
+    for url in forgeries:
+        refused = client.get(url)
+        assert refused.status_code == 404 and refused.json()["error"]["code"] == "link_invalid", url
+
+    monkeypatch.setattr(jobs, "RESULT_LINK_SECONDS", -1)
+    expired = client.get(download)
+    assert expired.status_code == 410 and expired.json()["error"]["code"] == "link_expired"
+    assert not AuditEvent.objects.filter(action="query.job_download", outcome="success").exists()
+
+
+def test_a_subscription_revoked_after_the_job_ran_stops_its_download(client, token, subscription, olga):
+    job = submitted(client, token)
+    run_worker(job)
+    download = client.get(job["links"]["self"], **auth(token)).json()["links"]["download"]
+    subscriptions.revoke(subscription, by=olga, reason="Contract ended.")
+
+    for response in (client.get(job["links"]["self"] + "/result", **auth(token)), client.get(download)):
+        assert response.status_code == 403 and response.json()["error"]["code"] == "subscription_revoked"
+    denied = AuditEvent.objects.filter(action="query.job_download", outcome="denied")
+    assert denied.count() == 2 and {e.details["via"] for e in denied} == {"api", "link"}
+
+
+def test_the_daily_download_quota_bounds_result_downloads(client, token, subscription):
+    from grants.models import QuotaPlan
+
+    job = submitted(client, token, format="csv")
+    finished = run_worker(job)
+    QuotaPlan.objects.filter(pk=subscription.plan_id).update(bytes_downloaded_per_day=finished.result_bytes * 2)
+    result_url = job["links"]["self"] + "/result"
+    for _ in range(2):
+        assert client.get(result_url, **auth(token)).status_code == 200
+    third = client.get(result_url, **auth(token))
+    assert third.status_code == 429 and third.json()["error"]["details"]["metric"] == "bytes_downloaded"
+    assert "Retry-After" in third
