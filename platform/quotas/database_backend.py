@@ -13,19 +13,20 @@ Exactness comes from the database, not from Python-side checks:
 - usage is added to UsageDaily in the same transaction as the counter, so
   usage can never disagree with what was granted.
 
-The takes are hand-written SQL because they are on every query's path: the
-ORM's conditional update, existence check and savepoint-guarded insert cost
-several statements and a millisecond or more of Python each (bench/).
+Takes and leases are hand-written SQL because they are on every query's path:
+the ORM's conditional update, existence check and savepoint-guarded insert
+cost several statements and a millisecond or more of Python each (bench/).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.db import connection, models, transaction
-from django.db.models import Count, Exists, F, Min, OuterRef, Value
+from django.db.models import Exists, F, OuterRef, Value
 from django.db.models.functions import Greatest
+from django.utils.dateparse import parse_datetime
 
 from quotas.backends import COUNTER_KEPT_AFTER_WINDOW, ConsumeResult, CounterKey, QuotaBackend, ReserveResult, Take
 from quotas.decisions import Lease
@@ -63,23 +64,24 @@ class DatabaseBackend(QuotaBackend):
         return refunded
 
     def reserve(self, lease: Lease, limit: int, now: datetime) -> ReserveResult:
+        adapt = connection.ops.adapt_datetimefield_value
         # No savepoint inside a caller's transaction: nothing here catches an error to carry on.
-        with transaction.atomic(savepoint=False):
-            QuotaLeaseGuard.objects.select_for_update().get_or_create(subject=lease.subject, metric=lease.metric)
+        with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+            cursor.execute(_LOCK_GUARD_SQL, [lease.subject, lease.metric])
             # Expired leases are not deleted here but left to purge_expired: two
             # transactions deleting the same rows in different orders could deadlock.
-            live = QuotaLease.objects.filter(subject=lease.subject, metric=lease.metric, expires_at__gt=now)
-            held = live.aggregate(count=Count("pk"), first_expiry=Min("expires_at"))
-            if held["count"] >= limit:
-                return ReserveResult(False, held["count"], held["first_expiry"])
-            QuotaLease.objects.create(
-                subject=lease.subject, metric=lease.metric, lease_id=lease.lease_id, expires_at=lease.expires_at
-            )
-        first_expiry = lease.expires_at if held["first_expiry"] is None else min(held["first_expiry"], lease.expires_at)
-        return ReserveResult(True, held["count"] + 1, first_expiry)
+            cursor.execute(_LIVE_LEASES_SQL, [lease.subject, lease.metric, adapt(now)])
+            held, first_expiry = cursor.fetchone()
+            first_expiry = _datetime_from_db(first_expiry)
+            if held >= limit:
+                return ReserveResult(False, held, first_expiry)
+            cursor.execute(_INSERT_LEASE_SQL, [lease.subject, lease.metric, lease.lease_id, adapt(lease.expires_at)])
+        first_expiry = lease.expires_at if first_expiry is None else min(first_expiry, lease.expires_at)
+        return ReserveResult(True, held + 1, first_expiry)
 
     def release(self, lease: Lease) -> None:
-        QuotaLease.objects.filter(subject=lease.subject, metric=lease.metric, lease_id=lease.lease_id).delete()
+        with connection.cursor() as cursor:
+            cursor.execute(_DELETE_LEASE_SQL, [lease.lease_id, lease.subject, lease.metric])
 
     def rollup_usage(self, now: datetime) -> int:
         return 0  # consume and refund already keep UsageDaily current, in their own transactions
@@ -125,6 +127,13 @@ def _take(cursor, take: Take) -> int:
     return row[0]
 
 
+def _datetime_from_db(value) -> datetime | None:
+    """A timestamp column read by hand: PostgreSQL gives an aware datetime, SQLite Django's UTC text."""
+    if isinstance(value, str):
+        return parse_datetime(value).replace(tzinfo=UTC)
+    return value
+
+
 def _used(cursor, counter: CounterKey) -> int:
     cursor.execute(_USED_SQL, _counter_key(counter))
     row = cursor.fetchone()
@@ -146,6 +155,25 @@ ON CONFLICT (subject, metric, "window", window_start)
 DO UPDATE SET used = quotas_quotacounter.used + excluded.used
 WHERE quotas_quotacounter.used + excluded.used <= %s
 RETURNING used
+"""
+
+# Locks the guard row of (subject, metric), creating it on first use: an upsert's update takes
+# the row lock on PostgreSQL; on SQLite the IMMEDIATE transaction already serializes writers.
+_LOCK_GUARD_SQL = """
+INSERT INTO quotas_quotaleaseguard (subject, metric) VALUES (%s, %s)
+ON CONFLICT (subject, metric) DO UPDATE SET subject = excluded.subject
+"""
+
+_LIVE_LEASES_SQL = """
+SELECT COUNT(*), MIN(expires_at) FROM quotas_quotalease WHERE subject = %s AND metric = %s AND expires_at > %s
+"""
+
+_INSERT_LEASE_SQL = """
+INSERT INTO quotas_quotalease (subject, metric, lease_id, expires_at) VALUES (%s, %s, %s, %s)
+"""
+
+_DELETE_LEASE_SQL = """
+DELETE FROM quotas_quotalease WHERE lease_id = %s AND subject = %s AND metric = %s
 """
 
 _USED_SQL = """
