@@ -19,6 +19,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 
+from django.conf import settings
+
 from grants.limits import CONCURRENT_QUERIES, DAILY_METRICS
 from grants.service import Grant
 from quotas.service import Charge, Decision, Lease, QuotaExceeded, Window, consume_all, rate_limit_headers, reserved
@@ -76,24 +78,44 @@ def refund(grant: Grant, metric: str, amount: int, *, now: datetime | None = Non
 @contextmanager
 def query_slot(grant: Grant, *, now: datetime | None = None) -> Iterator[Lease]:
     """Hold one of the subscription's concurrent query slots for the block, or raise a 429 ApiError."""
-    ttl_seconds = grant.limits.max_query_seconds + QUERY_SLOT_MARGIN_SECONDS
+    with _slot(grant.quota_subject, grant.limits.concurrent_queries, grant.limits.max_query_seconds, now=now) as lease:
+        yield lease
+
+
+@contextmanager
+def institution_query_slot(institution_id: int, max_query_seconds: int, *, now: datetime | None = None):
+    """Hold one of the institution's VITAMIN_QUERY_CONCURRENT_PER_INSTITUTION slots, or raise a 429 ApiError.
+
+    Whatever its subscriptions allow each, an institution runs at most this many queries at once.
+    """
+    subject = f"institution:{institution_id}"
+    with _slot(subject, settings.QUERY_CONCURRENT_PER_INSTITUTION, max_query_seconds, now=now) as lease:
+        yield lease
+
+
+@contextmanager
+def _slot(subject: str, limit: int, max_query_seconds: int, *, now: datetime | None) -> Iterator[Lease]:
+    ttl_seconds = max_query_seconds + QUERY_SLOT_MARGIN_SECONDS
     acquired = False
     try:
-        with reserved(
-            grant.quota_subject, CONCURRENT_QUERIES, grant.limits.concurrent_queries, ttl_seconds, now=now
-        ) as lease:
+        with reserved(subject, CONCURRENT_QUERIES, limit, ttl_seconds, now=now) as lease:
             acquired = True
             yield lease
     except QuotaExceeded as exc:
         if acquired:  # raised inside the block by something else: not ours to translate
             raise
-        raise quota_exceeded(CONCURRENT_QUERIES, exc.decision, now=now) from None
+        raise quota_exceeded(CONCURRENT_QUERIES, exc.decision, now=now, scope=subject.partition(":")[0]) from None
 
 
-def quota_exceeded(metric: str, decision: Decision, *, now: datetime | None = None) -> ApiError:
-    """The 429 for a denied quota decision, with Retry-After and RateLimit-* headers."""
+def quota_exceeded(
+    metric: str, decision: Decision, *, now: datetime | None = None, scope: str = "subscription"
+) -> ApiError:
+    """The 429 for a denied quota decision, with Retry-After and RateLimit-* headers.
+
+    `scope` says whose limit it is: the subscription's plan, or the institution's (concurrency).
+    """
     if metric == CONCURRENT_QUERIES:
-        message = f"All {decision.limit} concurrent query slots are in use; retry when one finishes."
+        message = f"All {decision.limit} concurrent query slots of your {scope} are in use; retry when one finishes."
     else:
         message = (
             f"The daily limit on {metric} ({decision.limit}) would be exceeded; "
@@ -105,6 +127,7 @@ def quota_exceeded(metric: str, decision: Decision, *, now: datetime | None = No
         status_code=429,
         details={
             "metric": metric,
+            "scope": scope,
             "limit": decision.limit,
             "remaining": decision.remaining,
             "reset_at": decision.reset_at.isoformat(),

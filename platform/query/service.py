@@ -9,7 +9,7 @@ Steps, in order (each refusal is an ApiError with a stable code, and an audit ev
  2. grants      `grants.service.ensure(..., "query")` for each (403 with the grant's code)
  3. versions    the grant's pinned version, else the requested one, else the latest published
  4. check       every gateway check, before anything is charged (400 with the engine's code)
- 5. quota       a concurrent-query slot per subscription, then 1 of `queries` per day;
+ 5. quota       a concurrent-query slot of the institution and of each subscription, then 1 of `queries` per day;
                 refused with 429 before any work is done
  6. audit       `query.start`, written before execution: if it cannot be written the query
                 is refused (503 audit_unavailable), so no query runs unaudited
@@ -342,7 +342,7 @@ def _start(granted, audit: _Audit, limits: Limits) -> ExitStack:
     held = ExitStack()
     try:
         with transaction.atomic():
-            _reserve(granted, held)
+            _reserve(audit.institution_id, granted, limits, held)
             try:  # in a savepoint of its own: a failed write leaves the transaction usable for the refund
                 audit.record("query.start", Outcome.SUCCESS, max_rows=limits.max_rows)
             except Exception:  # noqa: BLE001 - whatever broke the audit write, the query must not run unaudited
@@ -368,9 +368,11 @@ class _AuditUnavailable(Exception):
     pass
 
 
-def _reserve(granted, held: ExitStack) -> None:
-    """Step 5: concurrency slots, then one query per subscription if the post-hoc metrics are not already over."""
+def _reserve(institution_id: int, granted, limits: Limits, held: ExitStack) -> None:
+    """Step 5: concurrency slots (the institution's, then each subscription's), then one query per
+    subscription if the post-hoc metrics are not already over."""
     granted = list(granted)
+    held.enter_context(metering.institution_query_slot(institution_id, limits.max_seconds))
     for grant in granted:
         held.enter_context(metering.query_slot(grant))
     metering.charge_all([(grant, metric, amount) for grant in granted for metric, amount in _CHARGED_BEFORE.items()])

@@ -271,6 +271,13 @@ QUERY_POOL_SIZE = env_int(
     "Partner queries one process runs at once (its DuckDB connection pool); more wait up to 10 s, then get 503 server_busy.",
     minimum=1,
 )
+QUERY_CONCURRENT_PER_INSTITUTION = env_int(
+    "VITAMIN_QUERY_CONCURRENT_PER_INSTITUTION",
+    8,
+    "Queries (and running jobs) one institution may run at once across all its subscriptions and all "
+    "processes; each subscription's plan may allow fewer. More answer 429 quota_exceeded.",
+    minimum=1,
+)
 QUERY_TEMP_MAX_MB = env_int(
     "VITAMIN_QUERY_TEMP_MAX_MB", 8192, "Disk DuckDB may spill to for partner queries, per process, in MiB.", minimum=0
 )

@@ -285,6 +285,26 @@ def test_the_concurrency_limit_is_429_while_a_query_streams(client, token, plan)
     assert rows_of(post(client, token, INDUSTRY_SQL))["rows"]
 
 
+def test_an_institution_runs_at_most_its_concurrency_across_all_its_subscriptions(
+    client, token, bank, catalog, plan, settings
+):
+    settings.QUERY_CONCURRENT_PER_INSTITUTION = 1
+    cards_sql = "SELECT channel, COUNT(DISTINCT buyer) AS buyers FROM card_transactions GROUP BY channel"
+    streaming = post(client, token, INDUSTRY_SQL, format="arrow")  # the industry subscription's slot is free
+    assert streaming.status_code == 200
+
+    other_subscription = post(client, token, cards_sql)
+
+    assert other_subscription.status_code == 429
+    details = other_subscription.json()["error"]["details"]
+    assert details["metric"] == "concurrent_queries" and details["scope"] == "institution"
+    assert "Retry-After" in other_subscription
+    approved(bank, catalog.industry, plan, [Mode.QUERY])
+    assert rows_of(post(client, bearer_token(bank), INDUSTRY_SQL))["rows"]  # another institution is not held up
+    content(streaming)
+    assert rows_of(post(client, token, cards_sql))["rows"]
+
+
 def test_a_response_dropped_unread_gives_its_slot_back(client, token, plan):
     import gc
 
