@@ -20,20 +20,22 @@ Cancelling: a queued job never starts (the worker only takes a job still
 once a second; when it was cancelled, it interrupts the query at once, even
 in the middle of a long aggregate, and the worker deletes the partial file.
 
-A job the plan's concurrency limit refuses (every query slot of the
-subscription busy) goes back to the queue and is retried when a slot is
-likely free, until JOB_QUEUE_SECONDS after it was submitted; any other
-refusal (a daily limit, a revoked grant) fails it with that error's code.
+A job the concurrency limits refuse (every query slot of the subscription or
+the institution busy) goes back to the queue and is retried with a growing
+delay, until JOB_QUEUE_SECONDS after it was submitted; any other refusal (a
+daily limit, a revoked grant) fails it with that error's code.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
+from typing import BinaryIO
 from uuid import UUID
 
 from django.conf import settings
@@ -46,10 +48,11 @@ from audit.service import record
 from grants import metering
 from grants import service as grants
 from grants.limits import CONCURRENT_QUERIES
+from oauth.models import Client
 from query.errors import QueryError
 from query.models import QueryJob
 from query.results import QueryResult
-from query.service import check_query, run_query
+from query.service import check_query, get_gateway, run_query
 from vitamin.errors import ApiError
 
 log = logging.getLogger("vitamin.query")
@@ -57,8 +60,10 @@ log = logging.getLogger("vitamin.query")
 State = QueryJob.State
 FILE_EXTENSIONS = {"json": "json", "csv": "csv", "arrow": "arrows", "parquet": "parquet"}
 CANCEL_CHECK_SECONDS = 1.0
-# A refused slot's Retry-After is when the oldest lease would lapse at the latest; slots usually free sooner.
+# A refused slot's Retry-After is when the oldest lease would lapse at the latest; slots usually
+# free sooner, so a job refused one tries again after these (doubling) delays instead.
 SLOT_RETRY_SECONDS = 5
+MAX_SLOT_RETRY_SECONDS = 60
 
 
 # A signed result link is a bearer credential in a URL (it ends up in proxy logs): short-lived.
@@ -204,16 +209,23 @@ class _CancelWatch:
     def _run(self) -> None:
         try:
             while not self._done.wait(CANCEL_CHECK_SECONDS):
-                if QueryJob.objects.filter(pk=self.job_id, state=State.CANCELLED).exists():
+                # Once cancelled, interrupt again each time round: an interrupt that reached DuckDB
+                # just before it started executing is ignored.
+                if self.cancelled or self._job_cancelled():
                     with self._lock:
                         self.cancelled = True
                         if self._result is not None:
                             self._result.cancel()
-                    return
-        except Exception:  # noqa: BLE001 - the job still ends, by its time limit at worst
-            log.exception("watching query job %s for cancellation failed", self.job_id)
         finally:
             connection.close()  # this thread's own connection
+
+    def _job_cancelled(self) -> bool:
+        try:
+            return QueryJob.objects.filter(pk=self.job_id, state=State.CANCELLED).exists()
+        except Exception:  # noqa: BLE001 - a database hiccup: look again next time
+            log.exception("looking at query job %s for cancellation failed", self.job_id)
+            connection.close()
+            return False
 
     def __enter__(self) -> _CancelWatch:
         self._thread.start()
@@ -225,15 +237,21 @@ class _CancelWatch:
 
 
 def _requeued(job: QueryJob, error: ApiError) -> bool:
-    """Put a job the concurrency limit refused back in the queue, until JOB_QUEUE_SECONDS after submission."""
+    """Put a job the concurrency limit refused back in the queue, until JOB_QUEUE_SECONDS after submission.
+
+    Retries back off (5, 10, 20, 40, then every 60 s), so jobs waiting behind busy slots do not
+    poll them, or fill the audit log with refusals, more than a few dozen times an hour.
+    """
     if error.status_code != 429 or (error.details or {}).get("metric") != CONCURRENT_QUERIES:
         return False
-    retry_after = min(int(error.headers.get("Retry-After", "1")), SLOT_RETRY_SECONDS)
-    if timezone.now() + timedelta(seconds=retry_after) > job.created_at + timedelta(seconds=settings.JOB_QUEUE_SECONDS):
+    delay = min(SLOT_RETRY_SECONDS * 2**job.attempts, MAX_SLOT_RETRY_SECONDS)
+    if timezone.now() + timedelta(seconds=delay) > job.created_at + timedelta(seconds=settings.JOB_QUEUE_SECONDS):
         return False
-    if not QueryJob.objects.filter(pk=job.pk, state=State.RUNNING).update(state=State.QUEUED, started_at=None):
-        return True  # cancelled meanwhile: nothing to retry, nothing to fail
-    transaction.on_commit(lambda: _enqueue(job.pk, countdown_seconds=retry_after))
+    requeued = QueryJob.objects.filter(pk=job.pk, state=State.RUNNING).update(
+        state=State.QUEUED, started_at=None, attempts=job.attempts + 1
+    )
+    if requeued:  # else cancelled meanwhile: nothing to retry, nothing to fail
+        transaction.on_commit(lambda: _enqueue(job.pk, countdown_seconds=delay))
     return True
 
 
@@ -276,7 +294,8 @@ def result_link(job: QueryJob) -> str:
 
 
 def job_for_link(token: str) -> QueryJob:
-    """The job a signed link names; 404 link_invalid for a forged or altered one, 410 link_expired after its time."""
+    """The job a signed link names; 404 link_invalid for a forged or altered one (or one whose client was
+    disabled since), 410 link_expired after its time."""
     try:
         job_id = signing.loads(token, salt=_LINK_SALT, max_age=RESULT_LINK_SECONDS)
     except signing.SignatureExpired:
@@ -286,19 +305,25 @@ def job_for_link(token: str) -> QueryJob:
     except signing.BadSignature:
         raise ApiError("This download link is not valid.", code="link_invalid", status_code=404) from None
     job = QueryJob.objects.filter(pk=job_id).first()
-    if job is None:
+    if job is None or not Client.objects.filter(client_id=job.client_id, disabled_at__isnull=True).exists():
         raise ApiError("This download link is not valid.", code="link_invalid", status_code=404)
     return job
 
 
-def open_result(job: QueryJob, *, request=None, via: str) -> Path:
-    """The result file, once the job's grants still hold and its size is charged to `bytes_downloaded`.
+def open_result(job: QueryJob, *, request=None, via: str) -> BinaryIO:
+    """The result file, open, once the job's grants still hold and its size is charged to `bytes_downloaded`.
 
     Refusals are ApiErrors: 409/410 (result_file), 403 (a grant revoked since the job ran),
     429 (the daily download quota). Every attempt is audited as `query.job_download`.
     """
     path = result_file(job)
-    size = path.stat().st_size
+    try:
+        result = path.open("rb")  # before charging: cleanup may delete an expiring file at any moment
+    except FileNotFoundError:
+        raise ApiError(
+            "The job's result has expired; run the query again.", code="result_expired", status_code=410
+        ) from None
+    size = os.fstat(result.fileno()).st_size
     audit = {
         "actor_type": "client",
         "actor_id": job.client_id,
@@ -308,16 +333,24 @@ def open_result(job: QueryJob, *, request=None, via: str) -> Path:
     }
     details = {"bytes": size, "format": job.format, "datasets": job.datasets, "via": via}
     try:
+        # Outside the charge's transaction, so the grant.denied event of a refusal stays on record.
+        granted = [grants.ensure(job.institution_id, slug, "query", request=request) for slug in _datasets_read(job)]
         with transaction.atomic():
-            granted = [
-                grants.ensure(job.institution_id, slug, "query", request=request) for slug in sorted(job.datasets)
-            ]
             metering.charge_all([(grant, "bytes_downloaded", size) for grant in granted])
             record("query.job_download", details=details, **audit)
-    except ApiError as exc:
-        record("query.job_download", outcome=Outcome.DENIED, details={**details, "code": exc.code}, **audit)
+    except BaseException as exc:
+        result.close()
+        if isinstance(exc, ApiError):
+            record("query.job_download", outcome=Outcome.DENIED, details={**details, "code": exc.code}, **audit)
         raise
-    return path
+    return result
+
+
+def _datasets_read(job: QueryJob) -> list[str]:
+    """The slugs the job read; for a job finished before jobs kept them, those its SQL names."""
+    if job.datasets:
+        return sorted(job.datasets)
+    return sorted(get_gateway().referenced_datasets(job.sql))
 
 
 def cleanup_jobs(*, now=None) -> dict:

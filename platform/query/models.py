@@ -29,6 +29,9 @@ class QueryJob(models.Model):
         default=dict, blank=True, help_text="The versions the job read, by dataset slug (once it succeeded)."
     )
     state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED)
+    attempts = models.PositiveIntegerField(
+        default=0, help_text="Times the job went back to the queue because every query slot was busy."
+    )
     rows_written = models.BigIntegerField(default=0, help_text="Progress: rows written to the result so far.")
     error_code = models.CharField(max_length=100, blank=True)
     error_message = models.TextField(blank=True)

@@ -73,6 +73,7 @@ class QueryResult:
         self.truncated = False
         self.bytes_scanned: int | None = None  # known once the result is closed
         self.error: QueryFailed | None = None  # set by the format writers when the query failed mid-stream
+        self._cancelled = False
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -108,6 +109,8 @@ class QueryResult:
             raise RuntimeError("a query result can be read only once")
         self._started = True
         try:
+            if self._cancelled:  # before DuckDB started: an interrupt now would be ignored
+                raise duckdb.InterruptException("cancelled before it started")
             self._reader = relation.to_arrow_reader(BATCH_ROWS)
             self.schema = self._reader.schema
             first = _next_batch(self._reader)
@@ -158,7 +161,12 @@ class QueryResult:
         self._finish(completed=False)
 
     def cancel(self) -> None:
-        """Stop the query from another thread, even while it computes a batch; the reader gets `query_cancelled`."""
+        """Stop the query from another thread, even while it computes a batch; the reader gets `query_cancelled`.
+
+        DuckDB ignores an interrupt when nothing is running: a query not started yet is stopped
+        when reading starts, and a caller racing the start should call again (jobs do, each second).
+        """
+        self._cancelled = True
         self._deadline.interrupt()
 
     def __enter__(self) -> QueryResult:

@@ -33,7 +33,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -54,6 +54,8 @@ from query.gateway import Gateway
 from query.rekey import derive_partner_key
 from query.results import QueryResult
 from query.sandbox import SandboxConfig
+from quotas.service import Lease
+from quotas.service import release as release_lease
 from vitamin.errors import ApiError
 
 log = logging.getLogger("vitamin.query")
@@ -202,10 +204,10 @@ def run_query(
             on_start(result)
         chunks = formats.stream(result, fmt)
     except QueryError as exc:
-        held.close()
+        held.release()
         raise audit.refused(query_error(exc), failed=isinstance(exc, QueryFailed)) from None
     except BaseException:
-        held.close()
+        held.release()
         raise
     finishing = _finishing(chunks, result, granted.values(), held, audit)
     # Started here, so that its cleanup runs even if the server drops the response unread:
@@ -336,10 +338,10 @@ def _limits(granted, max_rows: int | None) -> Limits:
     return Limits(max_seconds=min(plan.max_query_seconds for plan in plans), max_rows=max(rows, 1))
 
 
-def _start(granted, audit: _Audit, limits: Limits) -> ExitStack:
+def _start(granted, audit: _Audit, limits: Limits) -> _Slots:
     """Steps 5 and 6 in one transaction (one commit): the slots held, the query charged, `query.start` on record."""
     granted = list(granted)
-    held = ExitStack()
+    held = _Slots()
     try:
         with transaction.atomic():
             _reserve(audit.institution_id, granted, limits, held)
@@ -351,15 +353,15 @@ def _start(granted, audit: _Audit, limits: Limits) -> ExitStack:
                 _refund_queries(granted)
                 raise _AuditUnavailable from None
     except _AuditUnavailable:
-        held.close()
+        held.release()
         raise ApiError(
             "The query cannot be recorded right now, so it was not run.", code="audit_unavailable", status_code=503
         ) from None
     except ApiError as exc:
-        held.close()
+        held.release()
         raise audit.refused(exc) from None
     except BaseException:
-        held.close()
+        held.release()
         raise
     return held
 
@@ -368,13 +370,35 @@ class _AuditUnavailable(Exception):
     pass
 
 
-def _reserve(institution_id: int, granted, limits: Limits, held: ExitStack) -> None:
+class _Slots:
+    """The concurrency slots a query holds, given back when it ends."""
+
+    def __init__(self) -> None:
+        self._stack = ExitStack()
+        self._leases: list[Lease] = []
+
+    def hold(self, slot: AbstractContextManager[Lease]) -> None:
+        self._leases.append(self._stack.enter_context(slot))
+
+    def release(self) -> None:
+        self._stack.close()
+
+    def release_again(self) -> None:
+        """After the transaction that released them failed: release each lease again, on its own."""
+        for lease in self._leases:
+            try:
+                release_lease(lease)
+            except Exception:  # noqa: BLE001 - the lease lapses by itself after the time limit
+                log.exception("giving back a query slot failed")
+
+
+def _reserve(institution_id: int, granted, limits: Limits, held: _Slots) -> None:
     """Step 5: concurrency slots (the institution's, then each subscription's), then one query per
     subscription if the post-hoc metrics are not already over."""
     granted = list(granted)
-    held.enter_context(metering.institution_query_slot(institution_id, limits.max_seconds))
+    held.hold(metering.institution_query_slot(institution_id, limits.max_seconds))
     for grant in granted:
-        held.enter_context(metering.query_slot(grant))
+        held.hold(metering.query_slot(grant))
     metering.charge_all([(grant, metric, amount) for grant in granted for metric, amount in _CHARGED_BEFORE.items()])
 
 
@@ -391,9 +415,7 @@ def _resumed(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
         rest.close()
 
 
-def _finishing(
-    chunks: Iterator[bytes], result: QueryResult, granted, held: ExitStack, audit: _Audit
-) -> Iterator[bytes]:
+def _finishing(chunks: Iterator[bytes], result: QueryResult, granted, held: _Slots, audit: _Audit) -> Iterator[bytes]:
     """The chunks, then step 8 however the stream ends."""
     granted = list(granted)
     outcome, code = Outcome.SUCCESS, None
@@ -417,29 +439,33 @@ def _finishing(
         # One transaction (one commit): the use metered, the slots given back, `query.run` recorded.
         # The rows are already sent, so a failure of one part is logged and the others still happen
         # (each writes in a savepoint of its own, which leaves the transaction usable).
-        with transaction.atomic():
-            try:
-                metering.meter(
-                    [
-                        (grant, metric, amount)
-                        for grant in granted
-                        for metric, amount in (
-                            ("rows_returned", result.rows),
-                            ("bytes_scanned", result.bytes_scanned or 0),
-                        )
-                    ]
-                )
-            except Exception:  # noqa: BLE001
-                log.exception("metering failed after a query finished")
-            held.close()
-            try:
-                audit.record(
-                    "query.run",
-                    outcome,
-                    code=code,
-                    rows=result.rows,
-                    truncated=result.truncated,
-                    bytes_scanned=result.bytes_scanned,
-                )
-            except Exception:  # noqa: BLE001 - the rows are already sent; query.start is on record
-                log.exception("audit write failed after a query finished")
+        try:
+            with transaction.atomic():
+                try:
+                    metering.meter(
+                        [
+                            (grant, metric, amount)
+                            for grant in granted
+                            for metric, amount in (
+                                ("rows_returned", result.rows),
+                                ("bytes_scanned", result.bytes_scanned or 0),
+                            )
+                        ]
+                    )
+                except Exception:  # noqa: BLE001
+                    log.exception("metering failed after a query finished")
+                held.release()
+                try:
+                    audit.record(
+                        "query.run",
+                        outcome,
+                        code=code,
+                        rows=result.rows,
+                        truncated=result.truncated,
+                        bytes_scanned=result.bytes_scanned,
+                    )
+                except Exception:  # noqa: BLE001 - the rows are already sent; query.start is on record
+                    log.exception("audit write failed after a query finished")
+        except Exception:  # noqa: BLE001 - the transaction itself failed (begin or commit)
+            log.exception("recording the end of a query failed")
+            held.release_again()

@@ -13,8 +13,9 @@ checks and limits) happens in `query.service.run_query`, and for jobs in
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
-from django.http import FileResponse, StreamingHttpResponse
+from django.http import FileResponse, HttpResponse, StreamingHttpResponse
 from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -132,6 +133,7 @@ class QueryJobSerializer(serializers.ModelSerializer):
             "max_rows",
             "versions",
             "rows_written",
+            "attempts",
             "truncated",
             "bytes_scanned",
             "result_bytes",
@@ -263,6 +265,14 @@ class JobDownload(APIView):
         return result_response(jobs.job_for_link(token), request, via="link")
 
 
-def result_response(job: QueryJob, request, *, via: str) -> FileResponse:
-    path = jobs.open_result(job, request=request, via=via)
-    return FileResponse(path.open("rb"), content_type=MEDIA_TYPES[job.format], as_attachment=True, filename=path.name)
+def result_response(job: QueryJob, request, *, via: str) -> HttpResponse:
+    """The result file; a HEAD gets its headers only, and is neither charged nor audited as a download."""
+    if request.method == "HEAD":
+        path = jobs.result_file(job)
+        response = HttpResponse(content_type=MEDIA_TYPES[job.format])
+        response["Content-Length"] = str(path.stat().st_size)
+        response["Content-Disposition"] = f'attachment; filename="{path.name}"'
+        return response
+    file = jobs.open_result(job, request=request, via=via)
+    name = Path(file.name).name
+    return FileResponse(file, content_type=MEDIA_TYPES[job.format], as_attachment=True, filename=name)

@@ -24,18 +24,28 @@ def client_ip(request) -> str:
     for hop in reversed(hops):
         if not _is_trusted_proxy(address):
             break
-        try:
-            address = str(ipaddress.ip_address(hop))
-        except ValueError:  # not an address: our last proxy vouches for nothing further left
+        forwarded = _address(hop)
+        if forwarded is None:  # not an address: our last proxy vouches for nothing further left
             break
+        address = str(forwarded)
     return address
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address as proxies write it: bare, `v4:port` or `[v6]:port`; an IPv4-mapped IPv6 one as IPv4."""
+    if text.startswith("[") and "]" in text:
+        text = text[1 : text.index("]")]
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    return ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped else ip
 
 
 def _is_trusted_proxy(address: str) -> bool:
     if not settings.TRUSTED_PROXIES:
         return False
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in settings.TRUSTED_PROXIES)
+    ip = _address(address)
+    return ip is not None and any(ip in network for network in settings.TRUSTED_PROXIES)

@@ -211,7 +211,8 @@ def test_a_job_refused_a_concurrent_slot_goes_back_to_the_queue(
     queued_messages = len(list(queue.iterdir()))
     with metering.query_slot(ensure(subscription.institution, subscription.dataset, "query")):  # the plan's only slot
         with django_capture_on_commit_callbacks(execute=True):
-            assert run_worker(job).state == "queued"
+            waiting = run_worker(job)
+    assert (waiting.state, waiting.attempts) == ("queued", 1)
     assert len(list(queue.iterdir())) == queued_messages + 1  # retried later, by a new message
     assert run_worker(job).state == "succeeded"
 
@@ -286,6 +287,35 @@ def test_a_subscription_revoked_after_the_job_ran_stops_its_download(client, tok
         assert response.status_code == 403 and response.json()["error"]["code"] == "subscription_revoked"
     denied = AuditEvent.objects.filter(action="query.job_download", outcome="denied")
     assert denied.count() == 2 and {e.details["via"] for e in denied} == {"api", "link"}
+    assert AuditEvent.objects.filter(action="grant.denied").count() == 2
+
+    # A job finished before jobs kept the versions they read is checked on the datasets its SQL names.
+    QueryJob.objects.filter(pk=job["id"]).update(datasets={})
+    legacy = client.get(job["links"]["self"] + "/result", **auth(token))
+    assert legacy.status_code == 403 and legacy.json()["error"]["code"] == "subscription_revoked"
+
+
+def test_a_head_request_is_not_charged_as_a_download(client, token, subscription):
+    from quotas.service import Window, peek
+
+    job = submitted(client, token, format="csv")
+    finished = run_worker(job)
+    download = client.get(job["links"]["self"], **auth(token)).json()["links"]["download"]
+    for head in (client.head(download), client.head(job["links"]["self"] + "/result", **auth(token))):
+        assert head.status_code == 200 and int(head["Content-Length"]) == finished.result_bytes
+    assert peek(subscription.quota_subject, "bytes_downloaded", Window.DAY) == 0
+    assert not AuditEvent.objects.filter(action="query.job_download").exists()
+
+
+def test_a_disabled_clients_links_stop_working(client, token, fund):
+    from oauth.models import Client
+
+    job = submitted(client, token)
+    run_worker(job)
+    download = client.get(job["links"]["self"], **auth(token)).json()["links"]["download"]
+    Client.objects.filter(client_id=QueryJob.objects.get(pk=job["id"]).client_id).update(disabled_at=timezone.now())
+    refused = client.get(download)
+    assert refused.status_code == 404 and refused.json()["error"]["code"] == "link_invalid"
 
 
 def test_the_daily_download_quota_bounds_result_downloads(client, token, subscription):

@@ -97,6 +97,28 @@ def test_a_runaway_query_hits_the_time_limit_and_frees_its_connection(gateway, b
         assert run("SELECT 42 AS answer")[1] == [(42,)]
 
 
+def test_a_query_cancelled_from_another_thread_stops_mid_computation(gateway, bindings, run):
+    result = gateway.run(RUNAWAYS[1], bindings, ALICE.key, Limits(max_seconds=60))
+    canceller = threading.Timer(0.5, result.cancel)
+    canceller.start()
+    with pytest.raises(QueryFailed) as failed:
+        list(result.record_batches())
+    canceller.join()
+    assert failed.value.code == Code.QUERY_CANCELLED  # not the 60 s time limit
+    for _ in range(3):
+        assert run("SELECT 42 AS answer")[1] == [(42,)]
+
+
+def test_a_query_cancelled_before_it_started_never_runs(gateway, bindings, run):
+    # DuckDB ignores an interrupt while nothing executes: the cancel must stick until reading starts.
+    result = gateway.run(RUNAWAYS[1], bindings, ALICE.key, Limits(max_seconds=60))
+    result.cancel()
+    with pytest.raises(QueryFailed) as failed:
+        list(result.record_batches())
+    assert failed.value.code == Code.QUERY_CANCELLED
+    assert run("SELECT 42 AS answer")[1] == [(42,)]
+
+
 def test_a_client_that_reads_too_slowly_is_cut_off_at_the_time_limit(gateway, bindings, run):
     result = gateway.run(
         "SELECT a.n, b.n FROM numbers a, numbers b", bindings, ALICE.key, Limits(max_seconds=1, max_rows=10**9)

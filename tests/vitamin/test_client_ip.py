@@ -35,6 +35,9 @@ def test_without_trusted_proxies_the_header_is_ignored(settings):
         ("10.0.0.5", None, "10.0.0.5"),
         ("198.51.100.7", "203.0.113.9", "198.51.100.7"),  # not from a trusted proxy
         ("2001:db8::1", "2001:db8::2, 2400:cb00::7", "2400:cb00::7"),  # IPv6
+        ("::ffff:10.0.0.5", "203.0.113.9", "203.0.113.9"),  # a server bound on [::] sees IPv4 proxies mapped
+        ("10.0.0.5", "203.0.113.9:51234", "203.0.113.9"),  # balancers that add the port
+        ("10.0.0.5", "[2400:cb00::7]:443", "2400:cb00::7"),
     ],
 )
 def test_behind_trusted_proxies_the_rightmost_untrusted_hop_is_the_client(
