@@ -143,7 +143,7 @@ def start_server(env: dict[str, str], port: int) -> subprocess.Popen:
         try:
             if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok:
                 return server
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or a worker still importing
             time.sleep(0.2)
     server.terminate()
     raise SystemExit("the server did not start")

@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import logging
 import shutil
-import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -45,6 +44,7 @@ from datasets.publish import (
 )
 from datasets.spec import load_spec
 from datasets.storage import Store
+from vitamin.background import every
 
 log = logging.getLogger("vitamin.catalog.refresh")
 
@@ -104,41 +104,25 @@ def request_refresh(
 
 
 class _Heartbeat:
-    """Counts rows as the build reads them and, from a thread of its own, reports progress every few seconds.
+    """Counts rows as the build reads them; `beat` (every HEARTBEAT_SECONDS, from a thread) reports them.
 
     DuckDB pulls source batches on its own worker threads, so the build's progress
-    callback only bumps a counter; this one thread writes the run's heartbeat and
-    row count (and the Celery task state) and closes its database connection when done.
+    callback only bumps a counter; the beat writes the run's heartbeat and row count
+    (and the Celery task state). Progress is best effort: the build decides the outcome.
     """
 
     def __init__(self, run: RefreshRun, report: Callable[[int], None] | None):
         self.run_id = run.pk
         self.report = report
         self.rows = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"refresh-heartbeat-{run.pk}", daemon=True)
 
     def __call__(self, rows: int) -> None:
         self.rows = rows
 
-    def __enter__(self) -> _Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _beat(self) -> None:
-        try:
-            while not self._stop.wait(HEARTBEAT_SECONDS):
-                RefreshRun.objects.filter(pk=self.run_id).update(rows_processed=self.rows, heartbeat_at=timezone.now())
-                if self.report:
-                    self.report(self.rows)
-        except Exception:  # progress is best effort; the build itself decides the outcome
-            log.exception("refresh heartbeat failed")
-        finally:
-            connection.close()
+    def beat(self) -> None:
+        RefreshRun.objects.filter(pk=self.run_id).update(rows_processed=self.rows, heartbeat_at=timezone.now())
+        if self.report:
+            self.report(self.rows)
 
 
 def run_refresh(run_id: int, *, on_progress: Callable[[int], None] | None = None) -> RefreshRun:
@@ -154,7 +138,8 @@ def run_refresh(run_id: int, *, on_progress: Callable[[int], None] | None = None
     target = store()
     try:
         spec = load_spec(dataset.spec_path, spec_variables())
-        with _Heartbeat(run, on_progress) as heartbeat:
+        heartbeat = _Heartbeat(run, on_progress)
+        with every(HEARTBEAT_SECONDS, heartbeat.beat, name=f"refresh-heartbeat-{run.pk}"):
             result = build(
                 spec,
                 connector_for(spec),

@@ -40,7 +40,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.core import signing
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from audit.models import Outcome
@@ -53,6 +53,7 @@ from query.errors import QueryError
 from query.models import QueryJob
 from query.results import QueryResult
 from query.service import check_query, get_gateway, run_query
+from vitamin.background import every
 from vitamin.errors import ApiError
 
 log = logging.getLogger("vitamin.query")
@@ -121,7 +122,8 @@ def execute_job(job_id: UUID | str) -> None:
     name = f"{job.pk}.{FILE_EXTENSIONS[job.format]}"
     results_dir().mkdir(parents=True, exist_ok=True)
     partial = results_dir() / f"{name}.part"
-    with _CancelWatch(job.pk) as watch:
+    watch = _CancelWatch(job.pk)
+    with every(CANCEL_CHECK_SECONDS, watch.check, name=f"job-cancel-{job.pk}"):
         try:
             run = run_query(
                 institution_id=job.institution_id,
@@ -189,16 +191,17 @@ def _write(job: QueryJob, chunks, result, partial: Path) -> bool:
 
 
 class _CancelWatch:
-    """While a job runs: a thread that looks at its state every CANCEL_CHECK_SECONDS and, once it
-    was cancelled, interrupts its query (`watch` hands it the query as soon as it starts)."""
+    """While a job runs (`every` CANCEL_CHECK_SECONDS): once the job was cancelled, interrupt its query.
+
+    `watch` hands it the query as soon as it starts. Once cancelled, every check interrupts
+    again: an interrupt that reached DuckDB just before it started executing is ignored.
+    """
 
     def __init__(self, job_id: UUID):
         self.job_id = job_id
         self.cancelled = False
         self._result: QueryResult | None = None
         self._lock = threading.Lock()
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"job-cancel-{job_id}", daemon=True)
 
     def watch(self, result: QueryResult) -> None:
         with self._lock:
@@ -206,34 +209,12 @@ class _CancelWatch:
             if self.cancelled:
                 result.cancel()
 
-    def _run(self) -> None:
-        try:
-            while not self._done.wait(CANCEL_CHECK_SECONDS):
-                # Once cancelled, interrupt again each time round: an interrupt that reached DuckDB
-                # just before it started executing is ignored.
-                if self.cancelled or self._job_cancelled():
-                    with self._lock:
-                        self.cancelled = True
-                        if self._result is not None:
-                            self._result.cancel()
-        finally:
-            connection.close()  # this thread's own connection
-
-    def _job_cancelled(self) -> bool:
-        try:
-            return QueryJob.objects.filter(pk=self.job_id, state=State.CANCELLED).exists()
-        except Exception:  # noqa: BLE001 - a database hiccup: look again next time
-            log.exception("looking at query job %s for cancellation failed", self.job_id)
-            connection.close()
-            return False
-
-    def __enter__(self) -> _CancelWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._done.set()
-        self._thread.join()
+    def check(self) -> None:
+        if self.cancelled or QueryJob.objects.filter(pk=self.job_id, state=State.CANCELLED).exists():
+            with self._lock:
+                self.cancelled = True
+                if self._result is not None:
+                    self._result.cancel()
 
 
 def _requeued(job: QueryJob, error: ApiError) -> bool:
