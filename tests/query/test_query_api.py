@@ -305,6 +305,34 @@ def test_an_institution_runs_at_most_its_concurrency_across_all_its_subscription
     assert rows_of(post(client, token, cards_sql))["rows"]
 
 
+def test_slots_come_back_even_when_the_closing_transaction_fails(client, token, plan, monkeypatch, caplog):
+    import sys
+    from contextlib import contextmanager
+
+    from django.db import DatabaseError, transaction
+
+    real_atomic = transaction.atomic
+
+    @contextmanager
+    def rolled_back(*args, **kwargs):
+        with real_atomic(*args, **kwargs):
+            yield
+            raise DatabaseError("could not commit")  # everything in it, the release too, is undone
+
+    def atomic(*args, **kwargs):
+        if sys._getframe(1).f_code.co_name == "_finishing":  # only the transaction that closes a query
+            return rolled_back(*args, **kwargs)
+        return real_atomic(*args, **kwargs)
+
+    assert plan.concurrent_queries == 1
+    monkeypatch.setattr(transaction, "atomic", atomic)
+    assert rows_of(post(client, token, INDUSTRY_SQL))["rows"]
+    monkeypatch.setattr(transaction, "atomic", real_atomic)
+
+    assert "recording the end of a query failed" in caplog.text
+    assert rows_of(post(client, token, INDUSTRY_SQL))["rows"]  # the only slot was given back
+
+
 def test_a_response_dropped_unread_gives_its_slot_back(client, token, plan):
     import gc
 
