@@ -306,7 +306,10 @@ LOG_LEVEL = env_str("VITAMIN_LOG_LEVEL", "INFO", "Root log level.", choices=("DE
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "vitamin.logs.RequestIdFilter"}},
+    "filters": {
+        "request_id": {"()": "vitamin.logs.RequestIdFilter"},
+        "redact_tokens": {"()": "vitamin.logs.TokenRedactingFilter"},
+    },
     "formatters": {"vitamin": {"()": "vitamin.logs.formatter_for", "log_format": LOG_FORMAT}},
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "vitamin", "filters": ["request_id"]},
@@ -314,6 +317,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.server": {"level": "WARNING"},
+        "django.request": {"filters": ["redact_tokens"]},
     },
 }
 

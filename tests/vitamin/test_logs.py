@@ -29,3 +29,12 @@ def test_access_log_line_per_request(client, caplog):
     assert len(records) == 1
     assert records[0].status == 200 and records[0].path == "/healthz"
     assert records[0].request_id == response["X-Request-ID"] == "req-access-01"
+
+
+def test_a_token_in_the_url_never_reaches_the_access_log(client, caplog):
+    secret = "aSignedDownloadLinkToken:1xWEfg:N1DYw0FSmcQYMa4vgCxvoa"
+    with caplog.at_level(logging.INFO, logger="vitamin.access"):
+        client.get(f"/api/v1/job-results/{secret}")
+    [record] = [r for r in caplog.records if r.name == "vitamin.access"]
+    assert record.path == "/api/v1/job-results/<token>" and record.status == 404
+    assert secret not in caplog.text
