@@ -30,9 +30,11 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO
@@ -291,10 +293,57 @@ def job_for_link(token: str) -> QueryJob:
     return job
 
 
-def open_result(job: QueryJob, *, request=None, via: str) -> BinaryIO:
-    """The result file, open, once the job's grants still hold and its size is charged to `bytes_downloaded`.
+@dataclass(frozen=True)
+class ByteRange:
+    start: int
+    end: int  # inclusive, as in Content-Range
 
-    Refusals are ApiErrors: 409/410 (result_file), 403 (a grant revoked since the job ran),
+    @property
+    def length(self) -> int:
+        return self.end - self.start + 1
+
+
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def byte_range(header: str | None, size: int) -> ByteRange | None:
+    """The one byte range a `Range` header asks for (RFC 9110 §14), or None for the whole file.
+
+    A header this server does not serve (several ranges, other units, a malformed one) is
+    ignored, as the RFC allows: the whole file. A range wholly past the end is
+    416 range_not_satisfiable.
+    """
+    match = _RANGE.fullmatch((header or "").strip())
+    if match is None or match.group(1) == match.group(2) == "":
+        return None
+    first, last = match.groups()
+    if first == "":  # the last N bytes
+        start, end = max(0, size - int(last)), size - 1
+        if int(last) == 0:
+            start = size  # nothing: not satisfiable
+    else:
+        start = int(first)
+        end = size - 1 if last == "" else min(int(last), size - 1)
+        if last != "" and int(last) < start:
+            return None  # invalid: ignored
+    if start >= size:
+        raise ApiError(
+            f"The range starts past the end of the {size}-byte result.",
+            code="range_not_satisfiable",
+            status_code=416,
+            headers={"Content-Range": f"bytes */{size}"},
+        )
+    return ByteRange(start, end)
+
+
+def open_result(
+    job: QueryJob, *, request=None, via: str, range_header: str | None = None
+) -> tuple[BinaryIO, ByteRange | None, int]:
+    """The result file, open, once the job's grants still hold and what will be sent is charged.
+
+    Returns the file, the byte range to send (None: all of it) and the file's size. What is sent,
+    the range or the whole file, is charged to `bytes_downloaded`. Refusals are ApiErrors:
+    409/410 (result_file), 403 (a grant revoked since the job ran), 416 (a range past the end),
     429 (the daily download quota). Every attempt is audited as `query.job_download`.
     """
     path = result_file(job)
@@ -312,19 +361,22 @@ def open_result(job: QueryJob, *, request=None, via: str) -> BinaryIO:
         "target": f"query_job:{job.pk}",
         "request": request,
     }
-    details = {"bytes": size, "format": job.format, "datasets": job.datasets, "via": via}
+    details = {"bytes": size, "size": size, "format": job.format, "datasets": job.datasets, "via": via}
     try:
+        part = byte_range(range_header, size)
+        if part is not None:
+            details.update(bytes=part.length, range=f"{part.start}-{part.end}")
         # Outside the charge's transaction, so the grant.denied event of a refusal stays on record.
         granted = [grants.ensure(job.institution_id, slug, "query", request=request) for slug in _datasets_read(job)]
         with transaction.atomic():
-            metering.charge_all([(grant, "bytes_downloaded", size) for grant in granted])
+            metering.charge_all([(grant, "bytes_downloaded", details["bytes"]) for grant in granted])
             record("query.job_download", details=details, **audit)
     except BaseException as exc:
         result.close()
         if isinstance(exc, ApiError):
             record("query.job_download", outcome=Outcome.DENIED, details={**details, "code": exc.code}, **audit)
         raise
-    return result
+    return result, part, size
 
 
 def _datasets_read(job: QueryJob) -> list[str]:

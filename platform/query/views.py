@@ -12,8 +12,10 @@ checks and limits) happens in `query.service.run_query`, and for jobs in
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import BinaryIO
 
 from django.http import FileResponse, HttpResponse, StreamingHttpResponse
 from django.urls import reverse
@@ -230,11 +232,16 @@ class JobResult(PartnerView):
     @extend_schema(
         operation_id="get_query_job_result",
         summary="Download a finished job's result (until it expires)",
+        description="Send `Range: bytes=start-end` for one part of the file (206); what is sent is charged.",
         responses={
             (200, "application/octet-stream"): OpenApiTypes.BINARY,
+            (206, "application/octet-stream"): OpenApiTypes.BINARY,
+            403: _ERROR,
             404: _ERROR,
             409: _ERROR,
             410: _ERROR,
+            416: _ERROR,
+            429: _ERROR,
         },
     )
     def get(self, request, job_id):
@@ -254,10 +261,12 @@ class JobDownload(APIView):
         auth=[],
         responses={
             (200, "application/octet-stream"): OpenApiTypes.BINARY,
+            (206, "application/octet-stream"): OpenApiTypes.BINARY,
             403: _ERROR,
             404: _ERROR,
             409: _ERROR,
             410: _ERROR,
+            416: _ERROR,
             429: _ERROR,
         },
     )
@@ -266,13 +275,35 @@ class JobDownload(APIView):
 
 
 def result_response(job: QueryJob, request, *, via: str) -> HttpResponse:
-    """The result file; a HEAD gets its headers only, and is neither charged nor audited as a download."""
+    """The result file, or the one byte range asked for (206); a HEAD gets the headers only, and is
+    neither charged nor audited as a download."""
     if request.method == "HEAD":
         path = jobs.result_file(job)
         response = HttpResponse(content_type=MEDIA_TYPES[job.format])
         response["Content-Length"] = str(path.stat().st_size)
         response["Content-Disposition"] = f'attachment; filename="{path.name}"'
+        response["Accept-Ranges"] = "bytes"
         return response
-    file = jobs.open_result(job, request=request, via=via)
+    file, part, size = jobs.open_result(job, request=request, via=via, range_header=request.headers.get("Range"))
     name = Path(file.name).name
-    return FileResponse(file, content_type=MEDIA_TYPES[job.format], as_attachment=True, filename=name)
+    if part is None:
+        response = FileResponse(file, content_type=MEDIA_TYPES[job.format], as_attachment=True, filename=name)
+    else:
+        response = StreamingHttpResponse(_read_range(file, part), status=206, content_type=MEDIA_TYPES[job.format])
+        response["Content-Range"] = f"bytes {part.start}-{part.end}/{size}"
+        response["Content-Length"] = str(part.length)
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+    response["Accept-Ranges"] = "bytes"
+    return response
+
+
+def _read_range(file: BinaryIO, part: jobs.ByteRange, chunk_bytes: int = 1 << 20) -> Iterator[bytes]:
+    with file:
+        file.seek(part.start)
+        left = part.length
+        while left > 0:
+            chunk = file.read(min(chunk_bytes, left))
+            if not chunk:
+                return
+            left -= len(chunk)
+            yield chunk

@@ -197,7 +197,8 @@ def test_cancelling_a_running_job_interrupts_its_query_mid_computation(client, t
     assert not list(results_dir().glob("*"))  # no partial file left
     # The plan's only concurrent slot was given back: the next query runs.
     after = client.post("/api/v1/query", {"sql": SQL}, content_type="application/json", **auth(token))
-    assert after.status_code == 200, after.content
+    assert after.status_code == 200
+    assert b"".join(after.streaming_content)  # read to the end, which gives this query's slot back too
 
 
 def test_a_job_refused_a_concurrent_slot_goes_back_to_the_queue(
@@ -330,3 +331,50 @@ def test_the_daily_download_quota_bounds_result_downloads(client, token, subscri
     third = client.get(result_url, **auth(token))
     assert third.status_code == 429 and third.json()["error"]["details"]["metric"] == "bytes_downloaded"
     assert "Retry-After" in third
+
+
+def test_a_byte_range_is_served_and_only_it_is_charged(client, token, subscription):
+    from quotas.service import Window, peek
+
+    job = submitted(client, token, format="parquet")
+    finished = run_worker(job)
+    size = finished.result_bytes
+    download = client.get(job["links"]["self"], **auth(token)).json()["links"]["download"]
+    whole = b"".join(client.get(download).streaming_content)
+    assert len(whole) == size
+    charged = peek(subscription.quota_subject, "bytes_downloaded", Window.DAY)
+
+    # What a Parquet reader does: the footer first (the last 8 bytes), then the rest.
+    footer = client.get(download, HTTP_RANGE="bytes=-8")
+    assert footer.status_code == 206 and footer["Content-Range"] == f"bytes {size - 8}-{size - 1}/{size}"
+    assert b"".join(footer.streaming_content) == whole[-8:] and whole[-4:] == b"PAR1"
+    body = client.get(job["links"]["self"] + "/result", HTTP_RANGE=f"bytes=4-{size + 100}", **auth(token))
+    assert body.status_code == 206 and body["Content-Length"] == str(size - 4)
+    assert b"".join(body.streaming_content) == whole[4:]
+    assert peek(subscription.quota_subject, "bytes_downloaded", Window.DAY) == charged + 8 + (size - 4)
+    ranges = [e.details.get("range") for e in AuditEvent.objects.filter(action="query.job_download")]
+    assert sorted(filter(None, ranges)) == sorted([f"{size - 8}-{size - 1}", f"4-{size - 1}"])
+
+
+@pytest.mark.parametrize(
+    ("header", "status"),
+    [
+        ("bytes=0-1,5-6", 200),  # several ranges: not served, the whole file instead
+        ("items=0-1", 200),
+        ("bytes=9-3", 200),  # invalid: ignored
+        ("bytes=abc", 200),
+        ("bytes=99999999-", 416),
+        ("bytes=-0", 416),
+    ],
+)
+def test_ranges_this_server_does_not_serve(client, token, header, status):
+    job = submitted(client, token, format="csv")
+    finished = run_worker(job)
+    response = client.get(job["links"]["self"] + "/result", HTTP_RANGE=header, **auth(token))
+    assert response.status_code == status
+    if status == 416:
+        assert response.json()["error"]["code"] == "range_not_satisfiable"
+        assert response["Content-Range"] == f"bytes */{finished.result_bytes}"
+    else:
+        assert len(b"".join(response.streaming_content)) == finished.result_bytes
+        assert response["Accept-Ranges"] == "bytes"
