@@ -303,7 +303,8 @@ class ByteRange:
         return self.end - self.start + 1
 
 
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+# At most 19 digits (any file size fits): a longer number is malformed, never a 500.
+_RANGE = re.compile(r"bytes=(\d{0,19})-(\d{0,19})", re.ASCII | re.IGNORECASE)
 
 
 def byte_range(header: str | None, size: int) -> ByteRange | None:
@@ -314,7 +315,7 @@ def byte_range(header: str | None, size: int) -> ByteRange | None:
     416 range_not_satisfiable.
     """
     match = _RANGE.fullmatch((header or "").strip())
-    if match is None or match.group(1) == match.group(2) == "":
+    if match is None or match.group(1) == match.group(2) == "" or size == 0:
         return None
     first, last = match.groups()
     if first == "":  # the last N bytes
@@ -341,8 +342,8 @@ def open_result(
 ) -> tuple[BinaryIO, ByteRange | None, int]:
     """The result file, open, once the job's grants still hold and what will be sent is charged.
 
-    Returns the file, the byte range to send (None: all of it) and the file's size. What is sent,
-    the range or the whole file, is charged to `bytes_downloaded`. Refusals are ApiErrors:
+    Returns the file, the byte range to send (None: all of it) and the file's size. What will
+    be sent, the range or the whole file, is charged to `bytes_downloaded` before sending. Refusals are ApiErrors:
     409/410 (result_file), 403 (a grant revoked since the job ran), 416 (a range past the end),
     429 (the daily download quota). Every attempt is audited as `query.job_download`.
     """
@@ -363,11 +364,11 @@ def open_result(
     }
     details = {"bytes": size, "size": size, "format": job.format, "datasets": job.datasets, "via": via}
     try:
+        # Outside the charge's transaction, so the grant.denied event of a refusal stays on record.
+        granted = [grants.ensure(job.institution_id, slug, "query", request=request) for slug in _datasets_read(job)]
         part = byte_range(range_header, size)
         if part is not None:
             details.update(bytes=part.length, range=f"{part.start}-{part.end}")
-        # Outside the charge's transaction, so the grant.denied event of a refusal stays on record.
-        granted = [grants.ensure(job.institution_id, slug, "query", request=request) for slug in _datasets_read(job)]
         with transaction.atomic():
             metering.charge_all([(grant, "bytes_downloaded", details["bytes"]) for grant in granted])
             record("query.job_download", details=details, **audit)

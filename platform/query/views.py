@@ -289,7 +289,7 @@ def result_response(job: QueryJob, request, *, via: str) -> HttpResponse:
     if part is None:
         response = FileResponse(file, content_type=MEDIA_TYPES[job.format], as_attachment=True, filename=name)
     else:
-        response = StreamingHttpResponse(_read_range(file, part), status=206, content_type=MEDIA_TYPES[job.format])
+        response = StreamingHttpResponse(_RangeReader(file, part), status=206, content_type=MEDIA_TYPES[job.format])
         response["Content-Range"] = f"bytes {part.start}-{part.end}/{size}"
         response["Content-Length"] = str(part.length)
         response["Content-Disposition"] = f'attachment; filename="{name}"'
@@ -297,13 +297,22 @@ def result_response(job: QueryJob, request, *, via: str) -> HttpResponse:
     return response
 
 
-def _read_range(file: BinaryIO, part: jobs.ByteRange, chunk_bytes: int = 1 << 20) -> Iterator[bytes]:
-    with file:
-        file.seek(part.start)
-        left = part.length
+class _RangeReader:
+    """The bytes of one range of a file, in chunks; closing it (as Django does with a response,
+    read or not) closes the file."""
+
+    def __init__(self, file: BinaryIO, part: jobs.ByteRange, chunk_bytes: int = 1 << 20):
+        self.file, self.part, self.chunk_bytes = file, part, chunk_bytes
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.file.seek(self.part.start)
+        left = self.part.length
         while left > 0:
-            chunk = file.read(min(chunk_bytes, left))
+            chunk = self.file.read(min(self.chunk_bytes, left))
             if not chunk:
                 return
             left -= len(chunk)
             yield chunk
+
+    def close(self) -> None:
+        self.file.close()

@@ -1,9 +1,16 @@
-"""Log formatting: JSON lines for machines, plain text on a terminal; every line carries the request id."""
+"""Log formatting: JSON lines for machines, plain text on a terminal; every line carries the request id.
+
+Every line is also passed through `redact_tokens`: URLs whose path carries a credential (a
+signed download link, an e-mail verification, an invitation) are written with `<token>`
+in its place, wherever they appear: the message, its extras, a traceback. Done on the
+formatted line, so no logger (Django's request and security loggers included) can leak one.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 
@@ -18,8 +25,27 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+# The path prefixes of every route whose URL carries a `token` argument (a test walks the
+# URLconf to keep this list complete).
+TOKEN_ROUTE_PREFIXES = ("/api/v1/job-results/", "/accounts/verify/", "/invitations/")
+_TOKEN_IN_URL = re.compile("(" + "|".join(re.escape(prefix) for prefix in TOKEN_ROUTE_PREFIXES) + r")[^/?#\s'\"\\]+")
+
+
+def redact_tokens(text: str) -> str:
+    """`text` with the credential in any token-carrying URL path replaced by `<token>`."""
+    return _TOKEN_IN_URL.sub(r"\1<token>", text)
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_tokens(super().format(record))
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        return redact_tokens(self._json(record))
+
+    def _json(self, record: logging.LogRecord) -> str:
         entry = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
@@ -38,26 +64,4 @@ class JsonFormatter(logging.Formatter):
 def formatter_for(log_format: str = "auto") -> logging.Formatter:
     if log_format == "json" or (log_format == "auto" and not sys.stderr.isatty()):
         return JsonFormatter()
-    return logging.Formatter("%(asctime)s %(levelname)-7s [%(request_id)s] %(name)s: %(message)s")
-
-
-def loggable_path(request) -> str:
-    """The request's path with any URL argument named `token` (a credential: a signed download
-    link, an e-mail verification, an invitation) replaced by `<token>`."""
-    match = getattr(request, "resolver_match", None)
-    token = match.kwargs.get("token") if match is not None else None
-    return request.path.replace(str(token), "<token>") if token else request.path
-
-
-class TokenRedactingFilter(logging.Filter):
-    """Keeps URL tokens out of django.request's lines (it logs the path of every 4xx and 5xx)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        request = getattr(record, "request", None)
-        path = getattr(request, "path", None)
-        if path is not None:
-            redacted = loggable_path(request)
-            if redacted != path:
-                record.args = tuple(redacted if arg == path else arg for arg in record.args or ())
-                record.request = f"<{type(request).__name__}: {request.method} {redacted!r}>"
-        return True
+    return TextFormatter("%(asctime)s %(levelname)-7s [%(request_id)s] %(name)s: %(message)s")

@@ -6,7 +6,6 @@ import logging
 import time
 
 from vitamin.client_ip import client_ip
-from vitamin.logs import loggable_path
 from vitamin.request_context import new_request_id, reset_request_id, set_request_id
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -24,15 +23,14 @@ class RequestIdMiddleware:
         try:
             response = self.get_response(request)
             response[REQUEST_ID_HEADER] = request.request_id
-            path = loggable_path(request)
             access_log.info(
                 "%s %s %s",
                 request.method,
-                path,
+                request.path,
                 response.status_code,
                 extra={
                     "method": request.method,
-                    "path": path,
+                    "path": request.path,
                     "status": response.status_code,
                     "client_ip": client_ip(request),
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),

@@ -306,10 +306,7 @@ LOG_LEVEL = env_str("VITAMIN_LOG_LEVEL", "INFO", "Root log level.", choices=("DE
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {
-        "request_id": {"()": "vitamin.logs.RequestIdFilter"},
-        "redact_tokens": {"()": "vitamin.logs.TokenRedactingFilter"},
-    },
+    "filters": {"request_id": {"()": "vitamin.logs.RequestIdFilter"}},
     "formatters": {"vitamin": {"()": "vitamin.logs.formatter_for", "log_format": LOG_FORMAT}},
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "vitamin", "filters": ["request_id"]},
@@ -317,7 +314,6 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.server": {"level": "WARNING"},
-        "django.request": {"filters": ["redact_tokens"]},
     },
 }
 

@@ -242,3 +242,25 @@ def test_cleanup_removes_stale_staging_scratch_and_orphans_but_not_fresh_work(sp
     assert not orphan.exists() and fresh_orphan.exists()
     assert version_numbers(target, "branch_sales") == [1, 8]
     assert Dataset.objects.get().latest_version().number == 1
+
+
+def test_the_heartbeat_reports_progress_while_a_build_runs_and_survives_a_failing_report(spec_dir, monkeypatch):
+    from catalog import refresh as refresh_module
+
+    monkeypatch.setattr(refresh_module, "HEARTBEAT_SECONDS", 0.005)
+    write_source(spec_dir, 200_000)
+    call_command("sync_datasets", stdout=io.StringIO())
+    reports: list[int] = []
+
+    def report(rows: int) -> None:
+        reports.append(rows)
+        if len(reports) == 1:
+            raise BrokenPipeError("the terminal went away")  # a tick that fails: the next still comes
+
+    run = RefreshRun.objects.create(dataset=Dataset.objects.get(slug="branch_sales"))
+    started = run.created_at
+    run = run_refresh(run.pk, on_progress=report)
+
+    assert run.status == RefreshRun.Status.PUBLISHED, run.error
+    assert len(reports) >= 2
+    assert run.heartbeat_at is not None and run.heartbeat_at >= started
