@@ -226,23 +226,22 @@ class JobDetail(PartnerView):
         return Response(QueryJobSerializer(job).data)
 
 
+# A job's result file, whole or one byte range, and the errors of `jobs.open_result`.
+_RESULT_RESPONSES = {
+    (200, "application/octet-stream"): OpenApiTypes.BINARY,
+    (206, "application/octet-stream"): OpenApiTypes.BINARY,
+    **dict.fromkeys([403, 404, 409, 410, 416, 429], _ERROR),
+}
+
+
 class JobResult(PartnerView):
     required_scope = "query"
 
     @extend_schema(
         operation_id="get_query_job_result",
         summary="Download a finished job's result (until it expires)",
-        description="Send `Range: bytes=start-end` for one part of the file (206); what is sent is charged.",
-        responses={
-            (200, "application/octet-stream"): OpenApiTypes.BINARY,
-            (206, "application/octet-stream"): OpenApiTypes.BINARY,
-            403: _ERROR,
-            404: _ERROR,
-            409: _ERROR,
-            410: _ERROR,
-            416: _ERROR,
-            429: _ERROR,
-        },
+        description="Send `Range: bytes=start-end` for one part of the file (206); what is asked for is charged.",
+        responses=_RESULT_RESPONSES,
     )
     def get(self, request, job_id):
         return result_response(get_job(request, job_id), request, via="api")
@@ -259,16 +258,7 @@ class JobDownload(APIView):
         summary="Download a finished job's result through its signed, expiring link",
         description=f"The link comes from the job's `links.download` and works for {jobs.RESULT_LINK_SECONDS} s.",
         auth=[],
-        responses={
-            (200, "application/octet-stream"): OpenApiTypes.BINARY,
-            (206, "application/octet-stream"): OpenApiTypes.BINARY,
-            403: _ERROR,
-            404: _ERROR,
-            409: _ERROR,
-            410: _ERROR,
-            416: _ERROR,
-            429: _ERROR,
-        },
+        responses=_RESULT_RESPONSES,
     )
     def get(self, request, token):
         return result_response(jobs.job_for_link(token), request, via="link")
