@@ -16,9 +16,10 @@ are checked again, the file's size is charged to `bytes_downloaded`, and the
 download is audited (`query.job_download`).
 
 Cancelling: a queued job never starts (the worker only takes a job still
-`queued`). While a job runs, a thread of the worker looks at its state about
-once a second; when it was cancelled, it interrupts the query at once, even
-in the middle of a long aggregate, and the worker deletes the partial file.
+`queued`). While a job runs, a thread of the worker writes its progress about
+once a second and, when it finds the job cancelled, interrupts the query at
+once, even in the middle of a long aggregate; the worker deletes the partial
+file. A cancel after the last check is caught when the job is marked done.
 
 A job the concurrency limits refuse (every query slot of the subscription or
 the institution busy) goes back to the queue and is retried with a growing
@@ -32,7 +33,6 @@ import logging
 import os
 import re
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -124,8 +124,8 @@ def execute_job(job_id: UUID | str) -> None:
     name = f"{job.pk}.{FILE_EXTENSIONS[job.format]}"
     results_dir().mkdir(parents=True, exist_ok=True)
     partial = results_dir() / f"{name}.part"
-    watch = _CancelWatch(job.pk)
-    with every(CANCEL_CHECK_SECONDS, watch.check, name=f"job-cancel-{job.pk}"):
+    watch = _JobWatch(job.pk)
+    with every(CANCEL_CHECK_SECONDS, watch.check, name=f"job-watch-{job.pk}"):
         try:
             run = run_query(
                 institution_id=job.institution_id,
@@ -136,7 +136,7 @@ def execute_job(job_id: UUID | str) -> None:
                 versions=job.versions,
                 on_start=watch.watch,
             )
-            cancelled = _write(job, run.chunks, run.result, partial)
+            _write(run.chunks, partial)
         except ApiError as exc:
             if not watch.cancelled and not _requeued(job, exc):
                 _fail(job, exc.code, exc.message)
@@ -151,7 +151,7 @@ def execute_job(job_id: UUID | str) -> None:
             partial.unlink(missing_ok=True)
             _fail(job, "internal_error", "The job failed on the server.")
             return
-    if cancelled or watch.cancelled:
+    if watch.cancelled:
         partial.unlink(missing_ok=True)
         return
     if run.result.error is not None:  # JSON ends with an error member instead of raising
@@ -176,24 +176,19 @@ def execute_job(job_id: UUID | str) -> None:
         final.unlink(missing_ok=True)
 
 
-def _write(job: QueryJob, chunks, result, partial: Path) -> bool:
-    """Write the result to `partial`; True when the job was cancelled meanwhile (the query is then closed)."""
-    checked_at = time.monotonic()
+def _write(chunks, partial: Path) -> None:
+    """Write the result to `partial`; the query stops (and is audited) if this ends early."""
     try:
         with partial.open("wb") as out:
             for chunk in chunks:
                 out.write(chunk)
-                if time.monotonic() - checked_at >= CANCEL_CHECK_SECONDS:
-                    checked_at = time.monotonic()
-                    if not QueryJob.objects.filter(pk=job.pk, state=State.RUNNING).update(rows_written=result.rows):
-                        return True
     finally:
-        chunks.close()  # stops the query if we left early; audited as cancelled
-    return QueryJob.objects.filter(pk=job.pk).values_list("state", flat=True).first() == State.CANCELLED
+        chunks.close()
 
 
-class _CancelWatch:
-    """While a job runs (`every` CANCEL_CHECK_SECONDS): once the job was cancelled, interrupt its query.
+class _JobWatch:
+    """While a job runs (`every` CANCEL_CHECK_SECONDS): its progress written, and once it was
+    cancelled, its query interrupted.
 
     `watch` hands it the query as soon as it starts. Once cancelled, every check interrupts
     again: an interrupt that reached DuckDB just before it started executing is ignored.
@@ -212,11 +207,16 @@ class _CancelWatch:
                 result.cancel()
 
     def check(self) -> None:
-        if self.cancelled or QueryJob.objects.filter(pk=self.job_id, state=State.CANCELLED).exists():
-            with self._lock:
-                self.cancelled = True
-                if self._result is not None:
-                    self._result.cancel()
+        if not self.cancelled:
+            rows = self._result.rows if self._result is not None else 0
+            if QueryJob.objects.filter(pk=self.job_id, state=State.RUNNING).update(rows_written=rows):
+                return
+            if not QueryJob.objects.filter(pk=self.job_id, state=State.CANCELLED).exists():
+                return  # the worker itself just ended or requeued it
+        with self._lock:
+            self.cancelled = True
+            if self._result is not None:
+                self._result.cancel()
 
 
 def _requeued(job: QueryJob, error: ApiError) -> bool:
