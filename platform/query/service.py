@@ -169,12 +169,14 @@ class _Audit:
     def refused(self, error: ApiError, *, failed: bool = False) -> ApiError:
         """Record a query that did not produce a result: denied (the partner's side), failed (it ran, or
         ours), or cancelled."""
-        if error.code == Code.QUERY_CANCELLED:
-            outcome = "cancelled"
-        else:
-            outcome = Outcome.FAILURE if failed or error.status_code >= 500 else Outcome.DENIED
-        self.record("query.run", outcome, code=error.code, status=error.status_code)
+        outcome = Outcome.FAILURE if failed or error.status_code >= 500 else Outcome.DENIED
+        self.record("query.run", _outcome(error.code, outcome), code=error.code, status=error.status_code)
         return error
+
+
+def _outcome(code: str | None, otherwise: str) -> str:
+    """A query stopped because its job was cancelled is `cancelled`, however it surfaced."""
+    return "cancelled" if code == Code.QUERY_CANCELLED else otherwise
 
 
 def run_query(
@@ -434,8 +436,7 @@ def _finishing(chunks: Iterator[bytes], result: QueryResult, granted, held: _Slo
         result.close()
         if result.error is not None:
             outcome, code = Outcome.FAILURE, str(result.error.code)
-        if code == Code.QUERY_CANCELLED:
-            outcome = "cancelled"
+        outcome = _outcome(code, outcome)
         # One transaction (one commit): the use metered, the slots given back, `query.run` recorded.
         # The rows are already sent, so a failure of one part is logged and the others still happen
         # (each writes in a savepoint of its own, which leaves the transaction usable).

@@ -9,7 +9,8 @@ Exactness comes from the database, not from Python-side checks:
   so writers are serialized. Either way the limit is never passed. A batch
   runs in one transaction that rolls back when any take does not fit.
 - leases are counted and inserted while holding a lock on the subject's guard
-  row (SELECT ... FOR UPDATE; on SQLite the IMMEDIATE transaction serializes).
+  row (an upsert takes the row lock on PostgreSQL and creates the guard on first
+  use; on SQLite the IMMEDIATE transaction serializes).
 - usage is added to UsageDaily in the same transaction as the counter, so
   usage can never disagree with what was granted.
 
