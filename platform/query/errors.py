@@ -42,6 +42,7 @@ class Code(StrEnum):
     TABLE_FUNCTION_NOT_ALLOWED = "table_function_not_allowed"
     FUNCTION_NOT_ALLOWED = "function_not_allowed"
     CTE_NAME_CONFLICT = "cte_name_conflict"
+    NO_DATASET = "no_dataset"
     DATASET_NOT_QUERYABLE = "dataset_not_queryable"
     # Aggregate-tier analysis rules
     AGGREGATE_QUERY_REQUIRED = "aggregate_query_required"

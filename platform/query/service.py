@@ -5,7 +5,9 @@
 
 Steps, in order (each refusal is an ApiError with a stable code, and an audit event `query.run`):
 
- 1. statement   the datasets the SQL reads (the gateway's parser; 400 with the engine's code)
+ 1. statement   the datasets the SQL reads (the gateway's parser; 400 with the engine's code); a query
+                that reads none is refused (400 no_dataset: the plan whose limits bound it is a
+                subscription's), and so is a CTE named like any dataset of the catalog (400 cte_name_conflict)
  2. grants      `grants.service.ensure(..., "query")` for each (403 with the grant's code)
  3. versions    the grant's pinned version, else the requested one, else the latest published
  4. check       every gateway check, before anything is charged (400 with the engine's code)
@@ -267,8 +269,30 @@ def query_error(exc: QueryError) -> ApiError:
 
 
 def _grants(gateway: Gateway, institution_id: int, sql: str, request) -> dict[str, Grant]:
+    """Step 1 and 2: the grant of every dataset the query reads; a query must read at least one."""
+    _check_cte_names(gateway, sql)
     names = sorted(gateway.referenced_datasets(sql))
+    if not names:
+        raise QueryRejected(Code.NO_DATASET, "A query must read at least one dataset you subscribe to.")
     return {name: grants.ensure(institution_id, name, "query", request=request) for name in names}
+
+
+def _check_cte_names(gateway: Gateway, sql: str) -> None:
+    """No CTE may be named like a dataset of the catalog, held or not, read or not.
+
+    The engine's `check_tables` sees only the datasets a query reads, and a CTE that shadows a
+    dataset hides it from that list: `WITH card_transactions AS (...) SELECT * FROM card_transactions`
+    reads no dataset at all. Only the catalog knows every dataset name.
+    """
+    # The engine's cached parse of this text (a second parse would cost a DuckDB round trip).
+    defined = {name for name, _ in gateway._shape(sql).cte_names}
+    if not defined:
+        return
+    taken = sorted(Dataset.objects.filter(slug__in=defined).values_list("slug", flat=True))
+    if taken:
+        raise QueryRejected(
+            Code.CTE_NAME_CONFLICT, f'The CTE name "{taken[0]}" is the name of a dataset; choose another name.'
+        )
 
 
 def _bind(granted: Mapping[str, Grant], requested: dict[str, int], audit: _Audit) -> dict[str, DatasetBinding]:
