@@ -6,6 +6,7 @@ it). Nothing else inserts into the audit table.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 from collections.abc import Iterator
@@ -25,6 +26,13 @@ __all__ = ["ChainHead", "ChainVerification", "audited", "record", "verify_chain"
 
 # pg_advisory_xact_lock key that serializes chain appends on PostgreSQL: the bytes of "vitaudit".
 CHAIN_LOCK_KEY = int.from_bytes(b"vitaudit", "big")
+# Fields that may carry what a caller sent (a table name in a target, a client id, a request id):
+# bounded by truncation, never refused. The others are the code's own words and must fit.
+BOUNDED_FIELDS = ("actor_id", "institution", "target", "request_id")
+# The longest string kept whole anywhere in `details` (keys too): a whole query (100,000 characters) fits.
+MAX_DETAIL_STRING_CHARS = 100_000
+# The key of `details` that lists what was truncated: {field or details path: {"chars": n, "sha256": hex}}.
+TRUNCATED_KEY = "truncated_fields"
 
 
 def record(
@@ -65,8 +73,15 @@ def record(
     lock is held until the surrounding transaction ends, so call this late in a
     long transaction.
 
+    Bounded fields (never refused for size): a string longer than its column in `actor_id`,
+    `institution`, `target` or `request_id`, and any string (or key) in `details` longer than
+    MAX_DETAIL_STRING_CHARS, is stored truncated (ending in "…"), and
+    `details["truncated_fields"]` keeps, per field ("target", "details.sql", "details.a.0"), the
+    original's length in characters and its SHA-256 (hex, of the UTF-8 text): a refusal of an
+    absurd input stays on record, and the original can still be matched against it.
+
     Raises ValueError or TypeError for bad input (details must be JSON, ip an IP
-    address, fields within their lengths) and database errors unchanged.
+    address, action and outcome within their lengths) and database errors unchanged.
     """
     if request is not None:
         ip = ip or client_ip(request) or None
@@ -87,6 +102,7 @@ def record(
         ip=_normalized_ip(ip) if ip else "",
         request_id=request_id or get_request_id() or "",
     )
+    _bound_fields(event)
     _check_fields(event)
 
     using = router.db_for_write(AuditEvent)
@@ -137,6 +153,39 @@ def _actor_of(request: HttpRequest) -> tuple[str, str, str]:
     if user is not None and user.is_authenticated:
         return ActorType.USER, user.get_username(), ""
     return ActorType.SYSTEM, "", ""
+
+
+def _bound_fields(event: AuditEvent) -> None:
+    """Truncate overlong strings in place (BOUNDED_FIELDS and `details`), noting each original's length and hash."""
+    truncated: dict[str, dict[str, Any]] = {}
+    for name in BOUNDED_FIELDS:
+        limit = AuditEvent._meta.get_field(name).max_length
+        setattr(event, name, _bounded(getattr(event, name), limit, name, truncated))
+    event.details = _bounded_json(event.details, "details", truncated)
+    if truncated:
+        event.details = {**event.details, TRUNCATED_KEY: truncated}
+
+
+def _bounded_json(value: Any, path: str, truncated: dict[str, dict[str, Any]]) -> Any:
+    if isinstance(value, str):
+        return _bounded(value, MAX_DETAIL_STRING_CHARS, path, truncated)
+    if isinstance(value, list):
+        return [_bounded_json(item, f"{path}.{index}", truncated) for index, item in enumerate(value)]
+    if isinstance(value, dict):
+        return {
+            _bounded(key, MAX_DETAIL_STRING_CHARS, f"{path}.<key>", truncated): _bounded_json(
+                item, f"{path}.{key[:100]}", truncated
+            )
+            for key, item in value.items()
+        }
+    return value
+
+
+def _bounded(text: str, limit: int, path: str, truncated: dict[str, dict[str, Any]]) -> str:
+    if len(text) <= limit:
+        return text
+    truncated[path] = {"chars": len(text), "sha256": hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()}
+    return text[: limit - 1] + "…"
 
 
 def _check_fields(event: AuditEvent) -> None:

@@ -13,7 +13,7 @@ from django.test import RequestFactory
 
 from audit.chain import GENESIS_HASH, canonical_json, compute_hash, format_timestamp
 from audit.models import AuditEvent
-from audit.service import record
+from audit.service import record, verify_log
 from vitamin.middleware import RequestIdMiddleware
 from vitamin.request_context import reset_request_id, set_request_id
 
@@ -188,14 +188,46 @@ def test_anonymous_request_is_recorded_as_system_with_its_ip():
     [
         {"details": {"when": object()}},
         {"details": {"score": float("inf")}},
-        {"target": "x" * 501},
         {"actor_type": "robot"},
         {"ip": "not-an-ip"},
         {"action": ""},
     ],
-    ids=["unserializable-details", "infinite-number", "target-too-long", "unknown-actor-type", "bad-ip", "no-action"],
+    ids=["unserializable-details", "infinite-number", "unknown-actor-type", "bad-ip", "no-action"],
 )
 def test_invalid_events_are_refused_and_nothing_is_stored(bad_arguments):
     with pytest.raises((TypeError, ValueError)):
         record(**{"action": "query.run", **bad_arguments})
     assert not AuditEvent.objects.exists()
+
+
+@pytest.mark.django_db
+def test_overlong_strings_are_stored_truncated_with_the_originals_hash():
+    target, client_id, sql = "dataset:" + "t" * 5000, "c" * 300, "S" * 200_000
+    event = record(
+        "query.run",
+        actor_type="client",
+        actor_id=client_id,
+        institution="i" * 256,
+        target=target,
+        request_id="r" * 65,
+        details={"sql": sql, "tables": ["ok", "n" * 100_001], "k" * 100_001: 1},
+    )
+    stored = AuditEvent.objects.get()
+    assert stored.to_record() == event.to_record() and verify_log().ok
+    for field in ("actor_id", "institution", "target", "request_id"):
+        assert len(getattr(stored, field)) == AuditEvent._meta.get_field(field).max_length
+    assert stored.target.startswith("dataset:ttt") and stored.target.endswith("…")
+    assert len(stored.details["sql"]) == 100_000 and stored.details["tables"][0] == "ok"
+    truncated = stored.details["truncated_fields"]
+    assert truncated["target"] == {"chars": 5008, "sha256": hashlib.sha256(target.encode()).hexdigest()}
+    assert truncated["actor_id"]["sha256"] == hashlib.sha256(client_id.encode()).hexdigest()
+    assert truncated["details.sql"] == {"chars": 200_000, "sha256": hashlib.sha256(sql.encode()).hexdigest()}
+    assert set(truncated) == {
+        "actor_id",
+        "institution",
+        "target",
+        "request_id",
+        "details.sql",
+        "details.tables.1",
+        "details.<key>",
+    }
