@@ -13,7 +13,6 @@ import hashlib
 import time
 from datetime import UTC, datetime, timedelta
 
-from authlib.common.encoding import json_loads
 from authlib.oauth2.rfc6749 import InvalidClientError
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
@@ -24,6 +23,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from oauth.models import AuthMethod, UsedAssertion
+from vitamin import parsers
 
 ASSERTION_MAX_LIFETIME_SECONDS = 3600
 CLOCK_LEEWAY_SECONDS = 60
@@ -101,7 +101,7 @@ def _assertion_subject(assertion: str | None) -> str:
     if not assertion:
         return ""
     try:
-        claims = json_loads(jws.extract_compact(assertion.encode()).payload)
+        claims = parsers.loads(jws.extract_compact(assertion.encode()).payload)
     except (JoseError, ValueError):
         return ""
     subject = claims.get("sub") if isinstance(claims, dict) else None

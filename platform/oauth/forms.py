@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 from django import forms
 
 from oauth.models import AuthMethod, GrantType
 from oauth.scopes import SCOPES
+from vitamin import parsers
 
 _SCOPE_CHOICES = [(name, f"{name} — {description}") for name, description in SCOPES.items()]
 
@@ -47,7 +46,7 @@ class NewClientForm(ClientSettingsForm):
         if not text:
             return None
         try:
-            return json.loads(text)
+            return parsers.loads(text)
         except ValueError:
             raise forms.ValidationError("This is not valid JSON.") from None
 

@@ -4,7 +4,6 @@ they authenticate the client on every request and never read the session."""
 from __future__ import annotations
 
 import functools
-import json
 
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import OAuth2Error
@@ -25,6 +24,7 @@ from oauth.events import by_user
 from oauth.metadata import issuer, server_metadata
 from oauth.scopes import DELEGABLE_SCOPES, SCOPES, parse_scope
 from oauth.server import authorization_server as server
+from vitamin import parsers
 
 # Parameters whose values Authlib may quote in an error description, where RFC 6749 §5.2 forbids
 # '"', '\\' and non-ASCII (Authlib raises ValueError, a 500). None of them may contain such characters.
@@ -76,8 +76,8 @@ def introspect_token(request):
 @_oauth_endpoint
 def register_client(request):
     try:
-        metadata = json.loads(request.body or b"null")
-    except ValueError:
+        metadata = parsers.loads(request.body or b"null")
+    except ValueError:  # JsonTooDeep too: Authlib parses the body again, and would recurse
         metadata = None
     if not isinstance(metadata, dict):
         return JsonResponse(
