@@ -273,6 +273,7 @@ def _grants(gateway: Gateway, institution_id: int, sql: str, request) -> dict[st
     _check_cte_names(gateway, sql)
     names = sorted(gateway.referenced_datasets(sql))
     if not names:
+        gateway.check(sql, {})  # the engine's code first: a file, the catalog or a qualified name is read
         raise QueryRejected(Code.NO_DATASET, "A query must read at least one dataset you subscribe to.")
     return {name: grants.ensure(institution_id, name, "query", request=request) for name in names}
 
