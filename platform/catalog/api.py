@@ -1,18 +1,21 @@
 """The catalog API for partners (scope catalog:read): datasets, versions, schema, sample.
 
-`PartnerView` and `PartnerListView` are the base of every partner API view (catalog
-and subscriptions): bearer token, a required scope, one pagination style.
+`PartnerView` and `PartnerListView` are the base of every partner API view (catalog,
+subscriptions, queries): bearer token, a required scope, one pagination style, and an
+`api.denied` audit event for every request refused before the view runs.
 """
 
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.exceptions import APIException
 from rest_framework.generics import ListAPIView
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from audit.models import ActorType, Outcome
 from audit.service import record
 from catalog import describe, samples
 from catalog.listing import search_datasets
@@ -22,7 +25,7 @@ from grants import service as grants
 from grants.models import Mode
 from oauth.authentication import BearerTokenAuthentication
 from oauth.permissions import HasScope
-from vitamin.errors import ApiError
+from vitamin.errors import ApiError, error_code
 
 
 class Pages(PageNumberPagination):
@@ -34,11 +37,43 @@ class Pages(PageNumberPagination):
 
 
 class PartnerView(APIView):
-    """An API view for partner institutions: OAuth bearer token with `required_scope`."""
+    """An API view for partner institutions: OAuth bearer token with `required_scope`.
+
+    A request refused before the view runs (401 without a valid token, 403 insufficient_scope,
+    429 throttled, 406 ...) is audited here, the one place every partner view passes through:
+    `record_refusal`. Refusals inside a view (grants, quotas, the query checks) are audited by
+    the service that refuses.
+    """
 
     authentication_classes = [BearerTokenAuthentication]
     permission_classes = [HasScope]
     required_scope = "catalog:read"
+
+    def initial(self, request, *args, **kwargs):
+        try:
+            super().initial(request, *args, **kwargs)
+        except APIException as exc:
+            record_refusal(request, exc)
+            raise
+
+
+def record_refusal(request, exc: APIException, *, path: str | None = None) -> None:
+    """Audit a refused API request as `api.denied`: its code, status, method and path (pass `path` when
+    the real one carries a credential), and the required scope when that was the reason.
+
+    The actor is the token's client when the token was valid, else unknown (a `system` event with
+    no actor id): neither the token nor any header is recorded.
+    """
+    details = {
+        "code": error_code(exc),
+        "status": exc.status_code,
+        "method": request.method,
+        "path": path or request.path,
+    }
+    if isinstance(exc, ApiError) and isinstance(exc.details, dict) and "required_scope" in exc.details:
+        details["required_scope"] = exc.details["required_scope"]
+    actor = {} if getattr(request, "auth_client", None) is not None else {"actor_type": ActorType.SYSTEM}
+    record("api.denied", outcome=Outcome.DENIED, details=details, request=request, **actor)
 
 
 class PartnerListView(PartnerView, ListAPIView):

@@ -27,7 +27,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from catalog.api import PartnerListView, PartnerView
+from catalog.api import PartnerListView, PartnerView, record_refusal
 from query import jobs
 from query.formats import MEDIA_TYPES
 from query.models import QueryJob
@@ -261,7 +261,12 @@ class JobDownload(APIView):
         responses=_RESULT_RESPONSES,
     )
     def get(self, request, token):
-        return result_response(jobs.job_for_link(token), request, via="link")
+        try:
+            job = jobs.job_for_link(token)
+        except ApiError as exc:  # the link is the credential: recorded without it
+            record_refusal(request, exc, path=reverse("api-job-download", args=["<link>"]))
+            raise
+        return result_response(job, request, via="link")
 
 
 def result_response(job: QueryJob, request, *, via: str) -> HttpResponse:

@@ -87,11 +87,19 @@ def api_exception_handler(exc, context):
     elif isinstance(exc, exceptions.ValidationError):
         body = error_body("invalid_request", _validation_message(exc.detail), exc.detail)
     else:
-        code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), None) or str(
-            getattr(exc, "default_code", "error")
-        )
-        body = error_body(code, str(exc.detail))
+        body = error_body(error_code(exc), str(exc.detail))
     return Response(body, status=exc.status_code, headers=headers)
+
+
+def error_code(exc: exceptions.APIException) -> str:
+    """The stable code an API error answers with."""
+    if isinstance(exc, ApiError):
+        return exc.code
+    if isinstance(exc, exceptions.ValidationError):
+        return "invalid_request"
+    return next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), None) or str(
+        getattr(exc, "default_code", "error")
+    )
 
 
 def _validation_message(detail) -> str:
