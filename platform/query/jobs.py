@@ -365,7 +365,7 @@ def open_result(
     details = {"bytes": size, "size": size, "format": job.format, "datasets": job.datasets, "via": via}
     try:
         # Outside the charge's transaction, so the grant.denied event of a refusal stays on record.
-        granted = [grants.ensure(job.institution_id, slug, "query", request=request) for slug in _datasets_read(job)]
+        granted = result_grants(job, request=request)
         part = byte_range(range_header, size)
         if part is not None:
             details.update(bytes=part.length, range=f"{part.start}-{part.end}")
@@ -378,6 +378,13 @@ def open_result(
             record("query.job_download", outcome=Outcome.DENIED, details={**details, "code": exc.code}, **audit)
         raise
     return result, part, size
+
+
+def result_grants(job: QueryJob, *, request=None) -> list[grants.Grant]:
+    """The grants a job's result is served under, checked now: every path to the result (GET, a byte
+    range, HEAD, the signed link) calls this, so a grant revoked since the job ran stops it (403,
+    `grant.denied` on record)."""
+    return [grants.ensure(job.institution_id, slug, "query", request=request) for slug in _datasets_read(job)]
 
 
 def _datasets_read(job: QueryJob) -> list[str]:

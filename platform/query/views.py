@@ -270,10 +270,11 @@ class JobDownload(APIView):
 
 
 def result_response(job: QueryJob, request, *, via: str) -> HttpResponse:
-    """The result file, or the one byte range asked for (206); a HEAD gets the headers only, and is
-    neither charged nor audited as a download."""
+    """The result file, or the one byte range asked for (206); a HEAD gets the headers only, after the
+    same grant check as a GET, and is neither charged nor audited as a download."""
     if request.method == "HEAD":
         path = jobs.result_file(job)
+        jobs.result_grants(job, request=request)
         response = HttpResponse(content_type=MEDIA_TYPES[job.format])
         response["Content-Length"] = str(path.stat().st_size)
         response["Content-Disposition"] = f'attachment; filename="{path.name}"'
