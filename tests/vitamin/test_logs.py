@@ -49,7 +49,7 @@ def _formatted(records) -> str:
         "/invitations/{secret}/",
     ],
 )
-def test_a_token_in_the_url_never_reaches_a_log_line(client, caplog, path):
+def test_a_token_in_the_url_never_reaches_a_log_line(client, caplog, path, db):  # db: a refused link is audited
     secret = "aSignedDownloadLinkToken:1xWEfg:N1DYw0FSmcQYMa4vgCxvoa"
     with caplog.at_level(logging.INFO):
         client.get(path.format(secret=secret))
