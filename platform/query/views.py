@@ -35,14 +35,21 @@ from query.service import FORMATS, run_query
 from vitamin.errors import ApiError
 
 
+# Numbers in a request are stored or compared in 32-bit integer columns (PostgreSQL's `integer`).
+MAX_REQUEST_INT = 2**31 - 1
+
+
 class QueryRequestSerializer(serializers.Serializer):
     sql = serializers.CharField(trim_whitespace=False, help_text="One SELECT over the datasets you subscribe to.")
     format = serializers.ChoiceField(choices=FORMATS, default="json")
     max_rows = serializers.IntegerField(
-        required=False, min_value=1, help_text="Lowers the plan's row cap for this query (never raises it)."
+        required=False,
+        min_value=1,
+        max_value=MAX_REQUEST_INT,
+        help_text="Lowers the plan's row cap for this query (never raises it).",
     )
     versions = serializers.DictField(
-        child=serializers.IntegerField(min_value=1),
+        child=serializers.IntegerField(min_value=1, max_value=MAX_REQUEST_INT),
         required=False,
         help_text='Dataset versions to read, e.g. {"card_transactions": 3}; a subscription pinned to a version always reads that one.',
     )

@@ -96,6 +96,20 @@ def test_a_query_that_reads_no_dataset_keeps_the_engines_more_precise_code(clien
     assert response.status_code == 400 and error_code(response) == code
 
 
+@pytest.mark.parametrize("body", [{"max_rows": 2**40}, {"versions": {"industry_prosperity_monthly": 2**40}}])
+def test_numbers_beyond_a_database_integer_are_400_invalid_request(client, token, body):
+    for path in ("/api/v1/query", "/api/v1/jobs"):
+        response = client.post(path, {"sql": INDUSTRY_SQL, **body}, content_type="application/json", **auth(token))
+        assert response.status_code == 400 and error_code(response) == "invalid_request", response.content
+
+
+@pytest.mark.parametrize("path", ["/api/v1/subscriptions/{pk}", "/api/v1/subscriptions/{pk}/cancel"])
+def test_an_id_beyond_a_database_integer_is_404(client, token, path):
+    call = client.post if path.endswith("cancel") else client.get
+    response = call(path.format(pk=2**70), **auth(token))
+    assert response.status_code == 404, response.content
+
+
 # --- a CTE may not shadow a dataset -----------------------------------------------------------
 
 
