@@ -25,6 +25,7 @@ from grants import service as grants
 from grants.models import Mode
 from oauth.authentication import BearerTokenAuthentication
 from oauth.permissions import HasScope
+from vitamin import parsers
 from vitamin.errors import ApiError, error_code
 
 
@@ -52,6 +53,8 @@ class PartnerView(APIView):
     def initial(self, request, *args, **kwargs):
         try:
             super().initial(request, *args, **kwargs)
+            query = request.query_params
+            parsers.refuse_nul([*query.keys(), *(value for key in query for value in query.getlist(key))])
         except APIException as exc:
             record_refusal(request, exc)
             raise

@@ -34,7 +34,6 @@ from query.models import QueryJob
 from query.service import FORMATS, run_query
 from vitamin.errors import ApiError
 
-
 # Numbers in a request are stored or compared in 32-bit integer columns (PostgreSQL's `integer`).
 MAX_REQUEST_INT = 2**31 - 1
 

@@ -1,10 +1,14 @@
 """JSON from clients, with its nesting bounded: `loads` for views that read a body themselves,
-`JSONParser` for DRF (REST_FRAMEWORK's DEFAULT_PARSER_CLASSES, so every API view uses it).
+`JSONParser`, `FormParser` and `MultiPartParser` for DRF (REST_FRAMEWORK's
+DEFAULT_PARSER_CLASSES, so every API view uses them).
 
 Python's json module recurses once per level: 100,000 `[` raise RecursionError, which no
 view expects (a 500). No request body of this API nests deeper than a few levels, so anything
 deeper than MAX_JSON_DEPTH is malformed: ValueError from `loads`, ParseError (400
 `malformed_request`) from the parser.
+
+A NUL character in any string of a body (or of a query string: `refuse_nul`) is refused the
+same way: PostgreSQL's text cannot hold one, so a lookup with it would be a 500 there.
 """
 
 from __future__ import annotations
@@ -32,6 +36,25 @@ def loads(text: str | bytes, **kwargs: Any) -> Any:
     return value
 
 
+def refuse_nul(values) -> None:
+    """ParseError (400 malformed_request) if any of the strings `values` contains a NUL character."""
+    if any("\x00" in value for value in values if isinstance(value, str)):
+        raise ParseError("The request contains a NUL character.")
+
+
+def _strings(value: Any):
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+
+
 def check_depth(value: Any) -> None:
     """Raise JsonTooDeep if `value` (parsed JSON) nests lists and objects deeper than MAX_JSON_DEPTH."""
     pending = [(value, 1)]
@@ -56,4 +79,24 @@ class JSONParser(parsers.JSONParser):
             check_depth(data)
         except JsonTooDeep as exc:
             raise ParseError(f"JSON parse error - {exc}") from None
+        refuse_nul(_strings(data))
         return data
+
+
+class FormParser(parsers.FormParser):
+    """DRF's form parser, refusing NUL characters."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        data = super().parse(stream, media_type, parser_context)
+        refuse_nul([*data.keys(), *(value for key in data for value in data.getlist(key))])
+        return data
+
+
+class MultiPartParser(parsers.MultiPartParser):
+    """DRF's multipart parser, refusing NUL characters in fields (files are not read here)."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        parsed = super().parse(stream, media_type, parser_context)
+        data = parsed.data
+        refuse_nul([*data.keys(), *(value for key in data for value in data.getlist(key))])
+        return parsed

@@ -339,11 +339,12 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    # DRF's own, except that JSON nested deeper than vitamin.parsers.MAX_JSON_DEPTH is a 400.
+    # DRF's own, except that JSON nested deeper than vitamin.parsers.MAX_JSON_DEPTH, or a NUL
+    # character in any field, is a 400.
     "DEFAULT_PARSER_CLASSES": [
         "vitamin.parsers.JSONParser",
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
+        "vitamin.parsers.FormParser",
+        "vitamin.parsers.MultiPartParser",
     ],
     "UNAUTHENTICATED_USER": None,
 }

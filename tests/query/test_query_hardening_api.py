@@ -285,3 +285,22 @@ def test_a_forged_download_link_is_audited_without_the_link(client, token):
         "path": "/api/v1/job-results/%3Clink%3E",
     }
     assert forged not in str(denied.to_record())
+
+
+# --- NUL characters: PostgreSQL's text cannot hold them -------------------------------------
+
+
+def test_a_nul_character_in_a_body_is_400_malformed_request(client, fund, catalog):
+    token = bearer_token(fund)
+    body = {"dataset": "industry\x00", "modes": ["query"], "purpose": "x"}
+    for sent in (
+        client.post("/api/v1/subscriptions", body, content_type="application/json", **auth(token)),
+        client.post("/api/v1/subscriptions", body, **auth(token)),  # multipart
+    ):
+        assert sent.status_code == 400 and error_code(sent) == "malformed_request", sent.content
+
+
+@pytest.mark.parametrize("query", ["q=a%00b", "theme=%00", "status=%00"])
+def test_a_nul_character_in_a_query_parameter_is_not_a_server_error(client, token, query):
+    for path in ("/api/v1/datasets", "/api/v1/subscriptions"):
+        assert client.get(f"{path}?{query}", **auth(token)).status_code < 500
