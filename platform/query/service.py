@@ -53,6 +53,7 @@ from query import formats
 from query.bindings import DatasetBinding, Limits
 from query.errors import Code, QueryError, QueryFailed, QueryRejected
 from query.gateway import Gateway
+from query.isolation import IsolatedGateway
 from query.rekey import derive_partner_key
 from query.results import QueryResult
 from query.sandbox import SandboxConfig
@@ -81,7 +82,7 @@ _FAILURE_STATUS = {
 
 # --- the gateway of this process ----------------------------------------------------------
 
-_gateway: tuple[SandboxConfig, Gateway] | None = None
+_gateway: tuple[tuple[SandboxConfig, int], IsolatedGateway] | None = None
 _gateway_lock = threading.Lock()
 
 
@@ -99,18 +100,20 @@ def sandbox_config() -> SandboxConfig:
     )
 
 
-def get_gateway() -> Gateway:
+def get_gateway() -> IsolatedGateway:
     """This process's gateway, created on first use (a DuckDB instance must not cross gunicorn's fork).
 
+    Queries run in its worker processes (query.isolation), so one query cannot take this process down.
     Rebuilt when the configuration changes (tests switch stores between cases).
     """
     global _gateway
     config = sandbox_config()
+    key = (config, settings.QUERY_KILL_GRACE_SECONDS)
     with _gateway_lock:
-        if _gateway is None or _gateway[0] != config:
+        if _gateway is None or _gateway[0] != key:
             if _gateway is not None:
                 _gateway[1].close()
-            _gateway = (config, Gateway(config))
+            _gateway = (key, IsolatedGateway(config, kill_grace_seconds=settings.QUERY_KILL_GRACE_SECONDS))
         return _gateway[1]
 
 

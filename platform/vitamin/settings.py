@@ -262,13 +262,25 @@ PUBLIC_CATALOG = env_bool(
 
 # --- Query ---------------------------------------------------------------------
 QUERY_MEMORY_LIMIT_MB = env_int(
-    "VITAMIN_QUERY_MEMORY_LIMIT_MB", 2048, "Memory DuckDB may use for partner queries, per process, in MiB.", minimum=64
+    "VITAMIN_QUERY_MEMORY_LIMIT_MB",
+    2048,
+    "Memory one partner query may use, in MiB: DuckDB's memory_limit in each query worker process, whose "
+    "address space is capped at its idle baseline plus this much (a query past it ends with 413 memory_limit_exceeded).",
+    minimum=64,
 )
-QUERY_THREADS = env_int("VITAMIN_QUERY_THREADS", 2, "DuckDB threads for partner queries, per process.", minimum=1)
+QUERY_THREADS = env_int("VITAMIN_QUERY_THREADS", 2, "DuckDB threads per query worker process.", minimum=1)
 QUERY_POOL_SIZE = env_int(
     "VITAMIN_QUERY_POOL_SIZE",
     4,
-    "Partner queries one process runs at once (its DuckDB connection pool); more wait up to 10 s, then get 503 server_busy.",
+    "Query worker processes per web or Celery worker process, each running one partner query at a time; "
+    "more queries wait up to 10 s, then get 503 server_busy.",
+    minimum=1,
+)
+QUERY_KILL_GRACE_SECONDS = env_int(
+    "VITAMIN_QUERY_KILL_GRACE_SECONDS",
+    2,
+    "Seconds past its plan's time limit after which a query still running is stopped by killing its worker "
+    "process (408 time_limit_exceeded; a fresh worker replaces it).",
     minimum=1,
 )
 QUERY_CONCURRENT_PER_INSTITUTION = env_int(
@@ -279,7 +291,10 @@ QUERY_CONCURRENT_PER_INSTITUTION = env_int(
     minimum=1,
 )
 QUERY_TEMP_MAX_MB = env_int(
-    "VITAMIN_QUERY_TEMP_MAX_MB", 8192, "Disk DuckDB may spill to for partner queries, per process, in MiB.", minimum=0
+    "VITAMIN_QUERY_TEMP_MAX_MB",
+    8192,
+    "Disk one partner query may spill to, per query worker process, in MiB.",
+    minimum=0,
 )
 JOB_RESULT_SECONDS = env_int(
     "VITAMIN_JOB_RESULT_SECONDS",
