@@ -38,6 +38,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401 - loaded before RLIMIT_AS is set: a lazy import under the cap can fail to map
 
 from query.bindings import Limits
 from query.errors import Code, QueryError, QueryFailed

@@ -143,7 +143,9 @@ def test_an_uninterruptible_query_is_killed_after_the_grace_and_its_worker_repla
     assert_healthy(isolated, bindings)
     before = set(isolated.worker_pids())
     limit = 0.5
-    seconds, _, error, result = attempt(isolated, bindings, UNINTERRUPTIBLE, limits=Limits(max_seconds=limit, max_rows=10))
+    seconds, _, error, result = attempt(
+        isolated, bindings, UNINTERRUPTIBLE, limits=Limits(max_seconds=limit, max_rows=10)
+    )
     assert error.code == Code.TIME_LIMIT_EXCEEDED
     assert limit + GRACE_SECONDS <= seconds <= limit + GRACE_SECONDS + SLACK_SECONDS
     # Charged in full (every dataset it was given), as any unfinished query.
