@@ -19,21 +19,23 @@ enough to trust:
 - Columns of open datasets joined in are unrestricted (they are public to the
   partner anyway); the threshold still counts the aggregate dataset's entities.
 
-The rewrite then ANDs `count(DISTINCT <alias>.<entity>) >= k` into HAVING for
-every aggregate dataset in FROM: a group is kept only when at least k distinct
-entities of each aggregate dataset contributed to it after WHERE and the joins.
-DISTINCT is what makes padding a group with many rows of one entity, or fanning
-one entity out through a join, useless. Dropped groups leave no trace.
+A group is then released only when at least k distinct entities of each
+aggregate dataset in FROM contributed to it after WHERE and the joins; distinct
+is what makes padding a group with many rows of one entity, or fanning one
+entity out through a join, useless. `aggregate_plan` builds the statements that
+apply this before any partner expression sees a group: dropped groups leave no
+trace, not even an error.
 """
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable, Mapping
+import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from datasets.sql import quote_identifier
+from query import aggregate_plan
+from query.aggregate_plan import AggregatePlan, Parser
 from query.bindings import IDENTIFYING_ROLES, DatasetBinding, Tier
 from query.checker import position_of
 from query.errors import Code, QueryRejected
@@ -54,8 +56,6 @@ _SIMPLE_EXPRESSIONS = frozenset(
     {"CONSTANT", "CAST", "COMPARISON", "CONJUNCTION", "OPERATOR", "BETWEEN", "CASE", "COLLATE", "TYPE"}
 )
 _JOIN_TYPES = frozenset({"INNER", "LEFT", "RIGHT", "OUTER"})
-
-ParseExpression = Callable[[str], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -91,10 +91,8 @@ def reads_aggregate_dataset(table_names: set[str], bindings: Mapping[str, Datase
     return any(by_name[name].tier is Tier.AGGREGATE for name in table_names if name in by_name)
 
 
-def enforce(
-    statement: dict[str, Any], bindings: Mapping[str, DatasetBinding], parse: ParseExpression
-) -> dict[str, Any]:
-    """Check the aggregate rules and return a copy of the statement with the k threshold added to HAVING."""
+def enforce(statement: dict[str, Any], bindings: Mapping[str, DatasetBinding], parser: Parser) -> AggregatePlan:
+    """Check the aggregate rules; return the plan that releases only groups of at least k entities."""
     node = statement["node"]
     if node.get("type") != "SELECT_NODE":
         raise QueryRejected(
@@ -104,37 +102,20 @@ def enforce(
     if node.get("cte_map", {}).get("map"):
         raise QueryRejected(Code.SUBQUERY_NOT_ALLOWED, "Queries over aggregate datasets cannot use WITH.")
     by_name = {slug.lower(): binding for slug, binding in bindings.items()}
-    check = _AggregateQuery(node, by_name)
+    check = AggregateQuery(node, by_name)
     check.run()
-    rewritten = copy.deepcopy(statement)
-    _add_threshold(rewritten["node"], check.sources, parse)
-    return rewritten
+    return aggregate_plan.plan(statement, check, parser)
 
 
-def _add_threshold(node: dict[str, Any], sources: list[_Source], parse: ParseExpression) -> None:
-    conditions = [
-        f"count(DISTINCT {quote_identifier(s.name)}.{quote_identifier(s.binding.entity)}) >= {int(s.binding.analysis.min_entities)}"
-        for s in sources
-        if s.is_aggregate
-    ]
-    threshold = parse(" AND ".join(f"({c})" for c in conditions))
-    having = node.get("having")
-    node["having"] = threshold if having is None else _conjunction(parse, having, threshold)
-
-
-def _conjunction(parse: ParseExpression, left: dict[str, Any], right: dict[str, Any]) -> dict[str, Any]:
-    template = parse("true AND true")
-    template["children"] = [left, right]
-    return template
-
-
-class _AggregateQuery:
+class AggregateQuery:
     def __init__(self, node: dict[str, Any], bindings: Mapping[str, DatasetBinding]):
         self.node = node
         self.bindings = bindings
         self.sources: list[_Source] = []
         self.aliases: set[str] = set()
         self.has_aggregate = False
+        # Columns a join compares, as ((slug, column), (slug, column)): their types must match.
+        self.join_keys: list[tuple[tuple[str, str], tuple[str, str]]] = []
 
     def run(self) -> None:
         node = self.node
@@ -210,14 +191,20 @@ class _AggregateQuery:
                 position_of(join),
             )
         for name in join.get("using_columns") or []:
+            sides = []
             for source in self.sources:
                 if source.binding.has_column(name):
                     self._require_join_key(source, name, join)
+                    sides.append((source.binding.slug, name))
+            self.join_keys += list(itertools.pairwise(sides))
         if join.get("condition") is not None:
             for left, right in self._equalities(join["condition"]):
+                sides = []
                 for column in (left, right):
-                    for source, name in self._resolve(column):
+                    for source, name in self.resolve(column):
                         self._require_join_key(source, name, column)
+                        sides.append((source.binding.slug, name))
+                self.join_keys += list(itertools.pairwise(sides))
 
     def _equalities(self, condition: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         if condition.get("class") == "CONJUNCTION" and condition.get("type") == "CONJUNCTION_AND":
@@ -280,7 +267,7 @@ class _AggregateQuery:
     def _check_column_outside_aggregate(self, column: dict[str, Any], context: _Context) -> None:
         names = column["column_names"]
         is_alias = context.aliases and len(names) == 1 and str(names[0]).lower() in self.aliases
-        interpretations = self._resolve(column, allow_unknown=is_alias)
+        interpretations = self.resolve(column, allow_unknown=is_alias)
         for source, name in interpretations:
             role = source.binding.role(name)
             if not source.is_aggregate:
@@ -340,7 +327,7 @@ class _AggregateQuery:
                 where,
             )
         column = arguments[0]["expression"]
-        for source, column_name in self._resolve(column):
+        for source, column_name in self.resolve(column):
             if source.is_aggregate:
                 self._require_aggregate_allowed(spec_name, [source], where)
                 self._require_aggregate_column(source, spec_name, column_name, position_of(column))
@@ -399,7 +386,7 @@ class _AggregateQuery:
 
     # -- names ------------------------------------------------------------------------------------
 
-    def _resolve(self, column: dict[str, Any], *, allow_unknown: bool = False) -> list[tuple[_Source, str]]:
+    def resolve(self, column: dict[str, Any], *, allow_unknown: bool = False) -> list[tuple[_Source, str]]:
         """Every (dataset, column) a column reference could mean; each must pass, whichever DuckDB picks.
 
         `t.c` is column c of the dataset named t, or the struct field c of a

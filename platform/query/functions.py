@@ -113,6 +113,20 @@ _OTHER = """
 
 SCALAR_FUNCTIONS = frozenset(" ".join([_MATH, _TEXT, _TIME, _NESTED, _JSON, _OTHER]).split()) | OPERATORS
 
+# Scalar functions whose time or output size grows with an argument's *value* (a count, a width, a
+# length to pad to), or that are random: refused where a partner expression runs on every row of an
+# aggregate dataset (WHERE, GROUP BY), since there what it costs could depend on rows of groups that
+# are never released. The rest cost at most in proportion to their inputs (the row's own values and
+# the query's text), so they are allowed there; see `aggregate_plan`.
+VALUE_SIZED_FUNCTIONS = frozenset(
+    """
+    repeat lpad rpad bar format printf to_base bitstring list_resize array_resize unnest
+    levenshtein damerau_levenshtein editdist3 jaccard jaro_similarity jaro_winkler_similarity hamming
+    mismatches random gen_random_uuid uuid uuidv4 uuidv7 equi_width_bins
+    """.split()
+)
+ROW_LEVEL_FUNCTIONS = SCALAR_FUNCTIONS - VALUE_SIZED_FUNCTIONS
+
 ALLOWED_FUNCTIONS = SCALAR_FUNCTIONS | AGGREGATE_FUNCTIONS | WINDOW_FUNCTIONS
 
 

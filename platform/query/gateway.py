@@ -4,7 +4,8 @@
       1. parse      DuckDB's parser; exactly one SELECT, else a code per statement kind   (parser)
       2. inspect    allow-listed syntax and functions; no table functions, files, catalog (checker)
       3. grants     every table a granted dataset, by bare name; no CTE masking one         (checker)
-      4. tier       aggregate datasets: analysis rules checked, k threshold added          (aggregate_rules)
+      4. tier       aggregate datasets: analysis rules checked, then planned so that groups
+                    below k are dropped before any partner expression sees them (aggregate_rules, _plan)
       5. sandbox    a pooled, locked-down DuckDB connection; the datasets bound as views,
                     identifying columns re-keyed for the partner                           (sandbox, rekey)
       6. execute    watchdog for the plan's time limit, LIMIT max_rows + 1 for its row cap (results)
@@ -41,8 +42,10 @@ class CheckedQuery:
 
     sql: str
     bindings: tuple[DatasetBinding, ...]
-    aggregate: bool  # the aggregate rules applied and `sql` carries the k threshold
+    aggregate: bool  # the aggregate rules applied: `prepare` leaves released groups only, `sql` reads them
     row_limit: int | None  # the statement's own LIMIT, when it is a plain number
+    prepare: tuple[str, ...] = ()  # statements run first, on the same connection (aggregate_plan)
+    join_keys: tuple[tuple[tuple[str, str], tuple[str, str]], ...] = ()  # (slug, column) pairs of equal type
 
 
 class Gateway:
@@ -73,12 +76,9 @@ class Gateway:
         by_name = {slug.lower(): binding for slug, binding in bindings.items()}
         used = tuple(by_name[name] for name in sorted(shape.dataset_names))
         if aggregate_rules.reads_aggregate_dataset(set(shape.dataset_names), by_name):
-            statement = aggregate_rules.enforce(shape.statement, by_name, self._parse_expression)
-            return CheckedQuery(self._parser.render(statement), used, aggregate=True, row_limit=shape.row_limit)
+            plan = aggregate_rules.enforce(shape.statement, by_name, self._parser)
+            return CheckedQuery(plan.answer, used, True, shape.row_limit, plan.prepare, plan.join_keys)
         return CheckedQuery(sql, used, aggregate=False, row_limit=shape.row_limit)
-
-    def _parse_expression(self, sql: str) -> dict:
-        return self._parser.parse(f"SELECT {sql}")["node"]["select_list"][0]
 
     def run(self, sql: str, bindings: Mapping[str, DatasetBinding], partner_key: bytes, limits: Limits) -> QueryResult:
         """Check `sql` against `bindings` (the partner's granted dataset versions, by slug) and start it.
@@ -95,6 +95,8 @@ class Gateway:
         deadline = self._watchdog.arm(session.cursor, limits.max_seconds)
         try:
             session.bind(checked.bindings, partner_key)
+            session.require_same_types(checked.join_keys)
+            session.prepare(checked.prepare)
             return QueryResult(
                 session=session,
                 relation=session.cursor.sql(checked.sql),

@@ -33,8 +33,9 @@ from dataclasses import dataclass
 import duckdb
 
 from datasets.sql import quote_identifier, sql_literal
+from query.aggregate_plan import BUCKET_COLUMN, SCRATCH_TABLES
 from query.bindings import IDENTIFYING_ROLES, DatasetBinding, Tier
-from query.errors import Code, QueryFailed, sanitize_message
+from query.errors import Code, QueryFailed, QueryRejected, sanitize_message
 from query.rekey import key_fingerprint, rekey_sql
 
 log = logging.getLogger("vitamin.query")
@@ -67,7 +68,9 @@ def view_sql(binding: DatasetBinding, partner_key: bytes) -> str:
     so no expression over the view can reach the published pseudonym.
     Aggregate datasets: identifier columns left out; the entity column kept
     as published, since the aggregate rules let it appear only inside COUNT
-    (DISTINCT ...) and the threshold, never in output.
+    (DISTINCT ...) and the threshold, never in output; and the entity's bucket
+    (`aggregate_plan.BUCKET_COLUMN`: one of 64 bits, by its hash; 0 for NULL),
+    which only the plan's threshold reads.
     """
     select = []
     for name, role in binding.columns.items():
@@ -76,6 +79,10 @@ def view_sql(binding: DatasetBinding, partner_key: bytes) -> str:
             if role == "identifier":
                 continue
             select.append(column)
+            if name == binding.entity:
+                select.append(
+                    f"if({column} IS NULL, 0::UBIGINT, 1::UBIGINT << (hash({column}) % 64)) AS {BUCKET_COLUMN}"
+                )
         elif role in IDENTIFYING_ROLES:
             select.append(f"{rekey_sql(partner_key, column)} AS {column}")
         else:
@@ -93,6 +100,7 @@ class Session:
     def __init__(self, cursor: duckdb.DuckDBPyConnection):
         self.cursor = cursor
         self.views: dict[str, str] = {}  # slug → what the view was built from
+        self.prepared_bytes = 0  # scanned by this query's `prepare` statements
 
     def bind(self, bindings: Iterable[DatasetBinding], partner_key: bytes) -> None:
         """Make the connection's views exactly `bindings`, built for this partner."""
@@ -117,12 +125,48 @@ class Session:
                 ) from None
             self.views[slug] = state
 
+    def require_same_types(self, pairs: Iterable[tuple[tuple[str, str], tuple[str, str]]]) -> None:
+        """Refuse a join that compares columns of different types: the implicit cast could fail on a value."""
+        for left, right in pairs:
+            types = [
+                self.cursor.sql(f"SELECT {quote_identifier(c)} FROM {quote_identifier(t)}").types[0]
+                for t, c in (left, right)
+            ]
+            if str(types[0]) != str(types[1]):
+                raise QueryRejected(
+                    Code.JOIN_KEY_TYPE_MISMATCH,
+                    f"The join compares {left[0]}.{left[1]} ({types[0]}) with {right[0]}.{right[1]} ({types[1]}); "
+                    "on aggregate datasets join keys must have the same type: cast the open dataset's column "
+                    "with TRY_CAST in a query over it first, or join on another key.",
+                )
+
+    def prepare(self, statements: Iterable[str]) -> None:
+        """Run the plan's preparing statements (they fill TEMP tables the query then reads)."""
+        self.prepared_bytes = 0
+        for statement in statements:
+            self.cursor.execute(statement)
+            self.prepared_bytes += self._last_scanned() or 0
+
+    def reset(self) -> None:
+        """Drop what a query left in the connection's TEMP schema, except the views."""
+        self.prepared_bytes = 0
+        try:
+            for table in SCRATCH_TABLES:
+                self.cursor.execute(f"DROP TABLE IF EXISTS temp.main.{quote_identifier(table)}")
+        except duckdb.Error:
+            log.warning("could not drop a scratch table", exc_info=True)
+
     def _drop(self, slug: str) -> None:
         self.cursor.execute(f"DROP VIEW IF EXISTS temp.main.{quote_identifier(slug)}")
         self.views.pop(slug, None)
 
     def bytes_scanned(self) -> int | None:
-        """Compressed bytes of the Parquet column chunks the last query scanned (None if DuckDB did not record it)."""
+        """Compressed bytes of Parquet column chunks the query scanned (None if DuckDB did not record it)."""
+        scanned = self._last_scanned()
+        return None if scanned is None else scanned + self.prepared_bytes
+
+    def _last_scanned(self) -> int | None:
+        """Compressed bytes of the Parquet column chunks the last statement scanned."""
         try:
             profile = json.loads(self.cursor.get_profiling_information(format="json"))
         except (duckdb.Error, ValueError):
@@ -188,6 +232,7 @@ class Sandbox:
             raise QueryFailed(Code.SERVER_BUSY, "The query service is busy; try again in a moment.") from None
 
     def release(self, session: Session) -> None:
+        session.reset()
         self._pool.put(session)
 
     def check_files(self, binding: DatasetBinding) -> None:

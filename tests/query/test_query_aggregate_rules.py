@@ -81,12 +81,15 @@ def test_a_fully_suppressed_result_says_nothing_about_what_was_dropped(gateway, 
     )
 
 
-def test_the_rewrite_adds_the_threshold_to_having(gateway, bindings):
+def test_the_plan_counts_entities_before_the_partner_expressions_run(gateway, bindings):
     checked = gateway.check(
         "SELECT province, sum(amount) FROM cards AS c GROUP BY province HAVING sum(amount) > 1", bindings
     )
     assert checked.aggregate
-    assert f"count(DISTINCT c.buyer) >= {K}" in checked.sql.replace('"', "")
+    prepare = [statement.replace('"', "") for statement in checked.prepare]
+    assert "sum(amount) > 1" not in " ".join(prepare)  # the partner's HAVING is not evaluated on unreleased groups
+    assert any(f"count(DISTINCT c.buyer) >= {K}" in statement for statement in prepare)
+    assert "__vitamin_groups" in checked.sql and "(__vitamin_a0 > 1)" in checked.sql
 
 
 # -- what partners may write ----------------------------------------------------------------------
