@@ -169,7 +169,7 @@ class _Planner:
         columns = [f"{slot} AS {key}" for slot, key in zip(group_slots, keys, strict=True)]
         columns += [f"{_SLOT}a{j} AS __vitamin_a{j}" for j in range(len(self.aggregates))]
         columns += [
-            f"bit_count(bit_or({quote_identifier(s.name)}.{BUCKET_COLUMN})) AS __vitamin_b{n}"
+            f"coalesce(bit_count(bit_or({quote_identifier(s.name)}.{BUCKET_COLUMN})), 0) AS __vitamin_b{n}"
             for n, s in enumerate(aggregate_sources)
         ]
         groups_sql = f"SELECT {', '.join(columns)} FROM {_SLOT}from WHERE {_SLOT}where{group_by}"
