@@ -19,15 +19,19 @@ on such a group:
    (one bit of 64 chosen by the entity's hash, see `sandbox.view_sql`) is a lower
    bound of the number of distinct entities, and a group whose bound reaches k is
    released at once. The other groups are counted exactly (`count(DISTINCT
-   entity) >= k`) in a second pass over the rows of those groups only, and the
-   groups that fail are deleted. The second pass always runs, so the work done
-   does not switch on whether a small group exists.
+   entity) >= k`) in a second pass over the rows of those groups only. The second
+   pass always runs, so the work done does not switch on whether a small group
+   exists. The released groups are then copied, in key order, into a table of
+   their own: DuckDB's optimizer folds expressions using a table's min/max
+   statistics, which a DELETE would leave describing the removed groups too, and
+   the order in which rows come out of an unordered query would depend on the
+   hash table that also held them.
 
 2. Answer (`answer`): the partner's SELECT list, HAVING (as WHERE), DISTINCT,
    ORDER BY and LIMIT, evaluated over the released groups only: every aggregate
-   is replaced by its column in the group table and every GROUP BY expression by
-   its key column. An expression there may raise (say, a cast of a large sum), but
-   only on released groups, whose values the partner could read anyway.
+   is replaced by its column in the released table and every GROUP BY expression
+   by its key column. An expression there may raise (say, a cast of a large sum),
+   but only on released groups, whose values the partner could read anyway.
 
 What this does not hide: how long a query takes and how much memory it needs
 depend on the data as a whole, as in any database; and answers over overlapping
@@ -48,7 +52,8 @@ from query.functions import AGGREGATE_FUNCTIONS, ROW_LEVEL_FUNCTIONS
 
 GROUPS_TABLE = "__vitamin_groups"
 EXACT_TABLE = "__vitamin_exact"
-SCRATCH_TABLES = (GROUPS_TABLE, EXACT_TABLE)
+RELEASED_TABLE = "__vitamin_released"
+SCRATCH_TABLES = (GROUPS_TABLE, EXACT_TABLE, RELEASED_TABLE)
 BUCKET_COLUMN = "__vitamin_entity_bucket"
 
 _SLOT = "__vitamin_slot_"
@@ -187,12 +192,14 @@ class _Planner:
             f"SELECT {', '.join(exact_columns)} FROM {_SLOT}from WHERE {_SLOT}where{in_uncertain}{group_by} "
             f"HAVING {exact}"
         )
-        matched = " AND ".join(f"e.{key} IS NOT DISTINCT FROM {GROUPS_TABLE}.{key}" for key in keys) or "true"
+        matched = " AND ".join(f"e.{key} IS NOT DISTINCT FROM g.{key}" for key in keys) or "true"
+        released = [*keys, *(f"__vitamin_a{j}" for j in range(len(self.aggregates)))]
+        order = f" ORDER BY {', '.join(keys)}" if keys else ""
         return (
             f"CREATE OR REPLACE TEMP TABLE {GROUPS_TABLE} AS {self._render(groups_sql, slots)}",
             f"CREATE OR REPLACE TEMP TABLE {EXACT_TABLE} AS {self._render(exact_sql, slots)}",
-            f"DELETE FROM {GROUPS_TABLE} WHERE ({uncertain}) "
-            f"AND NOT EXISTS (SELECT 1 FROM {EXACT_TABLE} AS e WHERE {matched})",
+            f"CREATE OR REPLACE TEMP TABLE {RELEASED_TABLE} AS SELECT {', '.join(released)} FROM {GROUPS_TABLE} AS g "
+            f"WHERE NOT ({uncertain}) OR EXISTS (SELECT 1 FROM {EXACT_TABLE} AS e WHERE {matched}){order}",
         )
 
     def _render(self, template: str, slots: dict[str, dict[str, Any]]) -> str:
@@ -221,7 +228,7 @@ class _Planner:
                 modifier["distinct_on_targets"] = [
                     self._lift(target, aliases=True) for target in modifier["distinct_on_targets"]
                 ]
-        node["from_table"] = self.parser.parse(f"SELECT 1 FROM {GROUPS_TABLE}")["node"]["from_table"]
+        node["from_table"] = self.parser.parse(f"SELECT 1 FROM {RELEASED_TABLE}")["node"]["from_table"]
         return self.parser.render({**self.statement, "node": node})
 
     def _output(self, item: dict[str, Any]) -> dict[str, Any]:

@@ -301,6 +301,8 @@ def _error_kind(exc: BaseException, text: str) -> str | None:
     match = _ERROR_PREFIX.match(text)
     if match:
         return match.group(1)
+    if text.startswith("Query interrupted"):  # an interrupt that surfaced through the Arrow stream
+        return "INTERRUPT"
     if isinstance(exc, duckdb.Error):
         return "Query"
     return None

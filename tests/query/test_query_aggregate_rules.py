@@ -89,7 +89,7 @@ def test_the_plan_counts_entities_before_the_partner_expressions_run(gateway, bi
     prepare = [statement.replace('"', "") for statement in checked.prepare]
     assert "sum(amount) > 1" not in " ".join(prepare)  # the partner's HAVING is not evaluated on unreleased groups
     assert any(f"count(DISTINCT c.buyer) >= {K}" in statement for statement in prepare)
-    assert "__vitamin_groups" in checked.sql and "(__vitamin_a0 > 1)" in checked.sql
+    assert "__vitamin_released" in checked.sql and "(__vitamin_a0 > 1)" in checked.sql
 
 
 # -- what partners may write ----------------------------------------------------------------------

@@ -322,6 +322,12 @@ def test_unexpected_errors_become_internal_errors_without_detail(gateway, store_
     assert fatal.code == Code.INTERNAL_ERROR
 
 
+def test_an_interrupt_that_crossed_the_arrow_stream_is_a_time_limit_or_a_cancel_not_an_engine_failure(gateway):
+    translate = gateway._sandbox.translate_error
+    assert translate(RuntimeError("Query interrupted"), timed_out=True).code == Code.TIME_LIMIT_EXCEEDED
+    assert translate(RuntimeError("Query interrupted"), timed_out=False).code == Code.QUERY_CANCELLED
+
+
 def test_the_temp_directory_is_private_and_removed_on_close(store_root, tmp_path, bindings):
     gateway = Gateway(SandboxConfig(store_root=str(store_root), temp_directory=str(tmp_path), max_concurrent_queries=1))
     private = gateway._sandbox.temp_directory
