@@ -34,7 +34,7 @@ from datasets.anonymize import PseudonymKey, anonymize, install_reference_tables
 from datasets.privacy import PrivacyReport, install_identifier_macros, privacy_report
 from datasets.profile import ColumnStats, parquet_schema, profile, schema_hash
 from datasets.publish import Staging, discard
-from datasets.spec import DatasetSpec
+from datasets.spec import ENTITY_BUCKET_COLUMN, DatasetSpec, entity_bucket_sql
 from datasets.sql import quote_identifier, sql_literal
 from datasets.storage import Store
 
@@ -172,6 +172,8 @@ def build(
                 raise BuildError(f"{spec.slug}: {exc}") from exc
             paths = sorted(str(path) for path in output_dir.rglob("*.parquet"))
             written = f"read_parquet({_sql_list(paths)}, hive_partitioning = false)"
+            if spec.bucketed_entity:  # what the checks below see: the spec's columns only
+                written = f"(SELECT * EXCLUDE ({quote_identifier(ENTITY_BUCKET_COLUMN)}) FROM {written})"
             if not paths or con.execute(f"SELECT count(*) FROM {written}").fetchall()[0][0] == 0:
                 raise BuildError(
                     f"{spec.slug}: no rows to publish ({anonymized.rows_in} rows before k-anonymity suppression)"
@@ -323,18 +325,25 @@ def _write_parquet(
             f"PARTITION_BY ({', '.join(quote_identifier(name) for name in spec.partitioning)})",
             "WRITE_PARTITION_COLUMNS true",
         ]
-    con.execute(f"COPY (SELECT * FROM {view}{order}) TO {sql_literal(str(output_dir))} ({', '.join(options)})")
+    columns = "*"
+    if spec.bucketed_entity:
+        bucket = entity_bucket_sql(quote_identifier(spec.bucketed_entity))
+        columns += f", {bucket} AS {quote_identifier(ENTITY_BUCKET_COLUMN)}"
+    con.execute(f"COPY (SELECT {columns} FROM {view}{order}) TO {sql_literal(str(output_dir))} ({', '.join(options)})")
 
 
 def _validate(
     con: duckdb.DuckDBPyConnection, spec: DatasetSpec, paths: list[str], written: str
 ) -> list[dict[str, str]]:
-    """The written schema must be exactly the spec's published columns and types; a lookup key must be unique."""
+    """The written schema must be exactly the spec's published columns and types (and, on the aggregate tier, the
+    entity bucket); a lookup key must be unique."""
     try:
         schema = parquet_schema(paths)
     except ValueError as exc:
         raise BuildError(f"{spec.slug}: {exc}") from exc
     expected = {column.name: ARROW_TYPES[column.type] for column in spec.published_columns}
+    if spec.bucketed_entity:
+        expected[ENTITY_BUCKET_COLUMN] = "uint8"
     actual = {entry["name"]: entry["type"] for entry in schema}
     if actual != expected:
         differences = sorted(
@@ -353,7 +362,7 @@ def _validate(
                 f"{spec.slug}: lookup key {spec.lookup.key} has {duplicates} duplicate and {nulls} NULL value(s)"
             )
     order = {column.name: index for index, column in enumerate(spec.published_columns)}
-    return sorted(schema, key=lambda entry: order[entry["name"]])
+    return sorted((entry for entry in schema if entry["name"] in order), key=lambda entry: order[entry["name"]])
 
 
 def _describe_file(root: Path, path: Path) -> DataFile:

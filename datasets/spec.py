@@ -32,6 +32,20 @@ from croniter import croniter
 from datasets.generalize import NUMERIC, Rule, RuleError, parse_rule
 
 TIERS = ("open", "aggregate", "lookup")
+
+# Aggregate-tier versions carry one column the spec does not declare and no partner sees: the
+# entity's bucket, one of ENTITY_BUCKETS by its hash, written at publish so that the query engine's
+# k threshold (platform/query/aggregate_plan.py) reads one byte per row instead of hashing the
+# pseudonym of every row of every query.
+ENTITY_BUCKET_COLUMN = "__vitamin_entity_bucket"
+ENTITY_BUCKETS = 64
+
+
+def entity_bucket_sql(column_sql: str) -> str:
+    """The bucket (0 .. ENTITY_BUCKETS - 1) of the entity in `column_sql`; NULL for a NULL entity."""
+    return f"CAST(CASE WHEN {column_sql} IS NOT NULL THEN hash({column_sql}) % {ENTITY_BUCKETS} END AS UTINYINT)"
+
+
 ROLES = ("identifier", "quasi", "sensitive", "entity", "dimension", "measure", "public")
 ACTIONS = ("drop", "pseudonymize")
 UPDATE_FREQUENCIES = ("hourly", "daily", "weekly", "monthly", "quarterly", "yearly", "irregular")
@@ -161,6 +175,13 @@ class DatasetSpec:
     @property
     def published_columns(self) -> tuple[ColumnSpec, ...]:
         return tuple(column for column in self.columns if column.published)
+
+    @property
+    def bucketed_entity(self) -> str | None:
+        """The entity column whose bucket the published files carry (aggregate tier), else None."""
+        if self.tier == "aggregate" and self.privacy is not None:
+            return self.privacy.entity
+        return None
 
     @property
     def pseudonymized_columns(self) -> tuple[ColumnSpec, ...]:

@@ -32,8 +32,9 @@ from dataclasses import dataclass
 
 import duckdb
 
+from datasets.spec import ENTITY_BUCKET_COLUMN, entity_bucket_sql
 from datasets.sql import quote_identifier, sql_literal
-from query.aggregate_plan import BUCKET_COLUMN, SCRATCH_TABLES
+from query.aggregate_plan import ENTITY_BIT_COLUMN, SCRATCH_TABLES
 from query.bindings import IDENTIFYING_ROLES, DatasetBinding, Tier
 from query.errors import Code, QueryFailed, QueryRejected, sanitize_message
 from query.rekey import key_fingerprint, rekey_sql
@@ -61,7 +62,7 @@ class SandboxConfig:
             raise ValueError("max_concurrent_queries and threads must be at least 1")
 
 
-def view_sql(binding: DatasetBinding, partner_key: bytes) -> str:
+def view_sql(binding: DatasetBinding, partner_key: bytes, *, stored_bucket: bool = False) -> str:
     """The TEMP VIEW that stands for a dataset in one partner's query.
 
     Open datasets: every column, identifying ones re-keyed for this partner,
@@ -69,8 +70,10 @@ def view_sql(binding: DatasetBinding, partner_key: bytes) -> str:
     Aggregate datasets: identifier columns left out; the entity column kept
     as published, since the aggregate rules let it appear only inside COUNT
     (DISTINCT ...) and the threshold, never in output; and the entity's bucket
-    (`aggregate_plan.BUCKET_COLUMN`: one of 64 bits, by its hash; 0 for NULL),
-    which only the plan's threshold reads.
+    as a one-bit mask (`aggregate_plan.ENTITY_BIT_COLUMN`, NULL for a NULL entity),
+    which only the plan's threshold reads: from the bucket column the version
+    carries (`stored_bucket`), or computed per row for a version published
+    before versions carried it.
     """
     select = []
     for name, role in binding.columns.items():
@@ -80,9 +83,8 @@ def view_sql(binding: DatasetBinding, partner_key: bytes) -> str:
                 continue
             select.append(column)
             if name == binding.entity:
-                select.append(
-                    f"if({column} IS NULL, 0::UBIGINT, 1::UBIGINT << (hash({column}) % 64)) AS {BUCKET_COLUMN}"
-                )
+                bucket = quote_identifier(ENTITY_BUCKET_COLUMN) if stored_bucket else entity_bucket_sql(column)
+                select.append(f"1::UBIGINT << {bucket} AS {ENTITY_BIT_COLUMN}")
         elif role in IDENTIFYING_ROLES:
             select.append(f"{rekey_sql(partner_key, column)} AS {column}")
         else:
@@ -115,7 +117,8 @@ class Session:
             if self.views.get(slug) == state:
                 continue
             try:
-                self.cursor.execute(view_sql(binding, partner_key))
+                stored_bucket = binding.tier is Tier.AGGREGATE and self._has_column(binding, ENTITY_BUCKET_COLUMN)
+                self.cursor.execute(view_sql(binding, partner_key, stored_bucket=stored_bucket))
             except duckdb.Error as exc:
                 self._drop(slug)  # whatever stood under this name before must not stay behind
                 log.error("cannot open %s v%s: %s", binding.slug, binding.version, exc)
@@ -124,6 +127,13 @@ class Session:
                     f'The dataset "{binding.slug}" (version {binding.version}) is not available on this server right now.',
                 ) from None
             self.views[slug] = state
+
+    def _has_column(self, binding: DatasetBinding, name: str) -> bool:
+        """Whether the version's files carry column `name` (every file of a version has one schema)."""
+        found = self.cursor.execute(
+            "SELECT count(*) FROM parquet_schema(?) WHERE name = ?", [binding.files[0], name]
+        ).fetchone()
+        return bool(found and found[0])
 
     def require_same_types(self, pairs: Iterable[tuple[tuple[str, str], tuple[str, str]]]) -> None:
         """Refuse a join that compares columns of different types: the implicit cast could fail on a value."""

@@ -33,7 +33,7 @@ from datasets.publish import (
     version_path,
     versions_to_retire,
 )
-from datasets.spec import parse_spec
+from datasets.spec import ENTITY_BUCKET_COLUMN, entity_bucket_sql, parse_spec
 from datasets.storage import Store
 
 MASTER_KEY = b"test-master-key-0123456789abcdef"
@@ -93,8 +93,34 @@ def test_build_writes_checksummed_parquet_to_staging_and_publish_makes_it_a_vers
     rows = read_version(store, "card_test", 1)
     assert len(rows) == result.row_count
     file_schema = pq.read_schema(f"{version_path(store, 'card_test', 1)}/{result.files[0].path}")
-    assert file_schema.names == ["buyer", "age_band", "gender", "province", "month", "amount"]
+    # The spec's columns, then the aggregate tier's hidden entity bucket (not part of the version's schema).
+    assert file_schema.names == ["buyer", "age_band", "gender", "province", "month", "amount", ENTITY_BUCKET_COLUMN]
     assert all(len(row[0]) == 32 for row in rows)
+
+
+def test_an_aggregate_version_carries_each_entitys_bucket_and_hides_it_from_the_schema(
+    spec_data, arrow_source, transactions, store, scratch
+):
+    result = run_build(spec_data, arrow_source(transactions(3000)), store, scratch)
+    assert ENTITY_BUCKET_COLUMN not in {c["name"] for c in result.schema}
+    assert ENTITY_BUCKET_COLUMN not in result.column_stats
+    files = [result.staging.path_of(f.path) for f in result.files]
+    con = duckdb.connect()
+    expected = entity_bucket_sql("buyer")
+    per_entity, wrong = con.execute(
+        f"SELECT max(n), count(*) FILTER (WHERE NOT ok) FROM (SELECT buyer, count(DISTINCT {ENTITY_BUCKET_COLUMN}) AS n,"
+        f" bool_and({ENTITY_BUCKET_COLUMN} IS NOT DISTINCT FROM {expected}) AS ok FROM read_parquet(?) GROUP BY buyer)",
+        [files],
+    ).fetchone()
+    assert per_entity == 1 and wrong == 0  # one bucket per entity, the one the query engine would compute
+    buckets = con.execute(f"SELECT count(DISTINCT {ENTITY_BUCKET_COLUMN}) FROM read_parquet(?)", [files]).fetchone()[0]
+    assert buckets > 32  # spread over the 64 buckets, not one
+
+
+def test_only_the_aggregate_tier_buckets_its_entity(spec_data):
+    assert parse_spec(spec_data).bucketed_entity == "buyer"
+    spec_data.update(tier="lookup", analysis=None, lookup={"key": "buyer", "threshold": "amount"})
+    assert parse_spec(spec_data).bucketed_entity is None
 
 
 def test_rows_are_sorted_by_sort_by(spec_data, arrow_source, transactions, store, scratch):

@@ -2,7 +2,7 @@
 
 Hypothesis writes aggregate queries from the grammar the tier allows, including expressions that
 raise on some rows or groups, and runs each against two versions of `cards` that differ only in
-provinces with fewer than k buyers. Every generated query groups by province, so those rows can
+provinces with fewer than k buyers (and in how they are laid out: see `versions`). Every generated query groups by province, so those rows can
 only ever fall in groups below k. Two properties must hold for every query:
 
 - the answer (rows, or the error's code and message) is the same for both versions;
@@ -23,8 +23,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from query_support import ALICE, K
 
+from datasets.spec import ENTITY_BUCKET_COLUMN, entity_bucket_sql
 from query.bindings import Limits
 from query.errors import QueryError
+from query.sandbox import view_sql
 
 
 def _rows(variant: int) -> list[dict]:
@@ -58,12 +60,18 @@ def _rows(variant: int) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def versions(bindings, store_root: Path):
+    """Variant 0 laid out as versions published before the entity bucket was stored (the engine
+    computes it), variant 1 as versions published since: the layouts must not change an answer."""
     out = []
     for variant in (0, 1):
         folder = store_root / "datasets" / "cards-variants" / f"v{variant}"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "part-0.parquet"
-        pq.write_table(pa.Table.from_pylist(_rows(variant)), path)
+        rows = pa.Table.from_pylist(_rows(variant))
+        if variant == 1:
+            bucket = duckdb.connect().sql(f"SELECT {entity_bucket_sql('buyer')} AS b FROM rows").to_arrow_table()
+            rows = rows.append_column(ENTITY_BUCKET_COLUMN, bucket.column("b"))
+        pq.write_table(rows, path)
         out.append(dataclasses.replace(bindings["cards"], files=(str(path),), size_bytes=path.stat().st_size))
     return out
 
@@ -188,6 +196,30 @@ def test_no_answer_depends_on_a_group_below_k_and_every_released_group_has_k_ent
         released = released_keys(versions[0], groups, where)
         for row in first[2]:
             assert tuple(row[: len(groups)]) in released, f"{sql}\nreleased a group below k: {row}"
+
+
+def test_the_stored_bucket_is_used_and_stays_out_of_reach(gateway, versions):
+    assert ENTITY_BUCKET_COLUMN in view_sql(versions[1], ALICE.key, stored_bucket=True)
+    assert "hash(" not in view_sql(versions[1], ALICE.key, stored_bucket=True)
+    assert "hash(" in view_sql(versions[0], ALICE.key)
+    session = gateway._sandbox.acquire()
+    try:
+        session.bind([versions[1]], ALICE.key)
+        (definition,) = session.cursor.execute("SELECT sql FROM duckdb_views() WHERE view_name = 'cards'").fetchone()
+        assert ENTITY_BUCKET_COLUMN in definition and "hash(" not in definition  # read, not computed per row
+        session.bind([versions[0]], ALICE.key)
+        (definition,) = session.cursor.execute("SELECT sql FROM duckdb_views() WHERE view_name = 'cards'").fetchone()
+        assert ENTITY_BUCKET_COLUMN not in definition and "hash(" in definition
+    finally:
+        gateway._sandbox.release(session)
+    for column in (ENTITY_BUCKET_COLUMN, "__vitamin_entity_bit"):
+        for sql in (
+            f"SELECT province, max({column}) AS v FROM cards GROUP BY province",
+            f"SELECT {column} AS v, count(*) AS n FROM cards GROUP BY {column}",
+            f"SELECT province, count(*) AS n FROM cards WHERE {column} > 3 GROUP BY province",
+        ):
+            refused = outcome(gateway, versions[1], sql)
+            assert refused[0] == "error" and refused[1] in {"column_not_allowed", "unknown_column", "query_error"}, sql
 
 
 def test_the_generator_reaches_both_answers_and_errors(gateway, versions):
