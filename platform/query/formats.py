@@ -124,12 +124,34 @@ def _csv(result: QueryResult) -> Iterator[bytes]:
 
 
 def _arrow(result: QueryResult) -> Iterator[bytes]:
+    encoded = getattr(result, "arrow_ipc_messages", None)  # a result from a query worker process
+    if encoded is not None:
+        return _forwarded_arrow(result, encoded())
     batches = result.record_batches()
 
     def finish(writer: ipc.RecordBatchStreamWriter, metadata: dict[str, str]) -> None:
         writer.write_batch(pa.RecordBatch.from_pylist([], schema=result.schema), custom_metadata=metadata)
 
     return _binary(result, batches, result.schema, ipc.new_stream, finish)
+
+
+def _forwarded_arrow(result: QueryResult, messages: Iterator[bytes]) -> Iterator[bytes]:
+    """An Arrow stream of messages encoded elsewhere, forwarded as they are, then the trailer that
+    `_arrow` writes too: an empty batch carrying the truncation flag, and the end-of-stream marker."""
+    try:
+        yield from messages
+    except QueryFailed as exc:
+        result.error = exc
+        raise
+    sink = _Chunks()
+    with ipc.new_stream(sink, result.schema) as writer:  # writes the schema's message first: skipped below
+        empty = pa.RecordBatch.from_pylist([], schema=result.schema)
+        writer.write_batch(empty, custom_metadata={TRUNCATED_KEY: "true" if result.truncated else "false"})
+    written = sink.take()
+    yield written[_IPC_PREFIX_BYTES + int.from_bytes(written[4:8], "little") :]
+
+
+_IPC_PREFIX_BYTES = 8  # an IPC message starts with 0xFFFFFFFF and its metadata's length (int32, little-endian)
 
 
 def _parquet(result: QueryResult) -> Iterator[bytes]:

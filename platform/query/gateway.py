@@ -69,6 +69,10 @@ class Gateway:
         """The dataset names `sql` reads (lower case), for the caller to look up grants; raises QueryRejected."""
         return self._shape(sql).dataset_names
 
+    def cte_names(self, sql: str) -> frozenset[str]:
+        """The names `sql`'s common table expressions define (lower case); raises QueryRejected."""
+        return frozenset(name for name, _ in self._shape(sql).cte_names)
+
     def check(self, sql: str, bindings: Mapping[str, DatasetBinding]) -> CheckedQuery:
         """Every check of `run` without executing anything: for validating a job before it is queued."""
         shape = self._shape(sql)

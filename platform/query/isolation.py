@@ -353,6 +353,9 @@ class IsolatedGateway:
     def referenced_datasets(self, sql: str) -> frozenset[str]:
         return self._checker.referenced_datasets(sql)
 
+    def cte_names(self, sql: str) -> frozenset[str]:
+        return self._checker.cte_names(sql)
+
     def check(self, sql: str, bindings: Mapping[str, DatasetBinding]) -> CheckedQuery:
         return self._checker.check(sql, bindings)
 
@@ -423,10 +426,15 @@ class IsolatedResult:
     def record_batches(self, *, nested_as_text: bool = False) -> Iterator[pa.RecordBatch]:
         return self._open("arrow", nested_as_text, "")
 
+    def arrow_ipc_messages(self) -> Iterator[bytes]:
+        """The result as the Arrow IPC messages the worker encoded (the schema's, then one per batch),
+        to forward as an Arrow stream without decoding and encoding every batch again here."""
+        return self._open("arrow", False, "", as_messages=True)
+
     def json_rows(self, prefix: str = "") -> Iterator[pa.Array]:
         return (batch.column(0) for batch in self._open("json", False, prefix))
 
-    def _open(self, kind: str, nested_as_text: bool, prefix: str) -> Iterator[pa.RecordBatch]:
+    def _open(self, kind: str, nested_as_text: bool, prefix: str, *, as_messages: bool = False) -> Iterator[Any]:
         if self._started or self._worker is None:
             raise RuntimeError("a query result can be read only once")
         self._started = True
@@ -444,17 +452,20 @@ class IsolatedResult:
         schema = ipc.read_schema(pa.py_buffer(frame))
         if kind == "arrow":
             self.schema = schema
-        return self._iterate(worker, schema)
+        return self._iterate(worker, schema, first=frame if as_messages else None)
 
-    def _iterate(self, worker: _Worker, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    def _iterate(self, worker: _Worker, schema: pa.Schema, *, first: bytes | None) -> Iterator[Any]:
+        """Each batch, or (when `first`, the schema's message, is given) each message as it came."""
         try:
+            if first is not None:
+                yield first
             while True:
                 frame = worker.receive()
                 if frame[:1] == b"{":
                     break
-                batch = ipc.read_record_batch(pa.py_buffer(frame), schema)
+                batch = ipc.read_record_batch(pa.py_buffer(frame), schema)  # in place: counts the rows
                 self.rows += batch.num_rows
-                yield batch
+                yield batch if first is None else frame
             message = json.loads(frame)
             if "error" in message:
                 error = _query_error(message)

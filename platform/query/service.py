@@ -288,8 +288,7 @@ def _check_cte_names(gateway: Gateway, sql: str) -> None:
     dataset hides it from that list: `WITH card_transactions AS (...) SELECT * FROM card_transactions`
     reads no dataset at all. Only the catalog knows every dataset name.
     """
-    # The engine's cached parse of this text (a second parse would cost a DuckDB round trip).
-    defined = {name for name, _ in gateway._shape(sql).cte_names}
+    defined = gateway.cte_names(sql)  # from the engine's cached parse of this text
     if not defined:
         return
     taken = sorted(Dataset.objects.filter(slug__in=defined).values_list("slug", flat=True))
