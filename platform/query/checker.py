@@ -150,7 +150,7 @@ def _check_table(table: TableRef, by_name: Mapping[str, DatasetBinding], reserve
         if binding.tier not in (Tier.OPEN, Tier.AGGREGATE):
             raise QueryRejected(
                 Code.DATASET_NOT_QUERYABLE,
-                f'The dataset "{table.name}" is served by the lookup API, not by SQL.',
+                f'The dataset "{table.name}" is a lookup dataset: it is read one consenting customer at a time, not by SQL.',
                 table.position,
             )
         return

@@ -365,7 +365,7 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Vitamin API",
-    "DESCRIPTION": "Open financial data sharing: catalog, SQL queries, Delta Sharing, consented lookups.",
+    "DESCRIPTION": "Open financial data sharing: catalog, subscriptions, SQL queries and jobs, usage. Planned, not served yet: Delta Sharing downloads and consented lookups.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",

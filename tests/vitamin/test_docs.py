@@ -22,3 +22,46 @@ def test_pages_load_nothing_from_a_cdn():
     for template in (REPO_DIR / "platform").rglob("templates/**/*.html"):
         text = template.read_text()
         assert not re.search(r"""(src|href)=["']https?://""", text), f"{template} links to an external host"
+
+
+# Capabilities the README lists under "Planned", with a URL each would be served at and the words
+# that advertise it. While a URL does not resolve, the words may appear only next to "planned".
+PLANNED = {
+    "Delta Sharing": ("/delta-sharing/shares", r"delta sharing"),
+    "consented lookups": ("/api/v1/datasets/credit_profiles/lookup", r"\blookups?\b"),
+}
+
+
+def _served(path: str) -> bool:
+    from django.urls import Resolver404, resolve
+
+    try:
+        resolve(path)
+    except Resolver404:
+        return False
+    return True
+
+
+def test_what_is_not_served_is_advertised_only_as_planned():
+    readme = (REPO_DIR / "README.md").read_text()
+    before_planned, _, planned = readme.partition("\n## Planned\n")
+    assert planned, "README.md has a Planned section"
+    home = (REPO_DIR / "platform" / "portal" / "templates" / "portal" / "home.html").read_text()
+    from django.conf import settings
+
+    from oauth.scopes import SCOPES
+
+    texts = {
+        "README.md (before Planned)": before_planned,
+        "home page": home,
+        "API description": settings.SPECTACULAR_SETTINGS["DESCRIPTION"],
+        **{f"scope {name}": text for name, text in SCOPES.items()},
+    }
+    for capability, (path, words) in PLANNED.items():
+        if _served(path):
+            continue
+        assert re.search(words, planned, re.I), f"README's Planned section should name {capability}"
+        for where, text in texts.items():
+            for sentence in re.split(r"(?<=[.;])\s", text):
+                if re.search(words, sentence, re.I):
+                    assert "planned" in sentence.lower(), f"{where} advertises {capability}: {sentence!r}"
