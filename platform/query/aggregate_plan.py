@@ -19,11 +19,11 @@ on such a group:
    of 64, chosen by the entity's hash and stored at publish, see
    `datasets.spec.ENTITY_BUCKET_COLUMN` and `sandbox.view_sql`) is a lower bound
    of the number of distinct entities (equal entities set equal bits), and a
-   group whose bound reaches k is released at once: exact, never an estimate.
-   (With k above 64 no group takes this path.) The other groups are counted exactly (`count(DISTINCT
-   entity) >= k`) in a second pass over the rows of those groups only. The second
-   pass always runs, so the work done does not switch on whether a small group
-   exists. The released groups are then copied, in key order, into a table of
+   group whose bound reaches k is released at once: exact, never an estimate
+   (with k above 64 no group takes this path). The other groups are counted
+   exactly (`count(DISTINCT entity) >= k`) in a second pass over the rows of
+   those groups only. The second pass always runs, so the work done does not
+   switch on whether a small group exists. The released groups are then copied, in key order, into a table of
    their own: DuckDB's optimizer folds expressions using a table's min/max
    statistics, which a DELETE would leave describing the removed groups too, and
    the order in which rows come out of an unordered query would depend on the

@@ -130,6 +130,8 @@ class Session:
 
     def _has_column(self, binding: DatasetBinding, name: str) -> bool:
         """Whether the version's files carry column `name` (every file of a version has one schema)."""
+        if not binding.files:
+            return False
         found = self.cursor.execute(
             "SELECT count(*) FROM parquet_schema(?) WHERE name = ?", [binding.files[0], name]
         ).fetchone()

@@ -11,7 +11,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import pytest
-from query_support import ALICE
+from query_support import ALICE, arrow_stream_batches
 
 from query import formats
 from query.bindings import Limits
@@ -89,13 +89,7 @@ def test_truncation_is_flagged_in_every_format_that_can_carry_it(body):
     result, _, data = body(sql, "json", limits)
     assert json.loads(data)["truncated"] is True and len(json.loads(data)["rows"]) == 5 and result.truncated
     _, _, data = body(sql, "arrow", limits)
-    reader = ipc.open_stream(data)
-    batches = []
-    while True:
-        try:
-            batches.append(reader.read_next_batch_with_custom_metadata())
-        except StopIteration:
-            break
+    batches = arrow_stream_batches(data)
     assert sum(b.batch.num_rows for b in batches) == 5
     assert batches[-1].custom_metadata[b"vitamin.truncated"] == b"true"
     _, _, data = body(sql, "parquet", limits)

@@ -16,10 +16,9 @@ import signal
 import threading
 import time
 
-import pyarrow.ipc as ipc
 import pytest
 from catalog_support import approved, auth, bearer_token
-from query_support import ALICE
+from query_support import ALICE, arrow_stream_batches
 
 from grants.models import Mode
 from query import formats
@@ -261,13 +260,7 @@ def test_results_are_the_same_as_in_process(isolated, gateway, bindings, sql, fm
     if "ENUM" in sql and fmt in ("arrow", "parquet"):  # ENUMs cross the pipe as their strings
         assert ours.columns == theirs.columns
         if fmt == "arrow":  # still a valid stream, with the same values and the truncation flag
-            reader = ipc.open_stream(b"".join(formats.stream(ours, fmt)))
-            batches = []
-            while True:
-                try:
-                    batches.append(reader.read_next_batch_with_custom_metadata())
-                except StopIteration:
-                    break
+            batches = arrow_stream_batches(b"".join(formats.stream(ours, fmt)))
             assert [row["e"] for batch, _ in batches for row in batch.to_pylist()] == ["a", "a", "a"]
             assert batches[-1][1][b"vitamin.truncated"] == b"true"
         return

@@ -83,15 +83,25 @@ CATEGORIES = ["food", "travel"]
 DIMENSION_EXTRAS = ["month", "category", "upper(category)", "left(month, 4)", "coalesce(category, 'none')"]
 
 
-def _raising_row(cond: str) -> st.SearchStrategy[str]:
-    return st.sampled_from(
-        [
-            f"CAST(CASE WHEN {cond} THEN 'x' ELSE '1' END AS INTEGER) = 1",
-            f"1 // CASE WHEN {cond} THEN 0 ELSE 1 END = 1",
-            f"chr(CASE WHEN {cond} THEN -1 ELSE 65 END) = 'A'",
-            f"CAST(CASE WHEN {cond} THEN concat('v=', province, category) ELSE '7' END AS INTEGER) > 0",
-        ]
-    )
+# Expressions that raise when {cond} holds, on a row and on a group. Size-explosive ones are left to
+# test_query_k_oracle_api: on a released group they are allowed and bounded by time and memory, so
+# their outcome depends on timing, not on k.
+ROW_RAISERS = [
+    "CAST(CASE WHEN {cond} THEN 'x' ELSE '1' END AS INTEGER) = 1",
+    "1 // CASE WHEN {cond} THEN 0 ELSE 1 END = 1",
+    "chr(CASE WHEN {cond} THEN -1 ELSE 65 END) = 'A'",
+    "CAST(CASE WHEN {cond} THEN concat('v=', province, category) ELSE '7' END AS INTEGER) > 0",
+]
+GROUP_RAISERS = [
+    "CAST(CASE WHEN {cond} THEN 'boom' ELSE '1' END AS INTEGER)",
+    "CAST(CASE WHEN {cond} THEN concat_ws('|', province, sum(amount), count(*)) ELSE '1' END AS INTEGER)",
+    "(10 // CASE WHEN {cond} THEN 0 ELSE 1 END)",
+    "abs(CAST(CASE WHEN {cond} THEN 2147483647 ELSE 0 END AS INTEGER) + CAST(1 AS INTEGER))",
+]
+
+
+def raising(templates: list[str]):
+    return lambda cond: st.sampled_from([template.format(cond=cond) for template in templates])
 
 
 row_condition = st.one_of(
@@ -100,7 +110,7 @@ row_condition = st.one_of(
     st.sampled_from(["month LIKE '2024%'", "month = '2024-02'", "province IN ('small', 'lonely', 'ghost')"]),
 )
 row_predicate = st.recursive(
-    st.one_of(row_condition, row_condition.flatmap(_raising_row)),
+    st.one_of(row_condition, row_condition.flatmap(raising(ROW_RAISERS))),
     lambda inner: st.one_of(
         st.tuples(inner, inner).map(lambda pair: f"({pair[0]} AND {pair[1]})"),
         st.tuples(inner, inner).map(lambda pair: f"({pair[0]} OR {pair[1]})"),
@@ -116,24 +126,11 @@ group_condition = st.one_of(
 )
 
 
-def _raising_group(cond: str) -> st.SearchStrategy[str]:
-    # Size-explosive expressions are left to test_query_k_oracle_api: on a released group they are
-    # allowed and bounded by time and memory, so their outcome depends on timing, not on k.
-    return st.sampled_from(
-        [
-            f"CAST(CASE WHEN {cond} THEN 'boom' ELSE '1' END AS INTEGER)",
-            f"CAST(CASE WHEN {cond} THEN concat_ws('|', province, sum(amount), count(*)) ELSE '1' END AS INTEGER)",
-            f"(10 // CASE WHEN {cond} THEN 0 ELSE 1 END)",
-            f"abs(CAST(CASE WHEN {cond} THEN 2147483647 ELSE 0 END AS INTEGER) + CAST(1 AS INTEGER))",
-        ]
-    )
-
-
 group_value = st.one_of(
     aggregate,
     st.tuples(aggregate, aggregate).map(lambda pair: f"({pair[0]} + {pair[1]})"),
     aggregate.map(lambda a: f"CAST({a} AS INTEGER)"),
-    group_condition.flatmap(_raising_group),
+    group_condition.flatmap(raising(GROUP_RAISERS)),
 )
 
 
