@@ -18,7 +18,7 @@ alternating the two sides, takes the median of each figure:
 - small query:      a selective COUNT, to show the fixed cost per query
 
 The aggregate, arrow 1M and small-query figures are also taken through the isolated gateway
-(`query.isolation.IsolatedGateway`: the query runs in a worker process under an address-space
+(`datasets.query.isolation.IsolatedGateway`: the query runs in a worker process under an address-space
 cap, results cross as Arrow IPC), which is what the API uses, to show what isolation costs.
 
 Each line reads `name: ours X ms, raw Y ms, ratio Z`. The raw side uses the
@@ -47,14 +47,15 @@ import pyarrow.parquet as pq
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "platform")]
 
+from datasets.query import formats  # noqa: E402
+from datasets.query.bindings import DatasetBinding  # noqa: E402
+from datasets.query.gateway import Gateway  # noqa: E402
+from datasets.query.isolation import IsolatedGateway  # noqa: E402
+from datasets.query.limits import Limits  # noqa: E402
+from datasets.query.rekey import derive_partner_key  # noqa: E402
+from datasets.query.results import BATCH_ROWS  # noqa: E402
+from datasets.query.sandbox import SandboxConfig  # noqa: E402
 from datasets.spec import ENTITY_BUCKET_COLUMN, AnalysisSpec, entity_bucket_sql  # noqa: E402
-from query import formats  # noqa: E402
-from query.bindings import DatasetBinding, Limits  # noqa: E402
-from query.gateway import Gateway  # noqa: E402
-from query.isolation import IsolatedGateway  # noqa: E402
-from query.rekey import derive_partner_key  # noqa: E402
-from query.results import BATCH_ROWS  # noqa: E402
-from query.sandbox import SandboxConfig  # noqa: E402
 
 ROWS_PER_FILE = 5_000_000
 ROWS_PER_GROUP = 1_000_000
@@ -212,7 +213,7 @@ def main() -> None:
     gateway = Gateway(config)
     isolated = IsolatedGateway(config, workers=1)
     key = derive_partner_key(b"bench-master-key-0123456789", "bench")
-    limits = Limits(max_seconds=600, max_rows=2_000_000)
+    limits = Limits(max_query_seconds=600, max_result_rows=2_000_000)
 
     raw = duckdb.connect(config={"threads": THREADS, "memory_limit": f"{MEMORY_LIMIT_BYTES}B"})
     raw.execute("SET parquet_metadata_cache = true")

@@ -22,6 +22,7 @@ import re
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -31,11 +32,50 @@ from croniter import croniter
 
 from datasets.generalize import NUMERIC, Rule, RuleError, parse_rule
 
-TIERS = ("open", "aggregate", "lookup")
+
+class Tier(StrEnum):
+    """How partners may use a dataset: row-level SQL, aggregates over groups of at least k, or consented lookups."""
+
+    OPEN = "open"
+    AGGREGATE = "aggregate"
+    LOOKUP = "lookup"
+
+    @property
+    def label(self) -> str:
+        return self.value.capitalize()
+
+
+TIERS = tuple(tier.value for tier in Tier)
+
+
+class Mode(StrEnum):
+    """A way of using a dataset, granted per subscription."""
+
+    QUERY = "query"
+    DOWNLOAD = "download"
+    LOOKUP = "lookup"
+
+    @property
+    def label(self) -> str:
+        return _MODE_LABELS[self]
+
+
+_MODE_LABELS = {
+    Mode.QUERY: "SQL queries",
+    Mode.DOWNLOAD: "Bulk download (Delta Sharing)",
+    Mode.LOOKUP: "Consented lookups",
+}
+MODES = tuple(mode.value for mode in Mode)
+# What each tier can be used for.
+MODES_BY_TIER: dict[Tier, tuple[Mode, ...]] = {
+    Tier.OPEN: (Mode.QUERY, Mode.DOWNLOAD),
+    Tier.AGGREGATE: (Mode.QUERY,),
+    Tier.LOOKUP: (Mode.LOOKUP,),
+}
 
 # Aggregate-tier versions carry one column the spec does not declare and no partner sees: the
 # entity's bucket, one of ENTITY_BUCKETS by its hash, written at publish so that the query engine's
-# k threshold (platform/query/aggregate_plan.py) reads one byte per row instead of hashing the
+# k threshold (datasets/query/aggregate_plan.py) reads one byte per row instead of hashing the
 # pseudonym of every row of every query.
 ENTITY_BUCKET_COLUMN = "__vitamin_entity_bucket"
 ENTITY_BUCKETS = 64
@@ -156,7 +196,7 @@ class DatasetSpec:
     license: str
     keywords: tuple[str, ...]
     theme: str
-    tier: str
+    tier: Tier
     update_frequency: str
     schedule: str
     time_zone: str
@@ -179,7 +219,7 @@ class DatasetSpec:
     @property
     def bucketed_entity(self) -> str | None:
         """The entity column whose bucket the published files carry (aggregate tier), else None."""
-        if self.tier == "aggregate" and self.privacy is not None:
+        if self.tier is Tier.AGGREGATE and self.privacy is not None:
             return self.privacy.entity
         return None
 
@@ -361,7 +401,7 @@ class _SpecParser:
             license=license_terms,
             keywords=keywords,
             theme=theme,
-            tier=tier,
+            tier=Tier(tier),
             update_frequency=update_frequency,
             schedule=schedule,
             time_zone=time_zone,

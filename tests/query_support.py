@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pyarrow.ipc as ipc
 
-from query.rekey import derive_partner_key
+from datasets.query.rekey import derive_partner_key
 
 MASTER_KEY = b"test master key for re-keying, 32b"
 K = 3  # min_entities of the aggregate dataset `cards`

@@ -9,5 +9,4 @@ urlpatterns = [
     path("datasets/<slug:slug>", api.DatasetDetail.as_view(), name="api-dataset"),
     path("datasets/<slug:slug>/versions", api.VersionList.as_view(), name="api-dataset-versions"),
     path("datasets/<slug:slug>/schema", api.DatasetSchema.as_view(), name="api-dataset-schema"),
-    path("datasets/<slug:slug>/sample", api.DatasetSample.as_view(), name="api-dataset-sample"),
 ]

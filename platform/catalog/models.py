@@ -5,11 +5,9 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
+from datasets.spec import Tier
 
-class Tier(models.TextChoices):
-    OPEN = "open", "Open"
-    AGGREGATE = "aggregate", "Aggregate"
-    LOOKUP = "lookup", "Lookup"
+TIER_CHOICES = [(tier.value, tier.label) for tier in Tier]
 
 
 class Dataset(models.Model):
@@ -23,7 +21,7 @@ class Dataset(models.Model):
     license = models.TextField(blank=True, help_text="Terms of use.")
     keywords = models.JSONField(default=list, blank=True)
     theme = models.CharField(max_length=100, blank=True)
-    tier = models.CharField(max_length=20, choices=Tier.choices)
+    tier = models.CharField(max_length=20, choices=TIER_CHOICES)
     update_frequency = models.CharField(max_length=50, blank=True)
     schedule = models.CharField(max_length=100, blank=True, help_text="Cron expression, in the server's time zone.")
     spec = models.JSONField(default=dict, help_text="The spec as loaded, for the build and the catalog pages.")

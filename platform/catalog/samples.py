@@ -21,7 +21,8 @@ import pyarrow.parquet as pq
 from django.conf import settings
 
 from catalog import describe
-from catalog.models import Dataset, DatasetVersion, Tier
+from catalog.models import Dataset, DatasetVersion
+from datasets.spec import Tier
 from datasets.storage import Store
 
 SAMPLE_ROWS = 20

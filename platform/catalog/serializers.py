@@ -6,7 +6,7 @@ from rest_framework import serializers
 
 from catalog import describe
 from catalog.models import Dataset, DatasetVersion
-from grants.models import MODES_BY_TIER
+from datasets.spec import MODES_BY_TIER
 
 
 class DatasetSummarySerializer(serializers.ModelSerializer):

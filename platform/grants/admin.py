@@ -12,8 +12,8 @@ from django.contrib import admin
 from django.forms.models import model_to_dict
 
 from audit.service import record
+from datasets.query.limits import LIMIT_NAMES, clean_overrides
 from grants import subscriptions
-from grants.limits import LIMIT_NAMES, clean_overrides
 from grants.models import QuotaPlan, Subscription, SubscriptionChange
 from vitamin.errors import ApiError
 

@@ -15,11 +15,11 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 
-from catalog.api import PartnerListView, PartnerView
 from grants import subscriptions, usage
 from grants.models import QuotaPlan, Subscription
 from grants.serializers import CancelSerializer, PlanSerializer, SubscriptionRequestSerializer, SubscriptionSerializer
 from institutions.models import MANAGER_ROLES, Member
+from vitamin.api import PartnerListView, PartnerView
 from vitamin.errors import ApiError
 
 USAGE_DEFAULT_DAYS = 7

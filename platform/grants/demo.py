@@ -10,11 +10,12 @@ from __future__ import annotations
 from django.utils import timezone
 
 from catalog.models import Dataset
+from datasets.spec import Mode
 from grants import subscriptions
-from grants.models import Mode, QuotaPlan, Subscription
+from grants.models import QuotaPlan, Subscription
 from institutions.credit_code import check_character
-from institutions.demo import DEMO_PARTNERS
 from institutions.models import Institution, InstitutionType
+from oauth.demo import DEMO_PARTNERS
 
 DEMO_PLAN = "demo"
 DEMO_PURPOSE = "Demo subscription created by create_demo_subscriptions."

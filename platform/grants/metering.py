@@ -21,7 +21,7 @@ from datetime import datetime
 
 from django.conf import settings
 
-from grants.limits import CONCURRENT_QUERIES, DAILY_METRICS
+from datasets.query.limits import CONCURRENT_QUERIES, DAILY_METRICS
 from grants.service import Grant
 from quotas.service import Charge, Decision, Lease, QuotaExceeded, Window, consume_all, rate_limit_headers, reserved
 from quotas.service import refund as refund_quota

@@ -13,23 +13,9 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from catalog.models import Dataset, DatasetVersion, Tier
-from grants.limits import LIMIT_NAMES, Limits
+from catalog.models import Dataset, DatasetVersion
+from datasets.query.limits import LIMIT_NAMES, Limits
 from institutions.models import Institution
-
-
-class Mode(models.TextChoices):
-    QUERY = "query", "SQL queries"
-    DOWNLOAD = "download", "Bulk download (Delta Sharing)"
-    LOOKUP = "lookup", "Consented lookups"
-
-
-# What each tier can be used for (DESIGN.md, "Dataset tiers").
-MODES_BY_TIER: dict[str, tuple[str, ...]] = {
-    Tier.OPEN: (Mode.QUERY, Mode.DOWNLOAD),
-    Tier.AGGREGATE: (Mode.QUERY,),
-    Tier.LOOKUP: (Mode.LOOKUP,),
-}
 
 
 class QuotaPlan(models.Model):

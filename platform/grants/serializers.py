@@ -5,8 +5,9 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from catalog.models import Dataset
-from grants.limits import LIMIT_NAMES
-from grants.models import Mode, QuotaPlan, Subscription
+from datasets.query.limits import LIMIT_NAMES
+from datasets.spec import Mode
+from grants.models import QuotaPlan, Subscription
 from grants.subscriptions import PURPOSE_MAX_CHARS
 
 
@@ -52,7 +53,9 @@ class SubscriptionSerializer(serializers.ModelSerializer):
 
 class SubscriptionRequestSerializer(serializers.Serializer):
     dataset = serializers.SlugRelatedField(slug_field="slug", queryset=Dataset.objects.filter(is_active=True))
-    modes = serializers.ListField(child=serializers.ChoiceField(choices=Mode.choices), allow_empty=False)
+    modes = serializers.ListField(
+        child=serializers.ChoiceField(choices=[(mode.value, mode.label) for mode in Mode]), allow_empty=False
+    )
     purpose = serializers.CharField(max_length=PURPOSE_MAX_CHARS)
     plan = serializers.SlugRelatedField(
         slug_field="name", queryset=QuotaPlan.objects.filter(is_offered=True), required=False, allow_null=True

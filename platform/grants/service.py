@@ -24,8 +24,9 @@ from django.utils import timezone
 from audit.models import Outcome
 from audit.service import record
 from catalog.models import Dataset, DatasetVersion
-from grants.limits import Limits
-from grants.models import MODES_BY_TIER, Mode, Subscription
+from datasets.query.limits import Limits
+from datasets.spec import MODES, MODES_BY_TIER
+from grants.models import Subscription
 from institutions.models import Institution, InstitutionStatus
 from vitamin.errors import ApiError
 
@@ -121,8 +122,8 @@ def denial_code(
 
 def active_grants(institution: Institution | int, mode: str, *, now: datetime | None = None) -> list[Grant]:
     """Every grant in `mode` the institution holds right now, by dataset slug (one query; e.g. Delta Sharing's table list)."""
-    if mode not in Mode.values:
-        raise ValueError(f"unknown access mode {mode!r}; known: {', '.join(Mode.values)}")
+    if mode not in MODES:
+        raise ValueError(f"unknown access mode {mode!r}; known: {', '.join(MODES)}")
     now = now or timezone.now()
     subscriptions = (
         _subscriptions().filter(institution_id=_pk(institution), status=S.APPROVED).order_by("dataset__slug")
@@ -152,8 +153,8 @@ def pinned_version_numbers(dataset: Dataset) -> set[int]:
 
 
 def _check(institution, dataset, mode: str, now: datetime | None) -> tuple[Grant | None, str | None, dict]:
-    if mode not in Mode.values:
-        raise ValueError(f"unknown access mode {mode!r}; known: {', '.join(Mode.values)}")
+    if mode not in MODES:
+        raise ValueError(f"unknown access mode {mode!r}; known: {', '.join(MODES)}")
     now = now or timezone.now()
     institution_id = _pk(institution)
     by_dataset = {"dataset": dataset} if isinstance(dataset, Dataset) else {"dataset__slug": dataset}

@@ -30,9 +30,10 @@ from django.utils import timezone
 
 from audit.service import record
 from catalog.models import Dataset, DatasetVersion
+from datasets.query.limits import clean_overrides
+from datasets.spec import MODES_BY_TIER
 from grants import emails
-from grants.limits import clean_overrides
-from grants.models import MODES_BY_TIER, QuotaPlan, Subscription, SubscriptionChange
+from grants.models import QuotaPlan, Subscription, SubscriptionChange
 from institutions.models import Institution, InstitutionStatus
 from vitamin.errors import ApiError
 

@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 
 from django.utils import timezone
 
-from grants.limits import DAILY_METRICS
+from datasets.query.limits import DAILY_METRICS
 from grants.models import Subscription
 from quotas.models import UsageDaily
 from quotas.service import DatabaseBackend, Window, get_backend, peek

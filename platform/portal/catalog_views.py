@@ -18,10 +18,11 @@ from django.views.decorators.http import require_http_methods
 from audit.service import record
 from catalog import describe, samples
 from catalog.listing import facet_values, search_datasets
-from catalog.models import Dataset, Tier
+from catalog.models import TIER_CHOICES, Dataset
+from datasets.spec import MODES_BY_TIER, TIERS, Mode, Tier
 from grants import service as grants
 from grants import subscriptions
-from grants.models import MODES_BY_TIER, Mode, Subscription
+from grants.models import Subscription
 from institutions.models import MANAGER_ROLES, Institution, InstitutionStatus, Member
 from portal import charts
 from portal.subscription_forms import RequestAccessForm
@@ -33,7 +34,7 @@ def list_datasets(request):
         return redirect_to_login(request.get_full_path())
     filters = {
         "text": request.GET.get("q", "").strip(),
-        "tier": request.GET.get("tier", "") if request.GET.get("tier") in Tier.values else "",
+        "tier": request.GET.get("tier", "") if request.GET.get("tier") in TIERS else "",
         "theme": request.GET.get("theme", ""),
         "update_frequency": request.GET.get("frequency", ""),
     }
@@ -43,7 +44,7 @@ def list_datasets(request):
         {
             "datasets": search_datasets(**filters),
             "filters": filters,
-            "tiers": Tier.choices,
+            "tiers": TIER_CHOICES,
             **facet_values(),
         },
     )

@@ -5,7 +5,8 @@ from __future__ import annotations
 from django import forms
 
 from catalog.models import Dataset
-from grants.models import MODES_BY_TIER, Mode, QuotaPlan
+from datasets.spec import MODES_BY_TIER, Mode
+from grants.models import QuotaPlan
 from grants.subscriptions import PURPOSE_MAX_CHARS
 
 

@@ -10,4 +10,5 @@ urlpatterns = [
     path("jobs/<uuid:job_id>", views.JobDetail.as_view(), name="api-job"),
     path("jobs/<uuid:job_id>/result", views.JobResult.as_view(), name="api-job-result"),
     path("job-results/<str:token>", views.JobDownload.as_view(), name="api-job-download"),
+    path("datasets/<slug:slug>/sample", views.DatasetSample.as_view(), name="api-dataset-sample"),
 ]

@@ -47,13 +47,13 @@ from django.utils import timezone
 
 from audit.models import Outcome
 from audit.service import record
+from datasets.query.errors import QueryError
+from datasets.query.limits import CONCURRENT_QUERIES
+from datasets.query.results import QueryResult
 from grants import metering
 from grants import service as grants
-from grants.limits import CONCURRENT_QUERIES
 from oauth.models import Client
-from query.errors import QueryError
 from query.models import QueryJob
-from query.results import QueryResult
 from query.service import check_query, get_gateway, run_query
 from vitamin.background import every
 from vitamin.errors import ApiError

@@ -36,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from django.conf import settings
 from django.db import transaction
@@ -44,19 +44,20 @@ from django.db import transaction
 from audit.models import Outcome
 from audit.service import record
 from catalog.models import Dataset, DatasetVersion
+from datasets.query import formats
+from datasets.query.bindings import DatasetBinding
+from datasets.query.errors import Code, QueryError, QueryFailed, QueryRejected
+from datasets.query.gateway import CheckedQuery, Gateway
+from datasets.query.isolation import IsolatedGateway
+from datasets.query.limits import Limits
+from datasets.query.rekey import derive_partner_key
+from datasets.query.results import QueryResult
+from datasets.query.sandbox import SandboxConfig
 from datasets.spec import AnalysisSpec
 from datasets.storage import Store
 from grants import metering
 from grants import service as grants
 from grants.service import Grant
-from query import formats
-from query.bindings import DatasetBinding, Limits
-from query.errors import Code, QueryError, QueryFailed, QueryRejected
-from query.gateway import Gateway
-from query.isolation import IsolatedGateway
-from query.rekey import derive_partner_key
-from query.results import QueryResult
-from query.sandbox import SandboxConfig
 from quotas.service import Lease
 from quotas.service import release as release_lease
 from vitamin.errors import ApiError
@@ -103,7 +104,7 @@ def sandbox_config() -> SandboxConfig:
 def get_gateway() -> IsolatedGateway:
     """This process's gateway, created on first use (a DuckDB instance must not cross gunicorn's fork).
 
-    Queries run in its worker processes (query.isolation), so one query cannot take this process down.
+    Queries run in its worker processes (datasets.query.isolation), so one query cannot take this process down.
     Rebuilt when the configuration changes (tests switch stores between cases).
     """
     global _gateway
@@ -202,11 +203,11 @@ def run_query(
     """
     audit = _Audit(institution_id, client_id, sql, fmt, request)
     gateway = get_gateway()
-    granted, bindings = _prepare(gateway, audit, institution_id, sql, versions, request)
+    granted, checked = _prepare(gateway, audit, institution_id, sql, versions, request)
     limits = _limits(granted.values(), max_rows)
     held = _start(granted.values(), audit, limits)
     try:
-        result = gateway.run(sql, bindings, partner_key(institution_id), limits)
+        result = gateway.execute(checked, partner_key(institution_id), limits)
         if on_start is not None:
             on_start(result)
         chunks = formats.stream(result, fmt)
@@ -226,7 +227,7 @@ def run_query(
     return QueryRun(
         chunks=_resumed(first, finishing),
         media_type=formats.MEDIA_TYPES[fmt],
-        max_rows=limits.max_rows,
+        max_rows=limits.max_result_rows,
         versions=dict(audit.versions),
         result=result,
     )
@@ -249,19 +250,19 @@ def check_query(
 
 def _prepare(
     gateway: Gateway, audit: _Audit, institution_id: int, sql: str, versions: Mapping[str, int] | None, request
-) -> tuple[dict[str, Grant], dict[str, DatasetBinding]]:
-    """Steps 1-4: the grants and bindings of a query every check passed; a refusal is audited and raised."""
+) -> tuple[dict[str, Grant], CheckedQuery]:
+    """Steps 1-4: the grants of a query and the query as checked (once); a refusal is audited and raised."""
     try:
         if audit.fmt not in FORMATS:
             raise ApiError(f"Unknown format {audit.fmt!r}; choose one of {', '.join(FORMATS)}.", code="invalid_request")
         granted = _grants(gateway, institution_id, sql, request)
         bindings = _bind(granted, dict(versions or {}), audit)
-        gateway.check(sql, bindings)
+        checked = gateway.check(sql, bindings)
     except QueryError as exc:
         raise audit.refused(query_error(exc)) from None
     except ApiError as exc:
         raise audit.refused(exc) from None
-    return granted, bindings
+    return granted, checked
 
 
 def query_error(exc: QueryError) -> ApiError:
@@ -359,12 +360,10 @@ def binding_for(dataset: Dataset, version: DatasetVersion, store: Store) -> Data
 
 
 def _limits(granted, max_rows: int | None) -> Limits:
-    """The strictest plan among the subscriptions used; the request may lower the row cap, never raise it."""
-    plans = [grant.limits for grant in granted]
-    rows = min(plan.max_result_rows for plan in plans)
-    if max_rows is not None:
-        rows = min(rows, max_rows)
-    return Limits(max_seconds=min(plan.max_query_seconds for plan in plans), max_rows=max(rows, 1))
+    """The tightest plan among the subscriptions used; the request may lower the row cap, never raise it."""
+    limits = Limits.tightest(grant.limits for grant in granted)
+    rows = limits.max_result_rows if max_rows is None else min(limits.max_result_rows, max_rows)
+    return replace(limits, max_result_rows=max(rows, 1))
 
 
 def _start(granted, audit: _Audit, limits: Limits) -> _Slots:
@@ -375,7 +374,7 @@ def _start(granted, audit: _Audit, limits: Limits) -> _Slots:
         with transaction.atomic():
             _reserve(audit.institution_id, granted, limits, held)
             try:  # in a savepoint of its own: a failed write leaves the transaction usable for the refund
-                audit.record("query.start", Outcome.SUCCESS, max_rows=limits.max_rows)
+                audit.record("query.start", Outcome.SUCCESS, max_rows=limits.max_result_rows)
             except Exception:  # noqa: BLE001 - whatever broke the audit write, the query must not run unaudited
                 log.exception("audit write failed; query refused")
                 # Undoes a quota backend outside the database; the rollback undoes the database one.
@@ -425,7 +424,7 @@ def _reserve(institution_id: int, granted, limits: Limits, held: _Slots) -> None
     """Step 5: concurrency slots (the institution's, then each subscription's), then one query per
     subscription if the post-hoc metrics are not already over."""
     granted = list(granted)
-    held.hold(metering.institution_query_slot(institution_id, limits.max_seconds))
+    held.hold(metering.institution_query_slot(institution_id, limits.max_query_seconds))
     for grant in granted:
         held.hold(metering.query_slot(grant))
     metering.charge_all([(grant, metric, amount) for grant in granted for metric, amount in _CHARGED_BEFORE.items()])

@@ -1,9 +1,10 @@
-"""The query API for partners (scope `query`).
+"""The partner API's read paths: SQL (scope `query`) and dataset samples (scope `catalog:read`).
 
     POST   /api/v1/query              run one SQL statement, stream its result
     POST   /api/v1/jobs               queue it as a job (202); GET lists the institution's jobs
     GET    /api/v1/jobs/{id}          state and progress; DELETE cancels
     GET    /api/v1/jobs/{id}/result   the result file, until it expires
+    GET    /api/v1/datasets/{slug}/sample   a few rows (open) or suppressed counts (aggregate, subscribers only)
 
 Everything a query must pass (grants, versions, quotas, audit, the gateway's
 checks and limits) happens in `query.service.run_query`, and for jobs in
@@ -21,17 +22,22 @@ from django.http import FileResponse, HttpResponse, StreamingHttpResponse
 from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from catalog.api import PartnerListView, PartnerView, record_refusal
+from audit.service import record
+from catalog import samples
+from catalog.api import get_dataset
+from datasets.query.formats import MEDIA_TYPES
+from datasets.spec import Mode, Tier
+from grants import service as grants
 from query import jobs
-from query.formats import MEDIA_TYPES
 from query.models import QueryJob
 from query.service import FORMATS, run_query
+from vitamin.api import PartnerListView, PartnerView, record_refusal
 from vitamin.errors import ApiError
 
 # Numbers in a request are stored or compared in 32-bit integer columns (PostgreSQL's `integer`).
@@ -318,3 +324,45 @@ class _RangeReader:
 
     def close(self) -> None:
         self.file.close()
+
+
+class DatasetSample(PartnerView):
+    @extend_schema(
+        summary="Sample of the latest version",
+        description=(
+            "open: real rows. aggregate: row counts by one dimension, groups with fewer than k distinct "
+            "entities suppressed; needs a subscription with query access. lookup: column names only."
+        ),
+        parameters=[
+            OpenApiParameter("limit", int, description=f"Rows of an open dataset (at most {samples.MAX_SAMPLE_ROWS})."),
+            OpenApiParameter("dimension", str, description="Aggregate datasets: the column to count by."),
+        ],
+        responses=OpenApiTypes.OBJECT,
+    )
+    def get(self, request, slug: str):
+        dataset = get_dataset(slug)
+        grant = None
+        if dataset.tier == Tier.AGGREGATE:
+            # Figures computed from non-open data are for subscribers only.
+            grant = grants.ensure(request.auth_client.institution, dataset, Mode.QUERY, request=request)
+        try:
+            limit = int(request.query_params.get("limit", samples.SAMPLE_ROWS))
+        except ValueError:
+            raise ApiError("limit must be a whole number.", code="invalid_request") from None
+        version = dataset.latest_version()
+        try:
+            sample = samples.sample_for(dataset, version, limit=limit, dimension=request.query_params.get("dimension"))
+        except samples.SampleError as exc:
+            raise ApiError(str(exc), code="invalid_request") from None
+        if grant is not None:
+            record(
+                "catalog.sample",
+                target=f"dataset:{dataset.slug}",
+                details={
+                    "version": sample.version,
+                    "dimension": sample.dimension,
+                    "subscription": grant.subscription.pk,
+                },
+                request=request,
+            )
+        return Response({"dataset": dataset.slug, "tier": dataset.tier, **sample.to_dict()})

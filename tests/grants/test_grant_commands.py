@@ -19,8 +19,8 @@ from grants import service, subscriptions
 from grants.demo import DEMO_PLAN
 from grants.models import Subscription
 from grants.tasks import PERIODIC_TASKS, expire_subscriptions, notify_expiring
-from institutions.demo import create_demo_partners
 from institutions.models import Institution
+from oauth.demo import create_demo_partners
 
 
 def run(*args) -> str:

@@ -11,8 +11,8 @@ from django.core.management import CommandError, call_command
 from partner_support import basic_auth, credit_code
 
 from audit.models import AuditEvent
-from institutions.demo import CREDENTIALS_FILE, create_demo_partners
 from institutions.models import Institution, InstitutionStatus
+from oauth.demo import CREDENTIALS_FILE, create_demo_partners
 from oauth.models import Client, Token
 
 pytestmark = pytest.mark.django_db

@@ -23,10 +23,11 @@ import pyarrow.parquet as pq
 import pytest
 from query_support import ALICE, K, Partner
 
+from datasets.query.bindings import DatasetBinding
+from datasets.query.gateway import Gateway
+from datasets.query.limits import Limits
+from datasets.query.sandbox import SandboxConfig
 from datasets.spec import AnalysisSpec
-from query.bindings import DatasetBinding, Limits
-from query.gateway import Gateway
-from query.sandbox import SandboxConfig
 
 
 def _cards_rows() -> list[dict]:

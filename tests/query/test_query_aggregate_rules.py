@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 from query_support import K
 
-from query.bindings import Limits
-from query.errors import Code, QueryRejected
+from datasets.query.errors import Code, QueryRejected
+from datasets.query.limits import Limits
 
 C = Code
 
@@ -66,7 +66,7 @@ def test_having_cannot_undo_the_threshold(run):
 def test_a_fully_suppressed_result_says_nothing_about_what_was_dropped(gateway, bindings):
     from query_support import ALICE
 
-    from query import formats
+    from datasets.query import formats
 
     result = gateway.run(
         "SELECT province, count(*) FROM cards WHERE province IN ('small', 'lonely') GROUP BY 1",

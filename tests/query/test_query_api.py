@@ -19,8 +19,8 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from catalog.models import DatasetVersion
+from datasets.spec import Mode
 from grants import subscriptions
-from grants.models import Mode
 
 INDUSTRY_SQL = "SELECT csi_industry, SUM(gmv) AS gmv FROM industry_prosperity_monthly GROUP BY 1 ORDER BY 1"
 

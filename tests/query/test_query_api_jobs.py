@@ -20,8 +20,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from audit.models import AuditEvent
+from datasets.spec import Mode
 from grants import subscriptions
-from grants.models import Mode
 from query.models import QueryJob
 from query.tasks import run_query_job
 

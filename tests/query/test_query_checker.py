@@ -8,11 +8,11 @@ import duckdb
 import pytest
 from query_support import ALICE
 
-from query.bindings import Limits
-from query.checker import inspect
-from query.errors import Code, QueryRejected
-from query.functions import ALLOWED_FUNCTIONS, OPERATORS
-from query.parser import SqlParser
+from datasets.query.checker import inspect
+from datasets.query.errors import Code, QueryRejected
+from datasets.query.functions import ALLOWED_FUNCTIONS, OPERATORS
+from datasets.query.limits import Limits
+from datasets.query.parser import SqlParser
 
 C = Code
 ESCAPES = [

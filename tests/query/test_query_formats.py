@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 from query_support import ALICE, arrow_stream_batches
 
-from query import formats
-from query.bindings import Limits
-from query.results import BATCH_ROWS
+from datasets.query import formats
+from datasets.query.limits import Limits
+from datasets.query.results import BATCH_ROWS
 
 SQL = "SELECT city, balance, balance > 500 AS rich FROM people ORDER BY balance LIMIT 6"
 EXPECTED = pa.table(
@@ -84,7 +84,7 @@ def test_an_empty_result_is_a_valid_document(body, format_name):
 
 
 def test_truncation_is_flagged_in_every_format_that_can_carry_it(body):
-    limits = Limits(max_rows=5)
+    limits = Limits(max_result_rows=5)
     sql = "SELECT n FROM numbers"
     result, _, data = body(sql, "json", limits)
     assert json.loads(data)["truncated"] is True and len(json.loads(data)["rows"]) == 5 and result.truncated
@@ -105,7 +105,7 @@ def test_large_results_stream_in_several_chunks(body, format_name):
     result, chunks, data = body(
         f"SELECT a.n AS a, b.n AS b FROM numbers a, numbers b WHERE b.n < 10 LIMIT {rows}",
         format_name,
-        Limits(max_rows=rows),
+        Limits(max_result_rows=rows),
     )
     assert len(chunks) >= 3 and max(len(c) for c in chunks) < len(data)
     assert result.rows == rows and not result.truncated

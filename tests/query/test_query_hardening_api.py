@@ -16,8 +16,8 @@ from django.test import Client
 
 from audit.models import AuditEvent
 from audit.service import verify_log
+from datasets.spec import Mode
 from grants import subscriptions
-from grants.models import Mode
 from query.models import QueryJob
 from query.tasks import run_query_job
 

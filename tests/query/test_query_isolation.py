@@ -20,12 +20,12 @@ import pytest
 from catalog_support import approved, auth, bearer_token
 from query_support import ALICE, arrow_stream_batches
 
-from grants.models import Mode
-from query import formats
-from query.bindings import Limits
-from query.errors import Code, QueryError, QueryFailed, QueryRejected
-from query.isolation import IsolatedGateway
-from query.sandbox import SandboxConfig
+from datasets.query import formats
+from datasets.query.errors import Code, QueryError, QueryFailed, QueryRejected
+from datasets.query.isolation import IsolatedGateway
+from datasets.query.limits import Limits
+from datasets.query.sandbox import SandboxConfig
+from datasets.spec import Mode
 
 CEILING_BYTES = 512 * 1024**2
 LIMIT_SECONDS = 2.0
@@ -93,7 +93,7 @@ def roomy(store_root, tmp_path_factory):
 
 def attempt(gateway, bindings, sql, *, limits=None, fmt="json", on_start=None):
     """Run and read one query: (seconds, body or None, the error or None, the result or None)."""
-    limits = limits or Limits(max_seconds=LIMIT_SECONDS, max_rows=1000)
+    limits = limits or Limits(max_query_seconds=LIMIT_SECONDS, max_result_rows=1000)
     started = time.monotonic()
     result = body = error = None
     try:
@@ -144,12 +144,12 @@ def test_an_uninterruptible_query_is_killed_after_the_grace_and_its_worker_repla
     before = set(isolated.worker_pids())
     limit = 0.5
     seconds, _, error, result = attempt(
-        isolated, bindings, UNINTERRUPTIBLE, limits=Limits(max_seconds=limit, max_rows=10)
+        isolated, bindings, UNINTERRUPTIBLE, limits=Limits(max_query_seconds=limit, max_result_rows=10)
     )
     assert error.code == Code.TIME_LIMIT_EXCEEDED
     assert limit + GRACE_SECONDS <= seconds <= limit + GRACE_SECONDS + SLACK_SECONDS
-    # Charged in full (every dataset it was given), as any unfinished query.
-    assert result.bytes_scanned == sum(binding.size_bytes for binding in bindings.values())
+    # Charged in full (every dataset it reads), as any unfinished query: in process or isolated alike.
+    assert result.bytes_scanned == bindings["numbers"].size_bytes
     assert result.worker_pid not in isolated.worker_pids() or result.worker_pid not in before
     assert_healthy(isolated, bindings)
 
@@ -161,7 +161,10 @@ def test_a_query_on_another_worker_is_not_disturbed_by_a_bomb(isolated, bindings
     def slow_reader():
         # Read slowly, so the query is still streaming while the bomb is killed next to it.
         result = isolated.run(
-            "SELECT a.n AS a, b.n AS b FROM numbers a, numbers b", bindings, ALICE.key, Limits(30, 200_000)
+            "SELECT a.n AS a, b.n AS b FROM numbers a, numbers b",
+            bindings,
+            ALICE.key,
+            Limits(max_query_seconds=30, max_result_rows=200_000),
         )
         rows = 0
         for batch in result.record_batches():
@@ -192,7 +195,13 @@ def test_cancel_stops_an_uninterruptible_query_within_about_a_second(roomy, bind
 
         threading.Thread(target=cancel).start()
 
-    _, _, error, _ = attempt(isolated, bindings, UNINTERRUPTIBLE, limits=Limits(60, 10), on_start=cancel_soon)
+    _, _, error, _ = attempt(
+        isolated,
+        bindings,
+        UNINTERRUPTIBLE,
+        limits=Limits(max_query_seconds=60, max_result_rows=10),
+        on_start=cancel_soon,
+    )
     stopped = time.monotonic()
     assert error.code == Code.QUERY_CANCELLED
     assert stopped - cancel_at["t"] <= 1.0 + SLACK_SECONDS
@@ -208,7 +217,11 @@ def test_cancel_of_an_interruptible_query_keeps_its_worker(isolated, bindings):
         threading.Timer(0.3, result.cancel).start()
 
     seconds, _, error, result = attempt(
-        isolated, bindings, BOMBS["cross join count"], limits=Limits(60, 10), on_start=cancel_soon
+        isolated,
+        bindings,
+        BOMBS["cross join count"],
+        limits=Limits(max_query_seconds=60, max_result_rows=10),
+        on_start=cancel_soon,
     )
     assert error.code == Code.QUERY_CANCELLED
     assert seconds < 1.0 + SLACK_SECONDS
@@ -217,7 +230,12 @@ def test_cancel_of_an_interruptible_query_keeps_its_worker(isolated, bindings):
 
 def test_a_result_closed_early_leaves_its_worker_reusable(isolated, bindings):
     assert_healthy(isolated, bindings)
-    result = isolated.run("SELECT a.n AS a, b.n AS b FROM numbers a, numbers b", bindings, ALICE.key, Limits(30, 10**6))
+    result = isolated.run(
+        "SELECT a.n AS a, b.n AS b FROM numbers a, numbers b",
+        bindings,
+        ALICE.key,
+        Limits(max_query_seconds=30, max_result_rows=10**6),
+    )
     batches = result.record_batches()
     next(batches)
     batches.close()  # the client went away
@@ -236,7 +254,11 @@ def test_a_worker_that_dies_mid_query_answers_memory_exceeded_and_is_replaced(is
         threading.Timer(0.3, os.kill, (result.worker_pid, signal.SIGKILL)).start()
 
     _, _, error, result = attempt(
-        isolated, bindings, BOMBS["cross join count"], limits=Limits(30, 10), on_start=die_soon
+        isolated,
+        bindings,
+        BOMBS["cross join count"],
+        limits=Limits(max_query_seconds=30, max_result_rows=10),
+        on_start=die_soon,
     )
     assert error.code == Code.MEMORY_LIMIT_EXCEEDED
     assert result.worker_pid not in isolated.worker_pids()
@@ -254,7 +276,7 @@ def test_a_worker_that_dies_mid_query_answers_memory_exceeded_and_is_replaced(is
 )
 @pytest.mark.parametrize("fmt", ["json", "csv", "arrow", "parquet"])
 def test_results_are_the_same_as_in_process(isolated, gateway, bindings, sql, fmt):
-    limits = Limits(max_seconds=10, max_rows=3)
+    limits = Limits(max_query_seconds=10, max_result_rows=3)
     ours = isolated.run(sql, bindings, ALICE.key, limits)
     theirs = gateway.run(sql, bindings, ALICE.key, limits)
     if "ENUM" in sql and fmt in ("arrow", "parquet"):  # ENUMs cross the pipe as their strings

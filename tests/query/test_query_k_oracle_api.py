@@ -21,7 +21,7 @@ from catalog_support import approved, auth, bearer_token, card_transactions_tabl
 from django.test import Client
 
 from audit.models import AuditEvent
-from grants.models import Mode
+from datasets.spec import Mode
 
 K = 10
 SUB_K_GROUP = "channel = 'mobile'"  # 3 buyers in version 1, 1 in version 2

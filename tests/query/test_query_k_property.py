@@ -23,10 +23,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from query_support import ALICE, K
 
+from datasets.query.errors import QueryError
+from datasets.query.limits import Limits
+from datasets.query.sandbox import view_sql
 from datasets.spec import ENTITY_BUCKET_COLUMN, entity_bucket_sql
-from query.bindings import Limits
-from query.errors import QueryError
-from query.sandbox import view_sql
 
 
 def _rows(variant: int) -> list[dict]:
@@ -161,7 +161,7 @@ def aggregate_queries(draw) -> tuple[str, list[str], str | None]:
 
 def outcome(gateway, binding, sql: str):
     try:
-        result = gateway.run(sql, {"cards": binding}, ALICE.key, Limits(max_seconds=20, max_rows=1000))
+        result = gateway.run(sql, {"cards": binding}, ALICE.key, Limits(max_query_seconds=20, max_result_rows=1000))
         with result:
             table = pa.Table.from_batches(list(result.record_batches()), schema=result.schema)
     except QueryError as error:

@@ -6,7 +6,8 @@ import duckdb
 import pytest
 from query_support import ALICE, BOB, MASTER_KEY
 
-from query.rekey import derive_partner_key, rekey, rekey_sql
+from datasets.query.limits import Limits
+from datasets.query.rekey import derive_partner_key, rekey, rekey_sql
 
 PUBLISHED_CUSTOMERS = {f"cust-{i}" for i in range(20)}
 PUBLISHED_PHONES = {f"1380000{i:04d}" for i in range(20)}
@@ -92,7 +93,6 @@ def test_sql_and_python_re_keying_agree_on_awkward_values():
 
 
 def test_a_partner_key_must_be_a_real_key(gateway, bindings):
-    from query.bindings import Limits
 
     for key in (b"", b"short", "text-not-bytes", b"x" * 65):
         with pytest.raises(ValueError):

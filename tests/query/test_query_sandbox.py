@@ -15,11 +15,11 @@ import pyarrow.parquet as pq
 import pytest
 from query_support import ALICE
 
-from query import formats
-from query.bindings import Limits
-from query.errors import Code, QueryFailed, sanitize_message
-from query.gateway import Gateway
-from query.sandbox import SandboxConfig
+from datasets.query import formats
+from datasets.query.errors import Code, QueryFailed, sanitize_message
+from datasets.query.gateway import Gateway
+from datasets.query.limits import Limits
+from datasets.query.sandbox import SandboxConfig
 
 # -- defence in depth: the instance itself refuses what the checker refuses --------------------
 
@@ -90,7 +90,7 @@ RUNAWAYS = [
 @pytest.mark.parametrize("sql", RUNAWAYS)
 def test_a_runaway_query_hits_the_time_limit_and_frees_its_connection(gateway, bindings, run, sql):
     with pytest.raises(QueryFailed) as failed:
-        result = gateway.run(sql, bindings, ALICE.key, Limits(max_seconds=1))
+        result = gateway.run(sql, bindings, ALICE.key, Limits(max_query_seconds=1))
         list(result.record_batches())
     assert failed.value.code == Code.TIME_LIMIT_EXCEEDED
     for _ in range(3):  # more queries than the pool has connections: none was kept
@@ -98,7 +98,7 @@ def test_a_runaway_query_hits_the_time_limit_and_frees_its_connection(gateway, b
 
 
 def test_a_query_cancelled_from_another_thread_stops_mid_computation(gateway, bindings, run):
-    result = gateway.run(RUNAWAYS[1], bindings, ALICE.key, Limits(max_seconds=60))
+    result = gateway.run(RUNAWAYS[1], bindings, ALICE.key, Limits(max_query_seconds=60))
     canceller = threading.Timer(0.5, result.cancel)
     canceller.start()
     with pytest.raises(QueryFailed) as failed:
@@ -111,7 +111,7 @@ def test_a_query_cancelled_from_another_thread_stops_mid_computation(gateway, bi
 
 def test_a_query_cancelled_before_it_started_never_runs(gateway, bindings, run):
     # DuckDB ignores an interrupt while nothing executes: the cancel must stick until reading starts.
-    result = gateway.run(RUNAWAYS[1], bindings, ALICE.key, Limits(max_seconds=60))
+    result = gateway.run(RUNAWAYS[1], bindings, ALICE.key, Limits(max_query_seconds=60))
     result.cancel()
     with pytest.raises(QueryFailed) as failed:
         list(result.record_batches())
@@ -121,7 +121,10 @@ def test_a_query_cancelled_before_it_started_never_runs(gateway, bindings, run):
 
 def test_a_client_that_reads_too_slowly_is_cut_off_at_the_time_limit(gateway, bindings, run):
     result = gateway.run(
-        "SELECT a.n, b.n FROM numbers a, numbers b", bindings, ALICE.key, Limits(max_seconds=1, max_rows=10**9)
+        "SELECT a.n, b.n FROM numbers a, numbers b",
+        bindings,
+        ALICE.key,
+        Limits(max_query_seconds=1, max_result_rows=10**9),
     )
     batches = result.record_batches()
     next(batches)
@@ -137,17 +140,17 @@ def test_a_client_that_reads_too_slowly_is_cut_off_at_the_time_limit(gateway, bi
 def test_a_query_needing_too_much_memory_fails_cleanly(gateway, bindings, run):
     sql = "SELECT string_agg(a.n::VARCHAR || b.n::VARCHAR, ',') FROM numbers a, numbers b"
     with pytest.raises(QueryFailed) as failed:
-        list(gateway.run(sql, bindings, ALICE.key, Limits(max_seconds=60)).record_batches())
+        list(gateway.run(sql, bindings, ALICE.key, Limits(max_query_seconds=60)).record_batches())
     assert failed.value.code == Code.MEMORY_LIMIT_EXCEEDED
     assert "memory_limit" not in failed.value.message and "SET" not in failed.value.message
     assert run("SELECT count(*) FROM numbers")[1] == [(30_000,)]
 
 
 def test_the_row_cap_truncates_and_says_so(run, gateway, bindings):
-    result = gateway.run("SELECT n FROM numbers ORDER BY n DESC", bindings, ALICE.key, Limits(max_rows=7))
+    result = gateway.run("SELECT n FROM numbers ORDER BY n DESC", bindings, ALICE.key, Limits(max_result_rows=7))
     rows = [n for batch in result.record_batches() for n in batch.column(0).to_pylist()]
     assert rows == list(range(29_999, 29_992, -1)) and result.truncated and result.rows == 7
-    exact = gateway.run("SELECT n FROM numbers WHERE n < 7", bindings, ALICE.key, Limits(max_rows=7))
+    exact = gateway.run("SELECT n FROM numbers WHERE n < 7", bindings, ALICE.key, Limits(max_result_rows=7))
     assert sum(b.num_rows for b in exact.record_batches()) == 7 and not exact.truncated
 
 
@@ -156,7 +159,7 @@ def test_the_row_cap_truncates_and_says_so(run, gateway, bindings):
     [("LIMIT 7", 7, False), ("LIMIT 3", 3, False), ("LIMIT 8", 7, True), ("LIMIT 50 PERCENT", 7, True), ("", 7, True)],
 )
 def test_the_partners_own_limit_and_the_cap_combine(gateway, bindings, limit, rows, truncated):
-    with gateway.run(f"SELECT n FROM numbers {limit}", bindings, ALICE.key, Limits(max_rows=7)) as result:
+    with gateway.run(f"SELECT n FROM numbers {limit}", bindings, ALICE.key, Limits(max_result_rows=7)) as result:
         assert sum(b.num_rows for b in result.record_batches()) == rows
     assert result.truncated is truncated
 
@@ -340,7 +343,10 @@ def test_the_temp_directory_is_private_and_removed_on_close(store_root, tmp_path
 
 def test_json_ends_with_the_error_when_a_query_fails_mid_stream(gateway, bindings):
     result = gateway.run(
-        "SELECT a.n, b.n FROM numbers a, numbers b", bindings, ALICE.key, Limits(max_seconds=1, max_rows=10**9)
+        "SELECT a.n, b.n FROM numbers a, numbers b",
+        bindings,
+        ALICE.key,
+        Limits(max_query_seconds=1, max_result_rows=10**9),
     )
     chunks = formats.stream(result, "json")
     next(chunks)
@@ -356,7 +362,7 @@ def test_concurrent_partners_each_get_their_own_values(gateway, bindings):
     """More threads than connections, alternating partners: every answer is right for its partner."""
     from query_support import BOB
 
-    from query.rekey import rekey
+    from datasets.query.rekey import rekey
 
     expected = {partner.name: rekey(partner.key, "cust-7") for partner in (ALICE, BOB)}
     answers: list[tuple[str, list]] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand
 
 from grants.demo import create_demo_subscriptions
-from institutions.management.output import add_json_flag, emit
+from vitamin.cli import add_json_flag, emit
 
 
 class Command(BaseCommand):

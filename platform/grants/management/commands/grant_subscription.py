@@ -10,8 +10,8 @@ from django.utils import timezone
 from catalog.models import Dataset
 from grants import subscriptions
 from grants.models import QuotaPlan
-from institutions.management.output import add_json_flag, emit
 from institutions.models import Institution
+from vitamin.cli import add_json_flag, emit
 from vitamin.errors import ApiError
 
 

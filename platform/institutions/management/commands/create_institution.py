@@ -8,8 +8,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from institutions import lifecycle
-from institutions.management.output import add_json_flag, emit
 from institutions.models import Institution, InstitutionType
+from vitamin.cli import add_json_flag, emit
 
 
 class Command(BaseCommand):

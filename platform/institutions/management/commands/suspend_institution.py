@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from institutions import lifecycle
-from institutions.management.output import add_json_flag, emit
 from institutions.models import Institution
+from vitamin.cli import add_json_flag, emit
 
 
 class Command(BaseCommand):

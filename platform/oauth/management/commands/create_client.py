@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from institutions.management.output import add_json_flag, emit
 from institutions.models import Institution
 from oauth.clients import ClientConfigError, create_client
 from oauth.metadata import server_metadata
 from oauth.models import GrantType
 from oauth.scopes import ALL_SCOPES
+from vitamin.cli import add_json_flag, emit
 
 
 class Command(BaseCommand):

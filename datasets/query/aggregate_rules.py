@@ -34,12 +34,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from query import aggregate_plan
-from query.aggregate_plan import AggregatePlan, Parser
-from query.bindings import IDENTIFYING_ROLES, DatasetBinding, Tier
-from query.checker import position_of
-from query.errors import Code, QueryRejected
-from query.functions import AGGREGATE_FUNCTIONS
+from datasets.query import aggregate_plan
+from datasets.query.aggregate_plan import AggregatePlan, Parser
+from datasets.query.bindings import IDENTIFYING_ROLES, DatasetBinding, Tier
+from datasets.query.checker import position_of
+from datasets.query.errors import Code, QueryRejected
+from datasets.query.functions import AGGREGATE_FUNCTIONS
 
 # SQL aggregate → the name the dataset spec uses in `analysis.aggregates`.
 _SPEC_AGGREGATES = {

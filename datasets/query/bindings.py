@@ -12,21 +12,14 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 
-from datasets.spec import AnalysisSpec
+from datasets.spec import AnalysisSpec, Tier
 
 _SLUG = re.compile(r"[a-z][a-z0-9_]{1,62}")
 # Columns the gateway adds to its views; a dataset column may not look like one.
 RESERVED_COLUMN_PREFIX = "__vitamin"
 # Roles whose values identify a person: re-keyed per partner in open datasets, never shown from aggregate ones.
 IDENTIFYING_ROLES = frozenset({"identifier", "entity"})
-
-
-class Tier(StrEnum):
-    OPEN = "open"
-    AGGREGATE = "aggregate"
-    LOOKUP = "lookup"
 
 
 @dataclass(frozen=True)
@@ -74,15 +67,3 @@ class DatasetBinding:
     @property
     def identifying_columns(self) -> tuple[str, ...]:
         return tuple(name for name, role in self.columns.items() if role in IDENTIFYING_ROLES)
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Per-query limits from the partner's plan."""
-
-    max_seconds: float = 30.0
-    max_rows: int = 100_000
-
-    def __post_init__(self) -> None:
-        if self.max_seconds <= 0 or self.max_rows < 1:
-            raise ValueError("limits must be positive")

@@ -19,7 +19,7 @@ from typing import Any
 
 import duckdb
 
-from query.errors import Code, QueryRejected
+from datasets.query.errors import Code, QueryRejected
 
 MAX_SQL_CHARS = 100_000
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from institutions.demo import create_demo_partners
-from institutions.management.output import add_json_flag, emit
+from oauth.demo import create_demo_partners
+from vitamin.cli import add_json_flag, emit
 
 
 class Command(BaseCommand):

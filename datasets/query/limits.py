@@ -1,14 +1,19 @@
-"""The limits a subscription runs under: a plan's values with the subscription's overrides applied.
+"""The limits a partner's use runs under: one type for every path (SQL, jobs, downloads, lookups).
 
-Three kinds of limit, all whole numbers:
+A `Limits` is a plan's values with a subscription's overrides applied (the
+platform builds it from its models); a query that reads several subscriptions
+runs under `Limits.tightest` of theirs. Three kinds of limit, all whole numbers:
 
 - per day, counted by the quota service (`DAILY_METRICS` maps each metric to its limit);
 - concurrency: `concurrent_queries`, held as quota leases;
 - per query: `max_query_seconds` and `max_result_rows`, applied by the SQL gateway itself.
+
+The defaults are a new plan's defaults.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields, replace
 
 # Metric name (as the quota service and the usage API know it) → the Limits field that caps it per day.
@@ -24,14 +29,28 @@ CONCURRENT_QUERIES = "concurrent_queries"
 
 @dataclass(frozen=True)
 class Limits:
-    queries_per_day: int
-    rows_returned_per_day: int
-    bytes_scanned_per_day: int
-    bytes_downloaded_per_day: int
-    lookups_per_day: int
-    concurrent_queries: int
-    max_query_seconds: int
-    max_result_rows: int
+    queries_per_day: int = 1000
+    rows_returned_per_day: int = 10_000_000
+    bytes_scanned_per_day: int = 50 * 1024**3
+    bytes_downloaded_per_day: int = 10 * 1024**3
+    lookups_per_day: int = 10_000
+    concurrent_queries: int = 2
+    max_query_seconds: float = 60
+    max_result_rows: int = 1_000_000
+
+    def __post_init__(self) -> None:
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ValueError(f"The limit {item.name} must be a non-negative number, not {value!r}.")
+
+    @classmethod
+    def tightest(cls, many: Iterable[Limits]) -> Limits:
+        """Each limit at its lowest among `many`: what a use of several subscriptions at once runs under."""
+        many = list(many)
+        if not many:
+            raise ValueError("tightest() needs at least one Limits")
+        return cls(**{name: min(getattr(each, name) for each in many) for name in LIMIT_NAMES})
 
     def daily_limit(self, metric: str) -> int:
         """The per-day limit on a metric of DAILY_METRICS."""
@@ -47,6 +66,7 @@ class Limits:
 
 
 LIMIT_NAMES: tuple[str, ...] = tuple(field.name for field in fields(Limits))
+DEFAULT_LIMITS = Limits()
 
 
 def clean_overrides(value) -> dict[str, int]:

@@ -47,10 +47,10 @@ import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from datasets.query.checker import position_of
+from datasets.query.errors import Code, QueryRejected
+from datasets.query.functions import AGGREGATE_FUNCTIONS, ROW_LEVEL_FUNCTIONS
 from datasets.sql import quote_identifier
-from query.checker import position_of
-from query.errors import Code, QueryRejected
-from query.functions import AGGREGATE_FUNCTIONS, ROW_LEVEL_FUNCTIONS
 
 GROUPS_TABLE = "__vitamin_groups"
 EXACT_TABLE = "__vitamin_exact"

@@ -1,15 +1,15 @@
 """A query worker process: one in-process `Gateway` under a hard address-space limit, serving one query at a time.
 
-Started by `query.isolation` (never imported by Django code paths; nothing here
+Started by `datasets.query.isolation` (never imported by Django code paths; nothing here
 imports Django) as
 
-    python -I -c "<put the repo and platform/ on sys.path>; from query.worker_process import main; main()" MAIN_FD CONTROL_FD
+    python -I -c "<put the repo on sys.path>; from datasets.query.worker_process import main; main()" MAIN_FD CONTROL_FD
 
 and spoken to over two socket pairs, with `multiprocessing.connection` framing:
 
 - MAIN (one request at a time, from the parent's reading thread). The parent sends
-  pickles: the `SandboxConfig` once, then per query `("run", id, sql, bindings,
-  partner_key, limits)`, then `("read", kind, nested_as_text, prefix)` or
+  pickles: the `SandboxConfig` once, then per query `("execute", id, checked_query,
+  partner_key, limits)` (checked by the parent, not again here), then `("read", kind, nested_as_text, prefix)` or
   `("close",)`. The worker answers in JSON (`{"started": columns}`, `{"error": ...}`,
   `{"end": ...}`) and, while reading, Arrow IPC messages: the schema, then one
   `RecordBatch.serialize()` per batch. Arrow messages start with 0xFFFFFFFF and
@@ -40,10 +40,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute  # noqa: F401 - loaded before RLIMIT_AS is set: a lazy import under the cap can fail to map
 
-from query.bindings import Limits
-from query.errors import Code, QueryError, QueryFailed
-from query.gateway import Gateway
-from query.sandbox import SandboxConfig
+from datasets.query.errors import Code, QueryError, QueryFailed
+from datasets.query.gateway import CheckedQuery, Gateway
+from datasets.query.limits import Limits
+from datasets.query.sandbox import SandboxConfig
 
 log = logging.getLogger("vitamin.query.worker")
 
@@ -97,7 +97,9 @@ class Worker:
     def _warm_up(self) -> None:
         """Start the threads a query starts (watchdog, DuckDB's), so the baseline measured includes them."""
         try:
-            result = self._gateway.run("SELECT 1 AS x", {}, _WARM_UP_KEY, Limits(max_seconds=10, max_rows=1))
+            result = self._gateway.run(
+                "SELECT 1 AS x", {}, _WARM_UP_KEY, Limits(max_query_seconds=10, max_result_rows=1)
+            )
             for _ in result.record_batches():
                 pass
             result.close()
@@ -112,14 +114,14 @@ class Worker:
                 message = pickle.loads(self._main.recv_bytes())  # noqa: S301 - the parent is trusted
             except EOFError:
                 return  # the parent went away
-            if message[0] == "run":
-                self._run(*message[1:])
+            if message[0] == "execute":
+                self._execute(*message[1:])
 
-    def _run(self, query_id: int, sql: str, bindings: dict, partner_key: bytes, limits: Limits) -> None:
+    def _execute(self, query_id: int, checked: CheckedQuery, partner_key: bytes, limits: Limits) -> None:
         with self._lock:
             self._query_id, self._stopped = query_id, False
         try:
-            result = self._gateway.run(sql, bindings, partner_key, limits)
+            result = self._gateway.execute(checked, partner_key, limits)
         except QueryError as exc:
             self._end_query()
             self._send_error(exc)

@@ -32,12 +32,12 @@ from dataclasses import dataclass
 
 import duckdb
 
+from datasets.query.aggregate_plan import ENTITY_BIT_COLUMN, SCRATCH_TABLES
+from datasets.query.bindings import IDENTIFYING_ROLES, DatasetBinding, Tier
+from datasets.query.errors import Code, QueryFailed, QueryRejected, sanitize_message
+from datasets.query.rekey import key_fingerprint, rekey_sql
 from datasets.spec import ENTITY_BUCKET_COLUMN, entity_bucket_sql
 from datasets.sql import quote_identifier, sql_literal
-from query.aggregate_plan import ENTITY_BIT_COLUMN, SCRATCH_TABLES
-from query.bindings import IDENTIFYING_ROLES, DatasetBinding, Tier
-from query.errors import Code, QueryFailed, QueryRejected, sanitize_message
-from query.rekey import key_fingerprint, rekey_sql
 
 log = logging.getLogger("vitamin.query")
 

@@ -3,7 +3,7 @@
 `inspect` walks the whole tree once, independent of who is asking. Every node
 must be of a kind listed here (fail closed: a construct this module does not
 know is refused as `unsupported_syntax`, however harmless it may be); every
-function call must be on the allow-list in `query.functions`; table functions,
+function call must be on the allow-list in `datasets.query.functions`; table functions,
 parameters and time travel are refused wherever they appear, including in
 scalar subqueries. It returns the tables the statement reads, having resolved
 which names are CTEs: a CTE is visible to the statement it belongs to and to
@@ -22,9 +22,9 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from query.bindings import DatasetBinding, Tier
-from query.errors import Code, QueryRejected
-from query.functions import AGGREGATE_FUNCTIONS, ALLOWED_FUNCTIONS, WINDOW_FUNCTIONS
+from datasets.query.bindings import DatasetBinding, Tier
+from datasets.query.errors import Code, QueryRejected
+from datasets.query.functions import AGGREGATE_FUNCTIONS, ALLOWED_FUNCTIONS, WINDOW_FUNCTIONS
 
 QUERY_NODES = frozenset({"SELECT_NODE", "SET_OPERATION_NODE", "RECURSIVE_CTE_NODE"})
 TABLE_REFS = frozenset({"BASE_TABLE", "JOIN", "SUBQUERY", "EXPRESSION_LIST", "EMPTY"})

@@ -8,8 +8,8 @@
                     below k are dropped before any partner expression sees them (aggregate_rules, _plan)
       5. sandbox    a pooled, locked-down DuckDB connection; the datasets bound as views,
                     identifying columns re-keyed for the partner                           (sandbox, rekey)
-      6. execute    watchdog for the plan's time limit, LIMIT max_rows + 1 for its row cap (results)
-    → QueryResult, streamed by `query.formats.stream`
+      6. execute    watchdog for the plan's time limit, LIMIT max_result_rows + 1 for its row cap (results)
+    → QueryResult, streamed by `datasets.query.formats.stream`
 
 Grants, quotas, concurrency per institution, metering and audit are the
 caller's: it decides which datasets a partner may read (the bindings) and
@@ -23,15 +23,16 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from query import aggregate_rules
-from query.bindings import DatasetBinding, Limits
-from query.checker import QueryShape, check_tables, inspect
-from query.errors import Code, QueryError, QueryRejected
-from query.parser import SqlParser
-from query.rekey import check_partner_key
-from query.results import QueryResult
-from query.sandbox import Sandbox, SandboxConfig, Session
-from query.watchdog import Deadline, Watchdog
+from datasets.query import aggregate_rules
+from datasets.query.bindings import DatasetBinding
+from datasets.query.checker import QueryShape, check_tables, inspect
+from datasets.query.errors import Code, QueryError, QueryRejected
+from datasets.query.limits import Limits
+from datasets.query.parser import SqlParser
+from datasets.query.rekey import check_partner_key
+from datasets.query.results import QueryResult
+from datasets.query.sandbox import Sandbox, SandboxConfig, Session
+from datasets.query.watchdog import Deadline, Watchdog
 
 PARSE_CACHE_SIZE = 512
 
@@ -85,18 +86,23 @@ class Gateway:
         return CheckedQuery(sql, used, aggregate=False, row_limit=shape.row_limit)
 
     def run(self, sql: str, bindings: Mapping[str, DatasetBinding], partner_key: bytes, limits: Limits) -> QueryResult:
-        """Check `sql` against `bindings` (the partner's granted dataset versions, by slug) and start it.
+        """`check` then `execute`: check `sql` against `bindings` (the partner's granted dataset versions, by slug) and start it."""
+        return self.execute(self.check(sql, bindings), partner_key, limits)
+
+    def execute(self, checked: CheckedQuery, partner_key: bytes, limits: Limits) -> QueryResult:
+        """Start a query that `check` passed (each query is checked, and its aggregate plan made, once).
 
         Raises QueryRejected (the query must change) or QueryFailed (it could not
         run now: busy, dataset unavailable, or an error DuckDB raised while
         binding it). Errors later, while rows stream, come from reading the result.
         """
+        if limits.max_query_seconds <= 0 or limits.max_result_rows < 1:
+            raise ValueError("a query needs a positive time limit and a row cap of at least 1")
         check_partner_key(partner_key)
-        checked = self.check(sql, bindings)
         for binding in checked.bindings:
             self._sandbox.check_files(binding)
         session = self._sandbox.acquire()
-        deadline = self._watchdog.arm(session.cursor, limits.max_seconds)
+        deadline = self._watchdog.arm(session.cursor, limits.max_query_seconds)
         try:
             session.bind(checked.bindings, partner_key)
             session.require_same_types(checked.join_keys)

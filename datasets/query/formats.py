@@ -31,8 +31,8 @@ import pyarrow.csv as pa_csv
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from query.errors import QueryFailed
-from query.results import QueryResult
+from datasets.query.errors import QueryFailed
+from datasets.query.results import QueryResult
 
 MEDIA_TYPES = {
     "json": "application/json",

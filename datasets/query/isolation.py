@@ -7,7 +7,7 @@
 DuckDB's memory_limit does not govern every allocation (a `list_resize` or
 `repeat` result is one allocation outside its buffer pool) and its interrupt is
 only checked between vectors (one long `lpad` cannot be stopped). So each query
-runs in a worker process (`query.worker_process`) that serves one query at a
+runs in a worker process (`datasets.query.worker_process`) that serves one query at a
 time with the ordinary in-process `Gateway`, under limits the host enforces:
 
 - memory: the worker caps its own address space (RLIMIT_AS) at its measured
@@ -52,20 +52,20 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from query.bindings import DatasetBinding, Limits
-from query.errors import Code, QueryError, QueryFailed, QueryRejected
-from query.gateway import CheckedQuery, Gateway
-from query.results import Column
-from query.sandbox import SandboxConfig
-from query.worker_process import proc_status_bytes
+from datasets.query.bindings import DatasetBinding
+from datasets.query.errors import Code, QueryError, QueryFailed, QueryRejected
+from datasets.query.gateway import CheckedQuery, Gateway
+from datasets.query.limits import Limits
+from datasets.query.results import Column
+from datasets.query.sandbox import SandboxConfig
+from datasets.query.worker_process import proc_status_bytes
 
 log = logging.getLogger("vitamin.query")
 
 DEFAULT_KILL_GRACE_SECONDS = 2.0
 CANCEL_KILL_SECONDS = 1.0  # a cancelled query still running this long after the cancel is killed
 START_TIMEOUT_SECONDS = 60.0
-_PLATFORM_DIR = Path(__file__).resolve().parents[1]
-_REPO_DIR = _PLATFORM_DIR.parent
+_REPO_DIR = Path(__file__).resolve().parents[2]
 _CHECKER_MEMORY_BYTES = 128 * 1024**2
 
 _MESSAGES = {
@@ -89,8 +89,8 @@ class _Worker:
         config = replace(config, temp_directory=self.temp_directory, max_concurrent_queries=1)
         main_here, main_there = socket.socketpair()
         control_here, control_there = socket.socketpair()
-        bootstrap = f"import sys; sys.path[:0] = {[str(_REPO_DIR), str(_PLATFORM_DIR)]!r}; "
-        bootstrap += "from query.worker_process import main; main()"
+        bootstrap = f"import sys; sys.path[:0] = {[str(_REPO_DIR)]!r}; "
+        bootstrap += "from datasets.query.worker_process import main; main()"
         # Fewer glibc malloc arenas: less address space reserved by threads, so more of the cap is the query's.
         env = {**os.environ, "MALLOC_ARENA_MAX": "2"}
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
@@ -368,13 +368,20 @@ class IsolatedGateway:
     def run(
         self, sql: str, bindings: Mapping[str, DatasetBinding], partner_key: bytes, limits: Limits
     ) -> IsolatedResult:
-        """`Gateway.run` in a worker: raises QueryRejected or QueryFailed as it does, or returns the started query."""
+        """`Gateway.run`: checked here, executed in a worker."""
+        return self.execute(self.check(sql, bindings), partner_key, limits)
+
+    def execute(self, checked: CheckedQuery, partner_key: bytes, limits: Limits) -> IsolatedResult:
+        """`Gateway.execute` in a worker: raises QueryRejected or QueryFailed as it does, or returns the started query.
+
+        The worker executes the checked query as it is sent (the parent is trusted); it does not check it again.
+        """
         worker = self._pool.acquire()
         query_id = next(self._query_ids)
-        worker.arm(time.monotonic() + limits.max_seconds + self.kill_grace_seconds, Code.TIME_LIMIT_EXCEEDED)
+        worker.arm(time.monotonic() + limits.max_query_seconds + self.kill_grace_seconds, Code.TIME_LIMIT_EXCEEDED)
         self._pool.armed()
         try:
-            worker.send(("run", query_id, sql, dict(bindings), partner_key, limits))
+            worker.send(("execute", query_id, checked, partner_key, limits))
             reply = json.loads(worker.receive())
         except BaseException:
             self._pool.release(worker)
@@ -387,7 +394,7 @@ class IsolatedGateway:
             worker=worker,
             query_id=query_id,
             columns=[Column(name, type_) for name, type_ in reply["started"]],
-            unfinished_bytes=sum(binding.size_bytes for binding in bindings.values()),
+            unfinished_bytes=sum(binding.size_bytes for binding in checked.bindings),
         )
 
     def worker_pids(self) -> list[int]:

@@ -1,6 +1,6 @@
 """A running query: its columns, its rows as a stream of batches, and what it cost.
 
-The row cap is part of the query itself (`LIMIT max_rows + 1`, so DuckDB can
+The row cap is part of the query itself (`LIMIT max_result_rows + 1`, so DuckDB can
 stop early and use a top-N sort), and the extra row only tells that the result
 was truncated; a query whose own `LIMIT n` is within the cap runs as it is. The time limit is a watchdog that interrupts the connection: it
 covers execution and streaming alike, so a client that reads slowly cannot
@@ -23,11 +23,11 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from datasets.query.errors import QueryFailed
+from datasets.query.limits import Limits
+from datasets.query.sandbox import Session
+from datasets.query.watchdog import Deadline
 from datasets.sql import quote_identifier, sql_literal
-from query.bindings import Limits
-from query.errors import QueryFailed
-from query.sandbox import Session
-from query.watchdog import Deadline
 
 BATCH_ROWS = 64 * 1024
 _NESTED_TYPES = frozenset({"list", "array", "struct", "map", "union"})
@@ -57,9 +57,9 @@ class QueryResult:
         self.columns = [Column(name, str(type_)) for name, type_ in zip(relation.columns, relation.types, strict=True)]
         self._types = list(relation.types)
         # A query whose own LIMIT is within the cap cannot be truncated, and needs no second LIMIT on top.
-        capped = own_row_limit is not None and own_row_limit <= limits.max_rows
-        self._relation = relation if capped else relation.limit(limits.max_rows + 1)
-        self._max_rows = limits.max_rows
+        capped = own_row_limit is not None and own_row_limit <= limits.max_result_rows
+        self._relation = relation if capped else relation.limit(limits.max_result_rows + 1)
+        self._max_rows = limits.max_result_rows
         self._session = session
         self._deadline = deadline
         self._release = release
@@ -78,7 +78,7 @@ class QueryResult:
     # -- reading ----------------------------------------------------------------------------------
 
     def record_batches(self, *, nested_as_text: bool = False) -> Iterator[pa.RecordBatch]:
-        """The rows as Arrow record batches (at most `max_rows` rows in all).
+        """The rows as Arrow record batches (at most `max_result_rows` rows in all).
 
         `nested_as_text` renders lists, structs and maps as DuckDB's text form, for formats
         without nested types (CSV).
