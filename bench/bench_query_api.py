@@ -52,8 +52,8 @@ SETUP = textwrap.dedent(
     from pathlib import Path
     from django.utils import timezone
     from catalog.models import Dataset, DatasetVersion
-    from grants import subscriptions
-    from grants.models import QuotaPlan
+    from access import subscriptions
+    from access.models import QuotaPlan
     from institutions import lifecycle
     from institutions.credit_code import check_character
     from institutions.models import InstitutionStatus, InstitutionType

@@ -24,11 +24,11 @@ import pytest
 from django.utils import timezone
 from partner_support import add_member, make_client, make_institution, make_user
 
+from access import subscriptions
+from access.models import QuotaPlan
 from catalog.models import Dataset, DatasetVersion
 from catalog.sync import load_catalog_specs, sync_datasets
 from datasets.storage import Store
-from grants import subscriptions
-from grants.models import QuotaPlan
 from institutions.models import InstitutionType, Role
 from oauth.credentials import hash_secret
 from oauth.models import GrantType, Token

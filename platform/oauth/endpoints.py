@@ -18,7 +18,7 @@ from audit.service import record
 from oauth import credentials
 from oauth.clients import ClientConfigError, create_client
 from oauth.events import by_client, http_request_of
-from oauth.grants import CLIENT_AUTH_METHODS
+from oauth.flows import CLIENT_AUTH_METHODS
 from oauth.metadata import capabilities
 from oauth.models import GrantType, RegistrationToken, Token
 from oauth.scopes import parse_scope

@@ -6,7 +6,7 @@ from django.urls import reverse
 
 from institutions.links import absolute_url
 from oauth.client_auth import SIGNING_ALGORITHMS
-from oauth.grants import CLIENT_AUTH_METHODS
+from oauth.flows import CLIENT_AUTH_METHODS
 from oauth.models import GrantType
 from oauth.scopes import ALL_SCOPES
 

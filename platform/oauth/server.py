@@ -25,7 +25,7 @@ from oauth import credentials, throttle
 from oauth.client_auth import claimed_client_id, private_key_jwt_method
 from oauth.endpoints import ClientRegistrationEndpoint, IntrospectionEndpoint, RevocationEndpoint
 from oauth.events import by_client, http_request_of
-from oauth.grants import AuthorizationCodeGrant, ClientCredentialsGrant, RefreshTokenGrant, RequireS256
+from oauth.flows import AuthorizationCodeGrant, ClientCredentialsGrant, RefreshTokenGrant, RequireS256
 from oauth.metadata import issuer
 from oauth.models import AuthMethod, Client, GrantType, Token
 from oauth.scopes import ALL_SCOPES

@@ -15,14 +15,14 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
+from access import service as access
+from access import subscriptions
+from access.models import Subscription
 from audit.service import record
 from catalog import describe, samples
 from catalog.listing import facet_values, search_datasets
 from catalog.models import TIER_CHOICES, Dataset
 from datasets.spec import MODES_BY_TIER, TIERS, Mode, Tier
-from grants import service as grants
-from grants import subscriptions
-from grants.models import Subscription
 from institutions.models import MANAGER_ROLES, Institution, InstitutionStatus, Member
 from portal import charts
 from portal.subscription_forms import RequestAccessForm
@@ -128,7 +128,7 @@ def _sample_block(request, dataset: Dataset, version, memberships: list[Member])
     granted_to = None
     if dataset.tier == Tier.AGGREGATE and not request.user.is_staff:
         granted_to = next(
-            (member.institution for member in memberships if grants.allowed(member.institution, dataset, Mode.QUERY)),
+            (member.institution for member in memberships if access.allowed(member.institution, dataset, Mode.QUERY)),
             None,
         )
         if granted_to is None:

@@ -19,9 +19,9 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from access import subscriptions
+from access.models import QuotaPlan, Subscription
 from catalog.models import DatasetVersion
-from grants import subscriptions
-from grants.models import QuotaPlan, Subscription
 from vitamin.errors import ApiError
 
 DECISIONS = ("approve", "reject", "revoke")

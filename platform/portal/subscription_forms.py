@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from django import forms
 
+from access.models import QuotaPlan
+from access.subscriptions import PURPOSE_MAX_CHARS
 from catalog.models import Dataset
 from datasets.spec import MODES_BY_TIER, Mode
-from grants.models import QuotaPlan
-from grants.subscriptions import PURPOSE_MAX_CHARS
 
 
 class RequestAccessForm(forms.Form):

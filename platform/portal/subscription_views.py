@@ -11,8 +11,8 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from grants import subscriptions
-from grants.models import Subscription
+from access import subscriptions
+from access.models import Subscription
 from institutions.access import ensure_manager, ensure_member
 from institutions.models import MANAGER_ROLES, Member
 from vitamin.errors import ApiError

@@ -45,13 +45,13 @@ from django.core import signing
 from django.db import transaction
 from django.utils import timezone
 
+from access import metering
+from access import service as access
 from audit.models import Outcome
 from audit.service import record
 from datasets.query.errors import QueryError
 from datasets.query.limits import CONCURRENT_QUERIES
 from datasets.query.results import QueryResult
-from grants import metering
-from grants import service as grants
 from oauth.models import Client
 from query.models import QueryJob
 from query.service import check_query, get_gateway, run_query
@@ -380,11 +380,11 @@ def open_result(
     return result, part, size
 
 
-def result_grants(job: QueryJob, *, request=None) -> list[grants.Grant]:
+def result_grants(job: QueryJob, *, request=None) -> list[access.Grant]:
     """The grants a job's result is served under, checked now: every path to the result (GET, a byte
     range, HEAD, the signed link) calls this, so a grant revoked since the job ran stops it (403,
     `grant.denied` on record)."""
-    return [grants.ensure(job.institution_id, slug, "query", request=request) for slug in _datasets_read(job)]
+    return [access.ensure(job.institution_id, slug, "query", request=request) for slug in _datasets_read(job)]
 
 
 def _datasets_read(job: QueryJob) -> list[str]:

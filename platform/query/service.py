@@ -8,7 +8,7 @@ Steps, in order (each refusal is an ApiError with a stable code, and an audit ev
  1. statement   the datasets the SQL reads (the gateway's parser; 400 with the engine's code); a query
                 that reads none is refused (400 no_dataset: the plan whose limits bound it is a
                 subscription's), and so is a CTE named like any dataset of the catalog (400 cte_name_conflict)
- 2. grants      `grants.service.ensure(..., "query")` for each (403 with the grant's code)
+ 2. grants      `access.service.ensure(..., "query")` for each (403 with the grant's code)
  3. versions    the grant's pinned version, else the requested one, else the latest published
  4. check       every gateway check, before anything is charged (400 with the engine's code)
  5. quota       a concurrent-query slot of the institution and of each subscription, then 1 of `queries` per day;
@@ -41,6 +41,9 @@ from dataclasses import dataclass, field, replace
 from django.conf import settings
 from django.db import transaction
 
+from access import metering
+from access import service as access
+from access.service import Grant
 from audit.models import Outcome
 from audit.service import record
 from catalog.models import Dataset, DatasetVersion
@@ -55,9 +58,6 @@ from datasets.query.results import QueryResult
 from datasets.query.sandbox import SandboxConfig
 from datasets.spec import AnalysisSpec
 from datasets.storage import Store
-from grants import metering
-from grants import service as grants
-from grants.service import Grant
 from quotas.service import Lease
 from quotas.service import release as release_lease
 from vitamin.errors import ApiError
@@ -279,7 +279,7 @@ def _grants(gateway: Gateway, institution_id: int, sql: str, request) -> dict[st
     if not names:
         gateway.check(sql, {})  # the engine's code first: a file, the catalog or a qualified name is read
         raise QueryRejected(Code.NO_DATASET, "A query must read at least one dataset you subscribe to.")
-    return {name: grants.ensure(institution_id, name, "query", request=request) for name in names}
+    return {name: access.ensure(institution_id, name, "query", request=request) for name in names}
 
 
 def _check_cte_names(gateway: Gateway, sql: str) -> None:
@@ -330,7 +330,7 @@ def _version(grant: Grant, requested: int | None) -> DatasetVersion:
         if version is None:
             raise ApiError(f"{slug} has no version {requested}.", code="version_not_found", status_code=404)
     else:
-        version = grants.version_for(grant)
+        version = access.version_for(grant)
         if version is None:
             raise ApiError(f"{slug} has no published version yet.", code="version_not_found", status_code=404)
     if version.status != DatasetVersion.Status.PUBLISHED or version.files_removed_at is not None:

@@ -28,12 +28,12 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from access import service as access
 from audit.service import record
 from catalog import samples
 from catalog.api import get_dataset
 from datasets.query.formats import MEDIA_TYPES
 from datasets.spec import Mode, Tier
-from grants import service as grants
 from query import jobs
 from query.models import QueryJob
 from query.service import FORMATS, run_query
@@ -344,7 +344,7 @@ class DatasetSample(PartnerView):
         grant = None
         if dataset.tier == Tier.AGGREGATE:
             # Figures computed from non-open data are for subscribers only.
-            grant = grants.ensure(request.auth_client.institution, dataset, Mode.QUERY, request=request)
+            grant = access.ensure(request.auth_client.institution, dataset, Mode.QUERY, request=request)
         try:
             limit = int(request.query_params.get("limit", samples.SAMPLE_ROWS))
         except ValueError:

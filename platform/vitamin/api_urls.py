@@ -7,6 +7,6 @@ from vitamin import api_views
 urlpatterns = [
     path("status", api_views.get_status, name="api-status"),
     path("", include("catalog.api_urls")),
-    path("", include("grants.api_urls")),
+    path("", include("access.api_urls")),
     path("", include("query.api_urls")),
 ]

@@ -105,7 +105,7 @@ INSTALLED_APPS = [
     "institutions",
     "oauth",
     "catalog",
-    "grants",
+    "access",
     "query",
     "sharing",
     "portal",

@@ -7,9 +7,9 @@ from catalog_support import AGGREGATE_K, CHANNEL_BUYERS, approved, auth, bearer_
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from access import subscriptions
 from audit.models import AuditEvent
 from catalog.models import Dataset
-from grants import subscriptions
 
 
 @pytest.fixture

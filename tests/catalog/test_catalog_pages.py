@@ -7,8 +7,8 @@ import re
 from catalog_support import approved
 from partner_support import make_user
 
+from access import subscriptions
 from audit.models import AuditEvent
-from grants import subscriptions
 from portal import charts
 
 

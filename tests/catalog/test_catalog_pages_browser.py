@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from partner_support import PASSWORD
 
-from grants import service
-from grants.models import Subscription
+from access import service
+from access.models import Subscription
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

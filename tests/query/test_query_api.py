@@ -17,10 +17,10 @@ import pytest
 from catalog_support import AGGREGATE_K, CHANNEL_BUYERS, approved, auth, bearer_token, industry_table, publish_table
 from django.utils import timezone
 
+from access import subscriptions
 from audit.models import AuditEvent
 from catalog.models import DatasetVersion
 from datasets.spec import Mode
-from grants import subscriptions
 
 INDUSTRY_SQL = "SELECT csi_industry, SUM(gmv) AS gmv FROM industry_prosperity_monthly GROUP BY 1 ORDER BY 1"
 

@@ -19,9 +19,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from access import subscriptions
 from audit.models import AuditEvent
 from datasets.spec import Mode
-from grants import subscriptions
 from query.models import QueryJob
 from query.tasks import run_query_job
 
@@ -210,8 +210,8 @@ def test_cancelling_a_running_job_interrupts_its_query_mid_computation(client, t
 def test_a_job_refused_a_concurrent_slot_goes_back_to_the_queue(
     client, token, subscription, settings, django_capture_on_commit_callbacks
 ):
-    from grants import metering
-    from grants.service import ensure
+    from access import metering
+    from access.service import ensure
 
     queue = Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_in"])
     job = submitted(client, token)
@@ -225,8 +225,8 @@ def test_a_job_refused_a_concurrent_slot_goes_back_to_the_queue(
 
 
 def test_a_job_that_waited_for_a_slot_too_long_fails_with_the_quota_error(client, token, subscription, settings):
-    from grants import metering
-    from grants.service import ensure
+    from access import metering
+    from access.service import ensure
 
     settings.JOB_QUEUE_SECONDS = 0
     job = submitted(client, token)
@@ -326,7 +326,7 @@ def test_a_disabled_clients_links_stop_working(client, token, fund):
 
 
 def test_the_daily_download_quota_bounds_result_downloads(client, token, subscription):
-    from grants.models import QuotaPlan
+    from access.models import QuotaPlan
 
     job = submitted(client, token, format="csv")
     finished = run_worker(job)

@@ -14,10 +14,10 @@ import pytest
 from catalog_support import approved, auth, bearer_token
 from django.test import Client
 
+from access import subscriptions
 from audit.models import AuditEvent
 from audit.service import verify_log
 from datasets.spec import Mode
-from grants import subscriptions
 from query.models import QueryJob
 from query.tasks import run_query_job
 

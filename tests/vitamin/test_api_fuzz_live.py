@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
+from access.models import QuotaPlan
 from datasets.spec import Mode
-from grants.models import QuotaPlan
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

@@ -1,0 +1,142 @@
+"""Charging a grant's usage against its limits, through the quota service.
+
+    decision = metering.charge(grant, "queries", 1)        # or ApiError 429
+    metering.charge_all([(grant, "queries", 1), (grant, "rows_returned", 0)])   # all or none, one round trip
+    metering.meter([(grant, "rows_returned", 1234)])        # usage already done: counted, never refused
+    with metering.query_slot(grant):                        # concurrent_queries, or ApiError 429
+        ...
+    metering.refund(grant, "rows_returned", unused)
+
+Usage is counted per subscription (quota subject `subscription:{id}`): each
+subscription has its own plan, so each has its own counters, and the same
+subscription requested again keeps its counters for the day. Daily limits use
+the quota service's DAY window (a calendar day in VITAMIN_TIME_ZONE).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+
+from django.conf import settings
+
+from access.service import Grant
+from datasets.query.limits import CONCURRENT_QUERIES, DAILY_METRICS
+from quotas.service import Charge, Decision, Lease, QuotaExceeded, Window, consume_all, rate_limit_headers, reserved
+from quotas.service import refund as refund_quota
+from vitamin.errors import ApiError
+
+# A query slot outlives the query time limit by this much, so a crashed process frees it soon after.
+QUERY_SLOT_MARGIN_SECONDS = 30
+# What `meter` charges against: use that already happened always counts.
+_NO_LIMIT = 2**62
+
+Use = tuple[Grant, str, int]  # (grant, daily metric, amount)
+
+
+def charge(grant: Grant, metric: str, amount: int, *, now: datetime | None = None) -> Decision:
+    """Consume `amount` of a daily metric (DAILY_METRICS) for the grant's subscription, or raise a 429 ApiError."""
+    return charge_all([(grant, metric, amount)], now=now)[0]
+
+
+def charge_all(uses: Sequence[Use], *, now: datetime | None = None) -> list[Decision]:
+    """Consume every use or none (one quota round trip); a 429 ApiError names the metric that did not fit.
+
+    An amount of 0 checks that the metric is not already over its limit.
+    """
+    charges = [
+        Charge(grant.quota_subject, metric, amount, grant.limits.daily_limit(metric), Window.DAY)
+        for grant, metric, amount in uses
+    ]
+    decisions = consume_all(charges, now=now)
+    if decisions and not decisions[0].allowed:
+        refused = next(
+            (index for index, charge in enumerate(charges) if decisions[index].used + charge.amount > charge.limit), 0
+        )
+        raise quota_exceeded(charges[refused].metric, decisions[refused], now=now)
+    return decisions
+
+
+def meter(uses: Sequence[Use], *, now: datetime | None = None) -> None:
+    """Count use that already happened (rows sent, bytes scanned): never refused, even past the limit.
+
+    The limit then refuses the next `charge` of that metric, which checks it first.
+    """
+    _check_metrics(metric for _, metric, _ in uses)
+    consume_all(
+        [Charge(grant.quota_subject, metric, amount, _NO_LIMIT, Window.DAY) for grant, metric, amount in uses], now=now
+    )
+
+
+def refund(grant: Grant, metric: str, amount: int, *, now: datetime | None = None) -> int:
+    """Give back what was charged for work that did not happen; pass the `now` the charge used."""
+    _check_metrics([metric])
+    return refund_quota(grant.quota_subject, metric, amount, Window.DAY, now=now)
+
+
+@contextmanager
+def query_slot(grant: Grant, *, now: datetime | None = None) -> Iterator[Lease]:
+    """Hold one of the subscription's concurrent query slots for the block, or raise a 429 ApiError."""
+    with _slot(grant.quota_subject, grant.limits.concurrent_queries, grant.limits.max_query_seconds, now=now) as lease:
+        yield lease
+
+
+@contextmanager
+def institution_query_slot(institution_id: int, max_query_seconds: int, *, now: datetime | None = None):
+    """Hold one of the institution's VITAMIN_QUERY_CONCURRENT_PER_INSTITUTION slots, or raise a 429 ApiError.
+
+    Whatever its subscriptions allow each, an institution runs at most this many queries at once.
+    """
+    subject = f"institution:{institution_id}"
+    with _slot(subject, settings.QUERY_CONCURRENT_PER_INSTITUTION, max_query_seconds, now=now) as lease:
+        yield lease
+
+
+@contextmanager
+def _slot(subject: str, limit: int, max_query_seconds: int, *, now: datetime | None) -> Iterator[Lease]:
+    ttl_seconds = max_query_seconds + QUERY_SLOT_MARGIN_SECONDS
+    acquired = False
+    try:
+        with reserved(subject, CONCURRENT_QUERIES, limit, ttl_seconds, now=now) as lease:
+            acquired = True
+            yield lease
+    except QuotaExceeded as exc:
+        if acquired:  # raised inside the block by something else: not ours to translate
+            raise
+        raise quota_exceeded(CONCURRENT_QUERIES, exc.decision, now=now, scope=subject.partition(":")[0]) from None
+
+
+def quota_exceeded(
+    metric: str, decision: Decision, *, now: datetime | None = None, scope: str = "subscription"
+) -> ApiError:
+    """The 429 for a denied quota decision, with Retry-After and RateLimit-* headers.
+
+    `scope` says whose limit it is: the subscription's plan, or the institution's (concurrency).
+    """
+    if metric == CONCURRENT_QUERIES:
+        message = f"All {decision.limit} concurrent query slots of your {scope} are in use; retry when one finishes."
+    else:
+        message = (
+            f"The daily limit on {metric} ({decision.limit}) would be exceeded; "
+            f"{decision.remaining} left, resets in {decision.retry_after_seconds} s."
+        )
+    return ApiError(
+        message,
+        code="quota_exceeded",
+        status_code=429,
+        details={
+            "metric": metric,
+            "scope": scope,
+            "limit": decision.limit,
+            "remaining": decision.remaining,
+            "reset_at": decision.reset_at.isoformat(),
+        },
+        headers=rate_limit_headers(decision, now=now),
+    )
+
+
+def _check_metrics(metrics) -> None:
+    for metric in metrics:
+        if metric not in DAILY_METRICS:
+            raise ValueError(f"{metric!r} is not a daily metric; known: {', '.join(DAILY_METRICS)}")

@@ -1,0 +1,222 @@
+"""The grant service: may this institution use this dataset in this mode, right now?
+
+    from access.service import allowed, ensure
+
+    if allowed(institution, dataset, "query"): ...            # a yes/no, for display
+    grant = ensure(institution, dataset, "query", request=request)  # or ApiError 403
+
+Every access path (catalog samples of non-open data, the SQL gateway, Delta
+Sharing, lookups) calls `ensure`; no view decides access on its own. Nothing
+is cached: each call reads the subscription, the institution and the dataset
+from the database and compares the expiry with the current time, so a
+revocation, an expiry or a suspension takes effect on the very next request.
+
+`institution` is an Institution or its id; `dataset` a Dataset or its slug.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.utils import timezone
+
+from access.models import Subscription
+from audit.models import Outcome
+from audit.service import record
+from catalog.models import Dataset, DatasetVersion
+from datasets.query.limits import Limits
+from datasets.spec import MODES, MODES_BY_TIER
+from institutions.models import Institution, InstitutionStatus
+from vitamin.errors import ApiError
+
+S = Subscription.Status
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Access that `ensure` found valid at the moment of the call. Use it for this request only."""
+
+    subscription: Subscription
+    mode: str
+    limits: Limits
+    pinned_version: DatasetVersion | None
+
+    @property
+    def institution(self) -> Institution:
+        return self.subscription.institution
+
+    @property
+    def dataset(self) -> Dataset:
+        return self.subscription.dataset
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        return tuple(self.subscription.modes)
+
+    @property
+    def expires_at(self) -> datetime:
+        return self.subscription.expires_at
+
+    @property
+    def quota_subject(self) -> str:
+        return self.subscription.quota_subject
+
+
+class Denied(ApiError):
+    """403 with a stable code saying why (see DENIALS)."""
+
+    status_code = 403
+
+
+# Code → message template; the codes are part of the API.
+DENIALS = {
+    "institution_suspended": "{institution} is suspended; its access to every dataset is stopped.",
+    "institution_not_active": "{institution} is not an approved institution.",
+    "not_subscribed": "{institution} has no subscription to {dataset}.",
+    "subscription_pending": "The subscription of {institution} to {dataset} is waiting for approval.",
+    "subscription_revoked": "The subscription of {institution} to {dataset} has been revoked.",
+    "subscription_expired": "The subscription of {institution} to {dataset} has expired.",
+    "dataset_unavailable": "The dataset {dataset} is no longer offered.",
+    "mode_not_granted": "The subscription of {institution} to {dataset} does not include {mode} access.",
+}
+
+
+def ensure(
+    institution: Institution | int,
+    dataset: Dataset | str,
+    mode: str,
+    *,
+    request=None,
+    now: datetime | None = None,
+) -> Grant:
+    """The grant for this access, or Denied (an ApiError 403) naming why. A denial is audited."""
+    grant, code, names = _check(institution, dataset, mode, now)
+    if grant is not None:
+        return grant
+    record(
+        "grant.denied",
+        outcome=Outcome.DENIED,
+        institution=str(names["institution_id"]),
+        target=f"dataset:{names['dataset']}",
+        details={"mode": mode, "code": code},
+        request=request,
+    )
+    raise Denied(
+        DENIALS[code].format(mode=mode, **names), code=code, details={"dataset": names["dataset"], "mode": mode}
+    )
+
+
+def allowed(institution: Institution | int, dataset: Dataset | str, mode: str, *, now: datetime | None = None) -> bool:
+    """Whether `ensure` would grant this access now (nothing is recorded)."""
+    grant, _, _ = _check(institution, dataset, mode, now)
+    return grant is not None
+
+
+def denial_code(
+    institution: Institution | int, dataset: Dataset | str, mode: str, *, now: datetime | None = None
+) -> str | None:
+    """Why `ensure` would refuse this access now (a DENIALS code), or None when it would grant it."""
+    return _check(institution, dataset, mode, now)[1]
+
+
+def active_grants(institution: Institution | int, mode: str, *, now: datetime | None = None) -> list[Grant]:
+    """Every grant in `mode` the institution holds right now, by dataset slug (one query; e.g. Delta Sharing's table list)."""
+    if mode not in MODES:
+        raise ValueError(f"unknown access mode {mode!r}; known: {', '.join(MODES)}")
+    now = now or timezone.now()
+    subscriptions = (
+        _subscriptions().filter(institution_id=_pk(institution), status=S.APPROVED).order_by("dataset__slug")
+    )
+    return [
+        _grant(subscription, mode)
+        for subscription in subscriptions
+        if _refusal(subscription, subscription.institution.status, mode, now) is None
+    ]
+
+
+def version_for(grant: Grant) -> DatasetVersion | None:
+    """The version this grant reads: the pinned one, else the latest published one (None before the first)."""
+    return grant.pinned_version or grant.dataset.latest_version()
+
+
+def pinned_version_numbers(dataset: Dataset) -> set[int]:
+    """Versions of `dataset` that live subscriptions pin, which retention must keep."""
+    return set(
+        Subscription.objects.filter(dataset=dataset, status=S.APPROVED, pinned_version__isnull=False)
+        .filter(expires_at__gt=timezone.now())
+        .values_list("pinned_version__number", flat=True)
+    )
+
+
+# --- the one decision -------------------------------------------------------------
+
+
+def _check(institution, dataset, mode: str, now: datetime | None) -> tuple[Grant | None, str | None, dict]:
+    if mode not in MODES:
+        raise ValueError(f"unknown access mode {mode!r}; known: {', '.join(MODES)}")
+    now = now or timezone.now()
+    institution_id = _pk(institution)
+    by_dataset = {"dataset": dataset} if isinstance(dataset, Dataset) else {"dataset__slug": dataset}
+    subscription = _subscriptions().filter(institution_id=institution_id, **by_dataset).first()
+    if subscription is None:
+        institution_row = Institution.objects.filter(pk=institution_id).only("legal_name", "status").first()
+        status = institution_row.status if institution_row else InstitutionStatus.CLOSED
+        code = _institution_refusal(status) or "not_subscribed"
+        names = {
+            "institution_id": institution_id,
+            "institution": institution_row.legal_name if institution_row else f"Institution {institution_id}",
+            "dataset": dataset.slug if isinstance(dataset, Dataset) else dataset,
+        }
+        return None, code, names
+    names = {
+        "institution_id": institution_id,
+        "institution": subscription.institution.legal_name,
+        "dataset": subscription.dataset.slug,
+    }
+    code = _refusal(subscription, subscription.institution.status, mode, now)
+    if code is not None:
+        return None, code, names
+    return _grant(subscription, mode), None, names
+
+
+def _refusal(subscription: Subscription, institution_status: str, mode: str, now: datetime) -> str | None:
+    """Why this subscription does not give `mode` access at `now`, or None. Order: who, what, state, how."""
+    code = _institution_refusal(institution_status)
+    if code:
+        return code
+    if not subscription.dataset.is_active:
+        return "dataset_unavailable"
+    if subscription.status in (S.REJECTED, S.CANCELLED):
+        return "not_subscribed"
+    if subscription.status == S.REQUESTED:
+        return "subscription_pending"
+    if subscription.status == S.REVOKED:
+        return "subscription_revoked"
+    if subscription.status == S.EXPIRED or subscription.expires_at <= now:
+        return "subscription_expired"
+    if mode not in subscription.modes or mode not in MODES_BY_TIER[subscription.dataset.tier]:
+        return "mode_not_granted"
+    return None
+
+
+def _institution_refusal(status: str) -> str | None:
+    if status == InstitutionStatus.SUSPENDED:
+        return "institution_suspended"
+    if status != InstitutionStatus.APPROVED:
+        return "institution_not_active"
+    return None
+
+
+def _grant(subscription: Subscription, mode: str) -> Grant:
+    return Grant(
+        subscription=subscription, mode=mode, limits=subscription.limits(), pinned_version=subscription.pinned_version
+    )
+
+
+def _subscriptions():
+    return Subscription.objects.select_related("institution", "dataset", "plan", "pinned_version")
+
+
+def _pk(institution: Institution | int) -> int:
+    return institution.pk if isinstance(institution, Institution) else int(institution)
