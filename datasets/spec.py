@@ -16,13 +16,18 @@ See docs/datasets.md for the format.
 
 from __future__ import annotations
 
+import collections.abc
+import dataclasses
+import datetime as dt
 import hashlib
 import json
 import re
+import types
+import typing
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -229,6 +234,92 @@ class DatasetSpec:
 
     def column(self, name: str) -> ColumnSpec:
         return next(column for column in self.columns if column.name == name)
+
+    def to_document(self) -> dict[str, Any]:
+        """The spec as JSON-safe data, stored with each version it built: `from_document` gives it back, equal."""
+        return _encode(self)
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> DatasetSpec:
+        """The spec `to_document` wrote (raises ValueError when the document is not one)."""
+        try:
+            return _decode(cls, document)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a dataset spec document: {exc}") from exc
+
+
+# --- the spec as a document: typed both ways, by the dataclasses' own annotations ---------------
+# Dates in untyped places (a source's options) are tagged, so that they come back as dates.
+_DATE_TAG, _DATETIME_TAG = "$date", "$datetime"
+_RULE_CLASSES = {rule.kind: rule for rule in typing.get_args(Rule)}
+
+
+def _encode(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        document = {item.name: _encode(getattr(value, item.name)) for item in dataclasses.fields(value)}
+        if type(value) in _RULE_CLASSES.values():
+            document = {"kind": value.kind, **document}
+        return document
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, list | tuple):
+        return [_encode(item) for item in value]
+    if isinstance(value, Mapping):
+        return {str(key): _encode(item) for key, item in value.items()}
+    if isinstance(value, dt.datetime):
+        return {_DATETIME_TAG: value.isoformat()}
+    if isinstance(value, dt.date):
+        return {_DATE_TAG: value.isoformat()}
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    raise TypeError(f"cannot store {type(value).__name__} in a spec document")
+
+
+def _untag(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        if set(value) == {_DATE_TAG}:
+            return dt.date.fromisoformat(value[_DATE_TAG])
+        if set(value) == {_DATETIME_TAG}:
+            return dt.datetime.fromisoformat(value[_DATETIME_TAG])
+        return {key: _untag(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_untag(item) for item in value]
+    return value
+
+
+def _decode(hint: Any, value: Any) -> Any:
+    if value is None or hint is Any:
+        return _untag(value)
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        options = [arg for arg in args if arg is not type(None)]
+        if len(options) == 1:
+            return _decode(options[0], value)
+        if all(option in _RULE_CLASSES.values() for option in options):
+            return _decode(_RULE_CLASSES[value["kind"]], {k: v for k, v in value.items() if k != "kind"})
+        raise TypeError(f"no decoding for {hint}")
+    if origin is tuple:
+        return tuple(_decode(args[0], item) for item in value)
+    if origin in (dict, Mapping, collections.abc.Mapping):
+        return {key: _decode(args[1], item) for key, item in value.items()}
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        if not isinstance(value, Mapping):
+            raise TypeError(f"{hint.__name__} needs an object, not {type(value).__name__}")
+        hints = typing.get_type_hints(hint)
+        known = {item.name for item in dataclasses.fields(hint) if item.init}
+        unknown = set(value) - known - ({"kind"} if hint in _RULE_CLASSES.values() else set())
+        if unknown:
+            raise ValueError(f"{hint.__name__} has no field {sorted(unknown)[0]!r}")
+        return hint(**{name: _decode(hints[name], item) for name, item in value.items() if name in known})
+    if isinstance(hint, type) and issubclass(hint, Enum):
+        return hint(value)
+    if hint is dt.date:
+        return dt.date.fromisoformat(value[_DATE_TAG] if isinstance(value, Mapping) else value)
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value) if isinstance(value, float) else value
+    if hint in (str, int, bool) and isinstance(value, hint):
+        return value
+    raise TypeError(f"expected {getattr(hint, '__name__', hint)}, not {value!r}")
 
 
 def load_spec(path: str | Path, variables: Mapping[str, Any] | None = None) -> DatasetSpec:

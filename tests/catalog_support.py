@@ -72,6 +72,8 @@ def publish_table(dataset: Dataset, table: pa.Table, store_url: str) -> DatasetV
         privacy_report={"k_required": 10, "k_achieved": 12, "rows_suppressed": 3, "passed": True},
         source_watermark="2025-12-31",
         pseudonym_release="r1",
+        spec=dataset.spec,
+        spec_fingerprint=dataset.spec_hash,
     )
 
 

@@ -1,9 +1,8 @@
 """What the catalog says about a dataset beyond its stored fields, derived from its spec and a version:
 the data dictionary, freshness, temporal and spatial coverage, and the aggregate-preview settings.
 
-`Dataset.spec` is the loaded spec as a document (catalog.sync.spec_document); only
-plain keys are read here (columns[].name/role/type/action/description/generalize.kind,
-privacy.k/entity, analysis.dimensions/min_entities, time_zone), each with a fallback.
+A version is described by the spec it was built from (`DatasetVersion.dataset_spec`); a dataset
+with no version yet by its current spec file (`Dataset.current_spec`).
 """
 
 from __future__ import annotations
@@ -18,6 +17,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from catalog.models import Dataset, DatasetVersion
+from datasets.generalize import Region
+from datasets.spec import ColumnSpec, DatasetSpec
 
 TEMPORAL_TYPES = ("date", "timestamp")
 DEFAULT_PREVIEW_K = 10  # when a spec names no k, suppress like the strictest demo dataset
@@ -71,30 +72,33 @@ class Coverage:
         return {"temporal": temporal, "spatial": self.spatial}
 
 
-def spec_columns(dataset: Dataset) -> dict[str, dict]:
-    """The spec's column entries by name, in spec order."""
-    columns = dataset.spec.get("columns") if isinstance(dataset.spec, dict) else None
-    return {column["name"]: column for column in columns or [] if isinstance(column, dict) and column.get("name")}
+def spec_for(dataset: Dataset, version: DatasetVersion | None) -> DatasetSpec:
+    """The spec that governs `version`, or the current one when there is no version."""
+    return version.dataset_spec if version is not None else dataset.current_spec
+
+
+def spec_columns(spec: DatasetSpec) -> dict[str, ColumnSpec]:
+    """The spec's columns by name, in spec order."""
+    return {column.name: column for column in spec.columns}
 
 
 def data_dictionary(dataset: Dataset, version: DatasetVersion | None) -> list[ColumnEntry]:
     """The published columns with type, role and description, and the version's statistics when there is one."""
-    described = spec_columns(dataset)
+    described = spec_columns(spec_for(dataset, version))
     if version is not None and version.schema:
         schema = [(column["name"], column.get("type", ""), column.get("role", "")) for column in version.schema]
     else:  # nothing built yet: what the spec will publish
-        schema = [
-            (name, column.get("type", "string" if column.get("action") == "pseudonymize" else ""), "")
-            for name, column in described.items()
-            if column.get("action") != "drop"
-        ]
+        schema = [(name, column.type, "") for name, column in described.items() if column.published]
     rows = version.row_count if version is not None else 0
     entries = []
     for name, column_type, role in schema:
-        spec = described.get(name, {})
+        column = described.get(name)
         stats = (version.column_stats or {}).get(name) if version is not None else None
         entry = ColumnEntry(
-            name=name, type=column_type, role=role or spec.get("role", ""), description=spec.get("description", "")
+            name=name,
+            type=column_type,
+            role=role or (column.role if column else ""),
+            description=column.description if column else "",
         )
         if stats:
             nulls = stats.get("null_count") or 0
@@ -117,7 +121,7 @@ def next_refresh_at(dataset: Dataset, now: datetime | None = None) -> datetime |
     if not dataset.schedule or not croniter.is_valid(dataset.schedule):
         return None
     now = now or timezone.now()
-    zone = zoneinfo.ZoneInfo(dataset.spec.get("time_zone") or settings.TIME_ZONE)
+    zone = zoneinfo.ZoneInfo(dataset.current_spec.time_zone or settings.TIME_ZONE)
     return croniter(dataset.schedule, now.astimezone(zone)).get_next(datetime)
 
 
@@ -128,11 +132,10 @@ def coverage(dataset: Dataset, version: DatasetVersion | None, dictionary: list[
         None,
     )
     spatial = None
-    for name, column in spec_columns(dataset).items():
-        rule = column.get("generalize") or {}
-        if isinstance(rule, dict) and (rule.get("kind") or rule.get("rule")) == "region":
+    for name, column in spec_columns(spec_for(dataset, version)).items():
+        if isinstance(column.generalize, Region):
             count = next((entry.distinct_count for entry in dictionary if entry.name == name), None)
-            spatial = f"Mainland China, by {rule.get('level', 'region')}" + (f" ({count} values)" if count else "")
+            spatial = f"Mainland China, by {column.generalize.level}" + (f" ({count} values)" if count else "")
             break
     return Coverage(
         temporal_column=temporal.name if temporal else None,
@@ -142,23 +145,21 @@ def coverage(dataset: Dataset, version: DatasetVersion | None, dictionary: list[
     )
 
 
-def preview_dimensions(dataset: Dataset) -> list[str]:
+def preview_dimensions(spec: DatasetSpec) -> list[str]:
     """Columns an aggregate preview may count by: the analysis dimensions, plain dimensions first."""
-    columns = spec_columns(dataset)
-    analysis = dataset.spec.get("analysis") or {}
-    names = analysis.get("dimensions") or [
-        name for name, column in columns.items() if column.get("role") == "dimension"
-    ]
-    return sorted(names, key=lambda name: columns.get(name, {}).get("role") != "dimension")
+    columns = spec_columns(spec)
+    names = list(spec.analysis.dimensions) if spec.analysis else []
+    names = names or [name for name, column in columns.items() if column.role == "dimension"]
+    return sorted(names, key=lambda name: name not in columns or columns[name].role != "dimension")
 
 
-def preview_entity(dataset: Dataset) -> str | None:
+def preview_entity(spec: DatasetSpec) -> str | None:
     """The column whose distinct values are counted against k (the people behind the rows), if any."""
-    return (dataset.spec.get("privacy") or {}).get("entity")
+    return spec.privacy.entity if spec.privacy else None
 
 
-def preview_k(dataset: Dataset) -> int:
+def preview_k(spec: DatasetSpec) -> int:
     """Groups with fewer distinct entities than this are suppressed: the analysis rules' minimum, else the spec's k."""
-    analysis = dataset.spec.get("analysis") or {}
-    privacy = dataset.spec.get("privacy") or {}
-    return int(analysis.get("min_entities") or privacy.get("k") or DEFAULT_PREVIEW_K)
+    if spec.analysis and spec.analysis.min_entities:
+        return spec.analysis.min_entities
+    return spec.privacy.k if spec.privacy and spec.privacy.k else DEFAULT_PREVIEW_K

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from django.db import models
 from django.utils import timezone
 
-from datasets.spec import Tier
+from datasets.spec import DatasetSpec, Tier
 
 TIER_CHOICES = [(tier.value, tier.label) for tier in Tier]
 
@@ -24,7 +27,10 @@ class Dataset(models.Model):
     tier = models.CharField(max_length=20, choices=TIER_CHOICES)
     update_frequency = models.CharField(max_length=50, blank=True)
     schedule = models.CharField(max_length=100, blank=True, help_text="Cron expression, in the server's time zone.")
-    spec = models.JSONField(default=dict, help_text="The spec as loaded, for the build and the catalog pages.")
+    spec = models.JSONField(
+        default=dict,
+        help_text="The spec file as loaded (DatasetSpec.to_document()): the next build's, and the catalog's.",
+    )
     spec_path = models.CharField(max_length=500, blank=True)
     spec_hash = models.CharField(max_length=64, blank=True)
     pseudonym_release = models.CharField(
@@ -45,6 +51,11 @@ class Dataset(models.Model):
 
     def latest_version(self) -> DatasetVersion | None:
         return self.versions.filter(status=DatasetVersion.Status.PUBLISHED).order_by("-number").first()
+
+    @property
+    def current_spec(self) -> DatasetSpec:
+        """The spec the next build will use. A published version is governed by its own (`DatasetVersion.dataset_spec`)."""
+        return spec_from_document(self.spec, self.spec_hash)
 
 
 class DatasetVersion(models.Model):
@@ -68,6 +79,11 @@ class DatasetVersion(models.Model):
     privacy_report = models.JSONField(default=dict)
     source_watermark = models.CharField(max_length=100, blank=True)
     pseudonym_release = models.CharField(max_length=50)
+    spec = models.JSONField(
+        default=dict,
+        help_text="The spec this version was built from (DatasetSpec.to_document()): it governs every read.",
+    )
+    spec_fingerprint = models.CharField(max_length=64, blank=True, help_text="That spec's fingerprint.")
     created_at = models.DateTimeField(default=timezone.now)
     retired_at = models.DateTimeField(null=True, blank=True)
     files_removed_at = models.DateTimeField(null=True, blank=True)
@@ -78,6 +94,12 @@ class DatasetVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.dataset.slug} v{self.number}"
+
+    @property
+    def dataset_spec(self) -> DatasetSpec:
+        """The spec this version was built from: its tier, column roles, privacy and analysis rules, whatever
+        the spec file says today."""
+        return spec_from_document(self.spec, self.spec_fingerprint)
 
 
 class RefreshRun(models.Model):
@@ -133,3 +155,21 @@ class RefreshRun(models.Model):
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()
         return None
+
+
+# Parsed specs by fingerprint (the sha256 of the resolved spec, so equal fingerprints are equal specs):
+# every query reads its versions' specs, and parsing a document each time would cost more than the lookup.
+_SPECS: dict[str, DatasetSpec] = {}
+_SPECS_KEPT = 256
+
+
+def spec_from_document(document: dict, fingerprint: str) -> DatasetSpec:
+    """The DatasetSpec a stored document describes (raises ValueError when it is not one)."""
+    key = fingerprint or hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+    spec = _SPECS.get(key)
+    if spec is None:
+        spec = DatasetSpec.from_document(document)
+        if len(_SPECS) >= _SPECS_KEPT:
+            _SPECS.pop(next(iter(_SPECS)), None)
+        _SPECS[key] = spec
+    return spec

@@ -162,7 +162,12 @@ def run_refresh(run_id: int, *, on_progress: Callable[[int], None] | None = None
 
     run.rows_processed = result.source_rows
     latest = dataset.latest_version()
-    if latest is not None and latest.content_hash == result.content_hash and latest.pseudonym_release == result.release:
+    if (
+        latest is not None
+        and latest.content_hash == result.content_hash
+        and latest.pseudonym_release == result.release
+        and latest.spec_fingerprint == result.spec_fingerprint  # a new spec (a role, a rule) is a new version
+    ):
         discard(result.staging)
         _finish(run, RefreshRun.Status.UNCHANGED, version=latest)
         return run
@@ -186,6 +191,8 @@ def run_refresh(run_id: int, *, on_progress: Callable[[int], None] | None = None
                 privacy_report=summary["privacy"],
                 source_watermark=result.source_watermark or "",
                 pseudonym_release=result.release,
+                spec=spec.to_document(),
+                spec_fingerprint=result.spec_fingerprint,
             )
             _finish(run, RefreshRun.Status.PUBLISHED, version=version)
             record(

@@ -57,6 +57,12 @@ class Sample:
         return data
 
 
+def for_subscribers_only(dataset: Dataset, version: DatasetVersion | None) -> bool:
+    """Figures computed from non-open data are for subscribers only: when the version's own tier, or the
+    dataset's current one, is aggregate."""
+    return Tier.AGGREGATE in {dataset.tier, version.dataset_spec.tier if version is not None else dataset.tier}
+
+
 def sample_for(
     dataset: Dataset, version: DatasetVersion | None, *, limit: int = SAMPLE_ROWS, dimension: str | None = None
 ) -> Sample:
@@ -66,23 +72,25 @@ def sample_for(
     ]
     if version is None:
         return Sample(kind="none", columns=visible)
-    if dataset.tier == Tier.OPEN:
+    tier = version.dataset_spec.tier  # the version's own rules, whatever the spec file says today
+    if tier is Tier.OPEN:
         rows = _first_rows(_data_paths(version), visible, max(1, min(limit, MAX_SAMPLE_ROWS)))
         return Sample(kind="rows", columns=visible, rows=rows, version=version.number)
-    if dataset.tier == Tier.AGGREGATE:
+    if tier is Tier.AGGREGATE:
         return _aggregate_preview(dataset, version, dimension)
     return Sample(kind="schema_only", columns=visible, version=version.number)
 
 
 def _aggregate_preview(dataset: Dataset, version: DatasetVersion, dimension: str | None) -> Sample:
-    allowed = [name for name in describe.preview_dimensions(dataset) if name in {c["name"] for c in version.schema}]
+    spec = version.dataset_spec
+    allowed = [name for name in describe.preview_dimensions(spec) if name in {c["name"] for c in version.schema}]
     if not allowed:
         raise SampleError(f"{dataset.slug} has no dimension to preview by.")
     dimension = dimension or allowed[0]
     if dimension not in allowed:
         raise SampleError(f"Preview {dataset.slug} by one of {', '.join(allowed)}, not {dimension!r}.")
-    entity = describe.preview_entity(dataset)
-    k = describe.preview_k(dataset)
+    entity = describe.preview_entity(spec)
+    k = describe.preview_k(spec)
     checksums = tuple(entry.get("sha256", "") for entry in version.files)
     groups = _group_counts(settings.STORE_URL, tuple(_data_paths(version)), checksums, dimension, entity)
     kept = [group for group in groups if (group[2] if entity else group[1]) >= k]

@@ -24,22 +24,6 @@ def load_catalog_specs() -> list[DatasetSpec]:
     return load_specs(settings.DATASET_SPECS_DIR, spec_variables())
 
 
-def spec_document(value):
-    """A JSON-safe rendering of a spec (rules keep their kind), for the catalog pages and API."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        document = {f.name: spec_document(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        if type(value).__module__.endswith("generalize"):
-            document = {"kind": type(value).__name__.lower(), **document}
-        return document
-    if isinstance(value, list | tuple):
-        return [spec_document(item) for item in value]
-    if isinstance(value, dict):
-        return {str(key): spec_document(item) for key, item in value.items()}
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return str(value)
-
-
 @dataclass
 class SyncReport:
     created: list[str] = field(default_factory=list)
@@ -68,7 +52,7 @@ def sync_datasets(specs: list[DatasetSpec]) -> SyncReport:
             "tier": spec.tier,
             "update_frequency": spec.update_frequency,
             "schedule": spec.schedule,
-            "spec": spec_document(spec),
+            "spec": spec.to_document(),
             "spec_path": spec.file,
             "spec_hash": spec.fingerprint,
             "is_active": True,

@@ -22,7 +22,7 @@ from audit.service import record
 from catalog import describe, samples
 from catalog.listing import facet_values, search_datasets
 from catalog.models import TIER_CHOICES, Dataset
-from datasets.spec import MODES_BY_TIER, TIERS, Mode, Tier
+from datasets.spec import MODES_BY_TIER, TIERS, Mode
 from institutions.models import MANAGER_ROLES, Institution, InstitutionStatus, Member
 from portal import charts
 from portal.subscription_forms import RequestAccessForm
@@ -126,7 +126,7 @@ def _active_dataset(slug: str) -> Dataset:
 def _sample_block(request, dataset: Dataset, version, memberships: list[Member]) -> dict:
     """The sample the viewer may see: open rows, an aggregate preview for subscribers, or why not."""
     granted_to = None
-    if dataset.tier == Tier.AGGREGATE and not request.user.is_staff:
+    if samples.for_subscribers_only(dataset, version) and not request.user.is_staff:
         granted_to = next(
             (member.institution for member in memberships if access.allowed(member.institution, dataset, Mode.QUERY)),
             None,

@@ -56,7 +56,6 @@ from datasets.query.limits import Limits
 from datasets.query.rekey import derive_partner_key
 from datasets.query.results import QueryResult
 from datasets.query.sandbox import SandboxConfig
-from datasets.spec import AnalysisSpec
 from datasets.storage import Store
 from quotas.service import Lease
 from quotas.service import release as release_lease
@@ -339,22 +338,18 @@ def _version(grant: Grant, requested: int | None) -> DatasetVersion:
 
 
 def binding_for(dataset: Dataset, version: DatasetVersion, store: Store) -> DatasetBinding:
-    """The gateway's view of one published version: its files, and each column's role from the dataset's spec."""
-    spec = dataset.spec or {}
-    roles = {column["name"]: column["role"] for column in spec.get("columns", [])}
-    analysis = spec.get("analysis")
+    """The gateway's view of one published version, governed by the spec it was built from (its tier,
+    column roles, entity and analysis rules), not by what the spec file says today."""
+    spec = version.dataset_spec
+    roles = {column.name: column.role for column in spec.columns}
     return DatasetBinding(
         slug=dataset.slug,
         version=version.number,
-        tier=dataset.tier,
+        tier=spec.tier,
         files=tuple(store.path(version.location, file["path"]) for file in version.files),
         columns={column["name"]: roles.get(column["name"], _UNDESCRIBED_ROLE) for column in version.schema},
-        entity=(spec.get("privacy") or {}).get("entity"),
-        analysis=AnalysisSpec(
-            **{key: tuple(value) if isinstance(value, list) else value for key, value in analysis.items()}
-        )
-        if analysis
-        else None,
+        entity=spec.privacy.entity if spec.privacy else None,
+        analysis=spec.analysis,
         size_bytes=sum(file.get("size_bytes", 0) for file in version.files) or version.bytes,
     )
 

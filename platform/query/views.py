@@ -33,7 +33,7 @@ from audit.service import record
 from catalog import samples
 from catalog.api import get_dataset
 from datasets.query.formats import MEDIA_TYPES
-from datasets.spec import Mode, Tier
+from datasets.spec import Mode
 from query import jobs
 from query.models import QueryJob
 from query.service import FORMATS, run_query
@@ -341,15 +341,14 @@ class DatasetSample(PartnerView):
     )
     def get(self, request, slug: str):
         dataset = get_dataset(slug)
+        version = dataset.latest_version()
         grant = None
-        if dataset.tier == Tier.AGGREGATE:
-            # Figures computed from non-open data are for subscribers only.
+        if samples.for_subscribers_only(dataset, version):
             grant = access.ensure(request.auth_client.institution, dataset, Mode.QUERY, request=request)
         try:
             limit = int(request.query_params.get("limit", samples.SAMPLE_ROWS))
         except ValueError:
             raise ApiError("limit must be a whole number.", code="invalid_request") from None
-        version = dataset.latest_version()
         try:
             sample = samples.sample_for(dataset, version, limit=limit, dimension=request.query_params.get("dimension"))
         except samples.SampleError as exc:

@@ -264,3 +264,119 @@ def test_the_heartbeat_reports_progress_while_a_build_runs_and_survives_a_failin
     assert run.status == RefreshRun.Status.PUBLISHED, run.error
     assert len(reports) >= 2
     assert run.heartbeat_at is not None and run.heartbeat_at >= started
+
+
+# --- each version keeps the spec it was built from ---------------------------------------------
+
+VISITS_SPEC = """
+slug: branch_visits
+title: Branch visits
+description: Visits per customer and branch.
+publisher: Test
+contact: test@example.com
+license: Test terms.
+keywords: [visits]
+theme: test
+tier: aggregate
+update_frequency: daily
+schedule: "0 3 * * *"
+source:
+  kind: csv
+  options:
+    path: {csv}
+columns:
+  - {{name: customer, from: customer_id, role: entity, action: pseudonymize, description: The customer.}}
+  - {{name: branch, type: string, role: {branch_role}, description: Branch.}}
+  - {{name: spend, type: int64, role: measure, description: Spend.}}
+privacy:
+  k: 2
+  entity: customer
+"""
+
+
+def write_visits(spec_dir: Path, branch_role: str) -> None:
+    csv = spec_dir.parent / "visits.csv"
+    csv.write_text("customer_id,branch,spend\n" + "".join(f"c{i % 9},b{i % 3},{i}\n" for i in range(90)))
+    (spec_dir / "branch_visits.yaml").write_text(textwrap.dedent(VISITS_SPEC.format(csv=csv, branch_role=branch_role)))
+
+
+def test_a_version_is_governed_by_the_spec_it_was_built_from_not_todays(spec_dir, tmp_path):
+    from datasets.query.errors import QueryRejected
+    from datasets.query.gateway import Gateway
+    from datasets.query.sandbox import SandboxConfig
+    from datasets.spec import DatasetSpec
+    from query.service import binding_for
+
+    write_visits(spec_dir, branch_role="sensitive")  # v1: branch may not be grouped by
+    call_command("sync_datasets", stdout=io.StringIO())
+    first = refresh("branch_visits")
+    assert first.status == RefreshRun.Status.PUBLISHED, first.error
+
+    write_visits(spec_dir, branch_role="dimension")  # the spec changes a role; the data does not
+    call_command("sync_datasets", stdout=io.StringIO())
+    second = refresh("branch_visits")
+    assert second.status == RefreshRun.Status.PUBLISHED, second.error  # a new spec is a new version
+    v1, v2 = first.version, second.version
+    assert v1.content_hash == v2.content_hash and v1.spec_fingerprint != v2.spec_fingerprint
+
+    # The stored spec is the typed spec, whole: the catalog's current one is the new file's.
+    dataset = Dataset.objects.get(slug="branch_visits")
+    assert DatasetSpec.from_document(v1.spec).column("branch").role == "sensitive"
+    assert dataset.current_spec.column("branch").role == v2.dataset_spec.column("branch").role == "dimension"
+
+    store_root = Path(store().root)
+    config = SandboxConfig(
+        store_root=str(store_root),
+        temp_directory=str(tmp_path / "query-tmp"),
+        memory_limit_bytes=256 * 1024**2,
+        threads=1,
+        max_temp_directory_bytes=64 * 1024**2,
+        max_concurrent_queries=1,
+    )
+    gateway = Gateway(config)
+    try:
+        sql = "SELECT branch, sum(spend) AS spend FROM branch_visits GROUP BY branch"
+        old = binding_for(dataset, DatasetVersion.objects.get(pk=v1.pk), store())
+        new = binding_for(dataset, DatasetVersion.objects.get(pk=v2.pk), store())
+        assert old.columns["branch"] == "sensitive" and new.columns["branch"] == "dimension"
+        assert "branch" not in old.analysis.dimensions and "branch" in new.analysis.dimensions
+        with pytest.raises(QueryRejected):
+            gateway.check(sql, {"branch_visits": old})  # v1 still obeys its own rules
+        assert gateway.check(sql, {"branch_visits": new}).aggregate
+    finally:
+        gateway.close()
+
+
+def test_a_spec_document_round_trips_for_every_demo_spec_and_rule():
+    import dataclasses
+    import json
+    import typing
+
+    from catalog.sync import load_catalog_specs
+    from datasets.generalize import Rule, parse_rule
+    from datasets.spec import ColumnSpec, DatasetSpec
+
+    specs = load_catalog_specs()
+    rules = [
+        {"rule": "bucket", "edges": [0, 10.5, 100]},
+        {"rule": "bucket", "width": 5},
+        {"rule": "truncate", "unit": "month"},
+        {"rule": "age_band", "width": 10, "reference_date": "2025-12-31"},
+        {"rule": "region", "level": "region"},
+        {"rule": "top_bottom", "bottom": 1, "top": 99.5},
+        {"rule": "round", "step": 10},
+        {"rule": "keep"},
+    ]
+    assert {raw["rule"] for raw in rules} == {rule.kind for rule in typing.get_args(Rule)}  # every kind there is
+    extra = tuple(
+        ColumnSpec(name=f"c{n}", source="x", role="quasi", description="", type="float64", generalize=parse_rule(raw))
+        for n, raw in enumerate(rules)
+    )
+    for spec in [*specs, dataclasses.replace(specs[0], columns=specs[0].columns + extra)]:
+        document = json.loads(json.dumps(spec.to_document()))  # what a JSON column stores
+        back = DatasetSpec.from_document(document)
+        assert back == spec and back.fingerprint == spec.fingerprint
+    with pytest.raises(ValueError):
+        DatasetSpec.from_document({**specs[0].to_document(), "tier": "secret"})
+    with pytest.raises(ValueError):
+        DatasetSpec.from_document({**specs[0].to_document(), "unknown_field": 1})
