@@ -1,5 +1,5 @@
-"""Building blocks for catalog and grant tests: the demo datasets with small real versions, personas,
-bearer tokens.
+"""Building blocks for catalog and grant tests: the demo datasets with small real versions, the
+suite's cast of personas, bearer tokens.
 
 The datasets come from the real spec files (synced as `sync_datasets` does);
 their versions are tiny Parquet files written straight into a per-test store,
@@ -7,6 +7,31 @@ with the statistics the build would compute, so a test needs no build.
 
 Loaded as a pytest plugin by tests/conftest.py, so its fixtures are available to every
 test by name; the plain helpers (`approved`, `auth`, `bearer_token`, ...) are imported.
+
+The cast of the whole suite, stated here and nowhere else: each name is one person, with one
+institution and one role. A test that changes a role or a status (bob promoted to admin, the
+fund suspended) does so in its own body; the table says where everyone starts.
+
+========== ==================================== ===========================================================
+name       institution                          role: what they are for
+========== ==================================== ===========================================================
+olga       the platform (vitamin.example)       staff: reviews applications and subscriptions, decides them
+alice      the fund (Demo Fund Management Co.)  owner: requests access, manages members, clients and tokens
+bob        the fund                             analyst: reads and queries; may not request or manage
+carol      the fund                             viewer: catalog only (fixture and membership in
+                                                tests/oauth/conftest.py; joins by invitation elsewhere)
+dave       the bank (Demo Commercial Bank)      owner: the other institution, outside the fund's
+                                                subscriptions and clients; files the bank's applications
+irene      an insurer                           owner of the institution the admin commands create
+mallory    none                                 signed-in outsider: tries pages and links meant for others
+Wang Fang  her own fund company                 newcomer: signs up on the portal, applies, becomes owner
+Li Lei     Wang Fang's fund company             the colleague she invites
+========== ==================================== ===========================================================
+
+Tests of the SQL engine below Django (tests/query with tests/query_support.py) act for
+institutions, not people: `FUND` and `BANK` there are the fund's and the bank's re-keying keys.
+Quota tests charge the subject "fund"; audit tests record olga and dave by bare username, and
+their throwaway users are all "newcomer".
 """
 
 from __future__ import annotations
@@ -194,28 +219,32 @@ def catalog(db, store_url) -> SimpleNamespace:
     )
 
 
+# The cast of the module docstring: one fixture per person, and the two institutions.
+
+
 @pytest.fixture
 def olga(db):
-    """Platform staff."""
     return make_user("olga@vitamin.example", staff=True)
 
 
 @pytest.fixture
 def alice(db):
-    """Owner of the fund company."""
     return make_user("alice@fund.example")
 
 
 @pytest.fixture
 def bob(db):
-    """Analyst at the fund company."""
     return make_user("bob@fund.example")
 
 
 @pytest.fixture
 def dave(db):
-    """Owner of the bank: an outsider to the fund's subscriptions."""
     return make_user("dave@bank.example")
+
+
+@pytest.fixture
+def irene(db):
+    return make_user("irene@insurer.example")
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import pytest
 
 from testenv import POSTGRES_ADMIN_URL, POSTGRES_URL, REDIS_URL, REQUIRE_SERVICES, TEST_DATA_DIR  # noqa: I001 - first: sets the environment
 
-# The shared cast (alice, bob, olga, dave, fund, bank, plan, catalog, ...) is available to every test.
+# The shared fixtures (the cast tabled in catalog_support's docstring, plan, catalog, ...) reach every test.
 pytest_plugins = ["catalog_support"]
 
 _DB_FIXTURES = {

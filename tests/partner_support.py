@@ -1,7 +1,7 @@
 """Building blocks for institution and OAuth tests: people, institutions, clients, PKCE values.
 
-A plain module (tests/ is on sys.path): tests/institutions and tests/oauth wrap
-these in fixtures in their own conftest.py.
+A plain module (tests/ is on sys.path): tests/catalog_support.py builds the suite's cast
+from these (who is who is its docstring's table), and tests/oauth/conftest.py adds to it.
 """
 
 from __future__ import annotations

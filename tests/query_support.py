@@ -1,6 +1,7 @@
-"""Personas and constants of the query gateway tests (fixtures: tests/query/conftest.py).
+"""Partners and constants of the query gateway tests (fixtures: tests/query/conftest.py).
 
-alice works for a bank, bob for a fund company; each institution has its own re-keying key.
+The gateway re-keys per institution, so its partners are institutions: the fund and the bank of
+the suite's cast (the table in tests/catalog_support.py), each with its own re-keying key.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ class Partner:
     key: bytes
 
 
-ALICE = Partner("alice", derive_partner_key(MASTER_KEY, "alice-bank"))
-BOB = Partner("bob", derive_partner_key(MASTER_KEY, "bob-fund"))
+FUND = Partner("fund", derive_partner_key(MASTER_KEY, "fund"))
+BANK = Partner("bank", derive_partner_key(MASTER_KEY, "bank"))
 
 
 def arrow_stream_batches(data: bytes) -> list:

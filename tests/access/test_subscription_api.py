@@ -108,7 +108,7 @@ def test_an_analysts_tool_reads_but_cannot_request(client, fund, bob, demo_datas
 def test_a_tool_acts_with_its_members_current_role(client, fund, alice, bob, demo_datasets, plan):
     owner_tool = bearer_token(fund, scopes="catalog:read subscriptions:write", user=alice)
     assert post(client, "/api/v1/subscriptions", owner_tool, request_body()).status_code == 201
-    # A token bob got while he was an admin, after he became an analyst.
+    # A token with subscriptions:write acting for bob, an analyst: the scope does not lift his role.
     analyst_tool = bearer_token(fund, scopes="catalog:read subscriptions:write", user=bob)
     response = post(client, "/api/v1/subscriptions", analyst_tool, request_body(dataset="card_transactions"))
     assert response.status_code == 403 and response.json()["error"]["code"] == "permission_denied"

@@ -16,7 +16,7 @@ from vitamin.errors import ApiError
 
 STATES = ["requested", "approved", "rejected", "revoked", "expired", "cancelled"]
 ACTIONS = ["request", "approve", "reject", "revoke", "expire", "cancel", "grant"]
-# The life cycle as the issue states it; everything not listed here must be refused with 409.
+# The life cycle: (state, action) -> the state it leads to. Every pair not listed must be refused with 409.
 LEGAL = {
     ("requested", "approve"): "approved",
     ("requested", "reject"): "rejected",

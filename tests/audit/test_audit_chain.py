@@ -115,11 +115,11 @@ def test_record_defaults_to_a_system_actor_and_the_current_request_id():
 
 @pytest.mark.django_db
 def test_record_with_a_request_takes_ip_request_id_and_user_from_it():
-    alice = get_user_model().objects.create_user("alice")
+    olga = get_user_model().objects.create_user("olga")
     captured = {}
 
     def view(request):
-        request.user = alice
+        request.user = olga
         captured["event"] = record("subscription.approve", target="subscription:9", request=request)
         return HttpResponse()
 
@@ -129,10 +129,10 @@ def test_record_with_a_request_takes_ip_request_id_and_user_from_it():
     RequestIdMiddleware(view)(request)
 
     event = captured["event"]
-    assert (event.actor_type, event.actor_id) == ("user", "alice")
+    assert (event.actor_type, event.actor_id) == ("user", "olga")
     assert event.ip == "198.51.100.7"  # X-Forwarded-For is not trusted from an unlisted address
     assert event.request_id == "req-from-client-01"
-    assert AuditEvent.objects.get(seq=event.seq).actor_id == "alice"
+    assert AuditEvent.objects.get(seq=event.seq).actor_id == "olga"
 
 
 class _OAuthClient:
@@ -143,7 +143,7 @@ class _OAuthClient:
 @pytest.mark.django_db
 def test_record_with_an_oauth_request_names_the_client_and_its_institution():
     request = RequestFactory().get("/", REMOTE_ADDR="192.0.2.10")
-    request.user = get_user_model().objects.create_user("bob")
+    request.user = get_user_model().objects.create_user("dave")
     request.auth_client = _OAuthClient()
     request.request_id = "req-oauth-0001"
 

@@ -24,20 +24,20 @@ def run(*args) -> dict:
     return json.loads(out.getvalue())
 
 
-def test_create_institution_approve_create_client_and_suspend(alice):
+def test_create_institution_approve_create_client_and_suspend(irene):
     created = run(
         "create_institution",
         "--name=演示保险股份有限公司",
         "--type=insurer",
         f"--credit-code={credit_code(5)}",
         "--contact-email=ops@insurer.example",
-        f"--owner={alice.email}",
+        f"--owner={irene.email}",
         "--approve",
     )
-    assert created["status"] == "approved" and created["owner"] == alice.username and created["type"] == "insurer"
+    assert created["status"] == "approved" and created["owner"] == irene.username and created["type"] == "insurer"
     institution = Institution.objects.get(pk=created["id"])
     assert institution.legal_name == "演示保险股份有限公司"
-    assert institution.members.get().user == alice
+    assert institution.members.get().user == irene
 
     client = run("create_client", institution.credit_code, "--name=Batch job", "--scope=catalog:read query")
     assert client["client_id"].startswith("vtc_") and client["client_secret"].startswith("vcs_")

@@ -26,24 +26,24 @@ def apply(applicant, number=10) -> Institution:
     )
 
 
-def test_an_application_is_pending_with_the_applicant_as_owner(alice):
-    institution = apply(alice)
+def test_an_application_is_pending_with_the_applicant_as_owner(dave):
+    institution = apply(dave)
     assert institution.status == S.PENDING
     assert Member.objects.get(institution=institution).role == Role.OWNER
     first = institution.status_changes.get()
-    assert (first.from_status, first.to_status, first.changed_by) == ("", S.PENDING, alice)
+    assert (first.from_status, first.to_status, first.changed_by) == ("", S.PENDING, dave)
     assert AuditEvent.objects.filter(action="institution.applied", institution=str(institution.pk)).count() == 1
 
 
-def test_approval_and_rejection_are_explained_to_the_applicant(alice, olga):
-    approved = apply(alice, 11)
+def test_approval_and_rejection_are_explained_to_the_applicant(dave, olga):
+    approved = apply(dave, 11)
     lifecycle.change_status(approved, S.APPROVED, reason="Licence checked.", by=olga)
-    rejected = apply(alice, 12)
+    rejected = apply(dave, 12)
     lifecycle.change_status(rejected, S.CLOSED, reason="The licence number does not match.", by=olga)
 
     assert [message.to for message in mail.outbox] == [
-        ["alice@fund.example", "contact11@bank.example"],
-        ["alice@fund.example", "contact12@bank.example"],
+        ["contact11@bank.example", "dave@bank.example"],
+        ["contact12@bank.example", "dave@bank.example"],
     ]
     assert "approved" in mail.outbox[0].subject and "Licence checked." in mail.outbox[0].body
     assert "rejected" in mail.outbox[1].subject and "does not match" in mail.outbox[1].body
@@ -58,8 +58,8 @@ def test_approval_and_rejection_are_explained_to_the_applicant(alice, olga):
     assert event.actor_id == olga.username and event.details["to"] == "closed"
 
 
-def test_only_allowed_transitions_with_a_reason(alice, olga):
-    institution = apply(alice)
+def test_only_allowed_transitions_with_a_reason(dave, olga):
+    institution = apply(dave)
     with pytest.raises(lifecycle.StatusChangeError, match="reason"):
         lifecycle.change_status(institution, S.APPROVED, reason="  ", by=olga)
     with pytest.raises(lifecycle.StatusChangeError, match="cannot go from Pending review to Suspended"):

@@ -39,7 +39,7 @@ def test_an_invited_person_joins_through_the_emailed_link(client, fund, alice):
 
 
 def test_a_forwarded_invitation_is_useless_to_someone_else(client, fund, alice):
-    members.invite(fund, email="carol@fund.example", role=Role.ADMIN, by=alice)
+    members.invite(fund, email="carol@fund.example", role=Role.VIEWER, by=alice)
     mallory = make_user("mallory@evil.example")
     client.force_login(mallory)
     answer = client.post(invitation_link())
@@ -48,7 +48,7 @@ def test_a_forwarded_invitation_is_useless_to_someone_else(client, fund, alice):
 
 
 def test_tampered_and_expired_links_are_refused(client, fund, alice, monkeypatch):
-    invitation = members.invite(fund, email="carol@fund.example", role=Role.ADMIN, by=alice)
+    invitation = members.invite(fund, email="carol@fund.example", role=Role.VIEWER, by=alice)
     token = token_of(invitation_link())
     with pytest.raises(members.MembershipError, match="not valid"):
         members.invitation_from_token(token[:-2] + ("AA" if not token.endswith("AA") else "BB"))

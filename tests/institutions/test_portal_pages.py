@@ -66,15 +66,15 @@ def test_verification_link_does_not_reactivate_an_account_an_admin_disabled(clie
     assert not alice.is_active
 
 
-def test_apply_for_an_institution(client, bob):
-    client.force_login(bob)
+def test_apply_for_an_institution(client, dave):
+    client.force_login(dave)
     bad = client.post("/institutions/apply/", _application(code="91330100000000010X"))
     assert b"check character" in bad.content
     answer = client.post("/institutions/apply/", _application())
     institution = Institution.objects.get(legal_name="Applicant Bank")
     assert answer["Location"] == f"/institutions/{institution.pk}/"
-    assert institution.status == InstitutionStatus.PENDING and institution.applicant == bob
-    assert Member.objects.get(institution=institution, user=bob).role == Role.OWNER
+    assert institution.status == InstitutionStatus.PENDING and institution.applicant == dave
+    assert Member.objects.get(institution=institution, user=dave).role == Role.OWNER
 
 
 def _application(code: str | None = None) -> dict:
@@ -82,14 +82,14 @@ def _application(code: str | None = None) -> dict:
         "legal_name": "Applicant Bank",
         "type": "bank",
         "credit_code": code or credit_code(99).lower(),  # typed in lower case: accepted and upper-cased
-        "contact_name": "Li Lei",
-        "contact_email": "li.lei@bank.example",
+        "contact_name": "Contact",
+        "contact_email": "contact99@bank.example",
         "contact_phone": "",
     }
 
 
-def test_review_queue_is_for_staff_who_approve_or_reject_with_a_reason(client, alice, bob, olga):
-    client.force_login(bob)
+def test_review_queue_is_for_staff_who_approve_or_reject_with_a_reason(client, alice, dave, olga):
+    client.force_login(dave)
     client.post("/institutions/apply/", _application())
     institution = Institution.objects.get(legal_name="Applicant Bank")
     assert client.get("/institutions/review/").status_code == 302  # to the admin login
@@ -117,7 +117,7 @@ def test_review_queue_is_for_staff_who_approve_or_reject_with_a_reason(client, a
 
 
 def test_institution_pages_are_for_members_and_staff(client, fund, alice, olga):
-    outsider = make_user("eve@elsewhere.example")
+    outsider = make_user("mallory@evil.example")
     client.force_login(outsider)
     for path in (f"/institutions/{fund.pk}/", f"/institutions/{fund.pk}/members/", f"/institutions/{fund.pk}/clients/"):
         assert client.get(path).status_code == 403, path

@@ -1,8 +1,7 @@
-"""The cast of the OAuth tests.
+"""The OAuth tests' additions to the suite's cast (the table in tests/catalog_support.py).
 
-alice owns the fund company and bob is an analyst there, carol a viewer;
-dave owns the bank. The fund's "tool" client acts for members (authorization
-code, refresh), its "machine" client acts for itself (client credentials).
+Here the fund also has carol as its viewer. The fund's "tool" client acts for members
+(authorization code, refresh), its "machine" client acts for itself (client credentials).
 """
 
 from __future__ import annotations

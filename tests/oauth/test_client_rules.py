@@ -10,7 +10,7 @@ from joserfc.jwk import ECKey, OctKey, RSAKey
 from partner_support import make_client, make_institution
 
 from audit.models import AuditEvent
-from institutions.models import InstitutionStatus
+from institutions.models import InstitutionStatus, InstitutionType
 from oauth import clients
 from oauth.clients import ClientConfigError, check_redirect_uri
 from oauth.models import AuthMethod, AuthorizationCode, GrantType, UsedAssertion
@@ -85,12 +85,14 @@ def test_ec_public_keys_are_accepted(fund):
         clients.rotate_secret(client)
 
 
-def test_only_approved_institutions_get_clients_and_registration_tokens(alice):
-    pending = make_institution("Pending Fund", 7, owner=alice, status=InstitutionStatus.PENDING)
+def test_only_approved_institutions_get_clients_and_registration_tokens(dave):
+    pending = make_institution(
+        "Pending Bank", 7, owner=dave, status=InstitutionStatus.PENDING, type=InstitutionType.BANK
+    )
     with pytest.raises(ClientConfigError, match="not approved"):
         make_client(pending)
     with pytest.raises(ClientConfigError, match="not approved"):
-        clients.issue_registration_token(pending, scope="query", by=alice)
+        clients.issue_registration_token(pending, scope="query", by=dave)
 
 
 def test_secret_checks_and_audited_changes(fund, alice):

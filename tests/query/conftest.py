@@ -10,7 +10,7 @@ Datasets (all real Parquet files, written with pyarrow):
   identifier) that must reach partners re-keyed.
 - `numbers` (open): 30,000 integers, for runaway cross joins.
 
-Personas (alice, bob) are in tests/query_support.py.
+The partners (`FUND`, `BANK`: the fund and the bank of the suite's cast) are in tests/query_support.py.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from query_support import ALICE, K, Partner
+from query_support import FUND, K, Partner
 
 from datasets.query.bindings import DatasetBinding
 from datasets.query.gateway import Gateway
@@ -155,7 +155,7 @@ def gateway(store_root: Path, tmp_path_factory) -> Iterator[Gateway]:
 def run(gateway: Gateway, bindings: dict[str, DatasetBinding]):
     """Run SQL as a partner and return (column names, rows as tuples); the connection is always given back."""
 
-    def run(sql: str, partner: Partner = ALICE, limits: Limits | None = None, only: tuple[str, ...] | None = None):
+    def run(sql: str, partner: Partner = FUND, limits: Limits | None = None, only: tuple[str, ...] | None = None):
         granted = {slug: b for slug, b in bindings.items() if only is None or slug in only}
         result = gateway.run(sql, granted, partner.key, limits or Limits())
         with result:

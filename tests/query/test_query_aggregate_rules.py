@@ -64,14 +64,14 @@ def test_having_cannot_undo_the_threshold(run):
 
 
 def test_a_fully_suppressed_result_says_nothing_about_what_was_dropped(gateway, bindings):
-    from query_support import ALICE
+    from query_support import FUND
 
     from datasets.query import formats
 
     result = gateway.run(
         "SELECT province, count(*) FROM cards WHERE province IN ('small', 'lonely') GROUP BY 1",
         bindings,
-        ALICE.key,
+        FUND.key,
         Limits(),
     )
     body = b"".join(formats.stream(result, "json"))

@@ -6,7 +6,7 @@ import copy
 
 import duckdb
 import pytest
-from query_support import ALICE
+from query_support import FUND
 
 from datasets.query.checker import inspect
 from datasets.query.errors import Code, QueryRejected
@@ -161,7 +161,7 @@ def test_ordinary_queries_pass_the_check_and_run(gateway, bindings, run, sql):
 def test_run_refuses_before_taking_a_connection(gateway, bindings, run):
     for _ in range(5):  # more than the pool holds: a refusal must not keep a connection
         with pytest.raises(QueryRejected):
-            gateway.run("SELECT * FROM read_text('/etc/hostname')", bindings, ALICE.key, Limits())
+            gateway.run("SELECT * FROM read_text('/etc/hostname')", bindings, FUND.key, Limits())
     assert run("SELECT 42 AS answer")[1] == [(42,)]
 
 

@@ -11,7 +11,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import pytest
-from query_support import ALICE, arrow_stream_batches
+from query_support import FUND, arrow_stream_batches
 
 from datasets.query import formats
 from datasets.query.limits import Limits
@@ -30,7 +30,7 @@ EXPECTED = pa.table(
 @pytest.fixture
 def body(gateway, bindings):
     def body(sql: str, format_name: str, limits: Limits | None = None):
-        result = gateway.run(sql, bindings, ALICE.key, limits or Limits())
+        result = gateway.run(sql, bindings, FUND.key, limits or Limits())
         chunks = list(formats.stream(result, format_name))
         return result, chunks, b"".join(chunks)
 

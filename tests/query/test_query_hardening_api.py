@@ -1,4 +1,4 @@
-"""Attacks on the partner API that used to answer 500 or leave no audit trail (issue 10, part 3).
+"""Malformed and hostile requests to the partner API: none may answer 500, and every refusal stays on record.
 
 Each test goes through the live Django test client, as a partner would: a query that reads no
 dataset, a CTE shadowing a dataset, an overlong table name, a JSON body nested 100,000 deep, a

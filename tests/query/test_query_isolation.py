@@ -18,7 +18,7 @@ import time
 
 import pytest
 from catalog_support import approved, auth, bearer_token
-from query_support import ALICE, arrow_stream_batches
+from query_support import FUND, arrow_stream_batches
 
 from datasets.query import formats
 from datasets.query.errors import Code, QueryError, QueryFailed, QueryRejected
@@ -37,7 +37,7 @@ LIMIT_CODES = {Code.TIME_LIMIT_EXCEEDED, Code.MEMORY_LIMIT_EXCEEDED}
 BOMB_CODES = LIMIT_CODES | {Code.QUERY_ERROR}
 
 BOMBS = {
-    # From the issue: size arguments a static rule could bound.
+    # Literal size arguments: a static rule on arguments could bound these.
     "list_resize": "SELECT len(list_resize([1], 400000000)) AS n FROM numbers LIMIT 1",
     "nested list_resize": (
         "SELECT len(list_transform(list_resize([1], 25000), lambda x: list_resize([x], 25000))) AS n"
@@ -97,7 +97,7 @@ def attempt(gateway, bindings, sql, *, limits=None, fmt="json", on_start=None):
     started = time.monotonic()
     result = body = error = None
     try:
-        result = gateway.run(sql, bindings, ALICE.key, limits)
+        result = gateway.run(sql, bindings, FUND.key, limits)
         if on_start is not None:
             on_start(result)
         body = b"".join(formats.stream(result, fmt))
@@ -163,7 +163,7 @@ def test_a_query_on_another_worker_is_not_disturbed_by_a_bomb(isolated, bindings
         result = isolated.run(
             "SELECT a.n AS a, b.n AS b FROM numbers a, numbers b",
             bindings,
-            ALICE.key,
+            FUND.key,
             Limits(max_query_seconds=30, max_result_rows=200_000),
         )
         rows = 0
@@ -233,7 +233,7 @@ def test_a_result_closed_early_leaves_its_worker_reusable(isolated, bindings):
     result = isolated.run(
         "SELECT a.n AS a, b.n AS b FROM numbers a, numbers b",
         bindings,
-        ALICE.key,
+        FUND.key,
         Limits(max_query_seconds=30, max_result_rows=10**6),
     )
     batches = result.record_batches()
@@ -241,7 +241,7 @@ def test_a_result_closed_early_leaves_its_worker_reusable(isolated, bindings):
     batches.close()  # the client went away
     assert result.rows > 0 and result.bytes_scanned is not None
     assert result.worker_pid in isolated.worker_pids()
-    unread = isolated.run("SELECT n FROM numbers", bindings, ALICE.key, Limits())
+    unread = isolated.run("SELECT n FROM numbers", bindings, FUND.key, Limits())
     unread.close()  # never read at all
     assert unread.worker_pid in isolated.worker_pids()
     assert_healthy(isolated, bindings)
@@ -277,8 +277,8 @@ def test_a_worker_that_dies_mid_query_answers_memory_exceeded_and_is_replaced(is
 @pytest.mark.parametrize("fmt", ["json", "csv", "arrow", "parquet"])
 def test_results_are_the_same_as_in_process(isolated, gateway, bindings, sql, fmt):
     limits = Limits(max_query_seconds=10, max_result_rows=3)
-    ours = isolated.run(sql, bindings, ALICE.key, limits)
-    theirs = gateway.run(sql, bindings, ALICE.key, limits)
+    ours = isolated.run(sql, bindings, FUND.key, limits)
+    theirs = gateway.run(sql, bindings, FUND.key, limits)
     if "ENUM" in sql and fmt in ("arrow", "parquet"):  # ENUMs cross the pipe as their strings
         assert ours.columns == theirs.columns
         if fmt == "arrow":  # still a valid stream, with the same values and the truncation flag
@@ -292,10 +292,10 @@ def test_results_are_the_same_as_in_process(isolated, gateway, bindings, sql, fm
 
 def test_refusals_come_back_as_the_engine_raised_them(isolated, bindings):
     with pytest.raises(QueryRejected) as refused:
-        isolated.run("SELECT * FROM read_text('/etc/hostname')", bindings, ALICE.key, Limits())
+        isolated.run("SELECT * FROM read_text('/etc/hostname')", bindings, FUND.key, Limits())
     assert refused.value.code == Code.TABLE_FUNCTION_NOT_ALLOWED
     with pytest.raises(QueryFailed) as failed:
-        list(isolated.run("SELECT CAST('x' AS INTEGER) AS n FROM numbers", bindings, ALICE.key, Limits()).json_rows())
+        list(isolated.run("SELECT CAST('x' AS INTEGER) AS n FROM numbers", bindings, FUND.key, Limits()).json_rows())
     assert failed.value.code == Code.QUERY_ERROR
     assert_healthy(isolated, bindings)
 

@@ -1,4 +1,4 @@
-"""Attacks on the aggregate tier's k threshold through the partner API (issue 10, part 1).
+"""Attacks on the aggregate tier's k threshold through the partner API.
 
 `card_transactions` (k = 10) is published twice: version 1 as the catalog fixture writes it
 (channels pos with 12 buyers, online with 10, mobile with 3) and version 2 identical except for
@@ -138,10 +138,10 @@ def test_each_raiser_really_raises_in_plain_duckdb(name):
     assert raw(f"SELECT count(*) FROM card_transactions WHERE {row_level(RAISERS[name])} OR true")
 
 
-# -- the issue's attacks, as reported ----------------------------------------------------------
+# -- three concrete oracles: a HAVING cast, a yes/no binary search, a WHERE echo -----------------
 
 
-def test_the_reported_having_cast_does_not_reveal_a_one_buyer_group(client, token):
+def test_a_having_cast_does_not_reveal_a_one_buyer_group(client, token):
     sql = (
         "SELECT channel, count(*) AS n FROM card_transactions "
         "GROUP BY month, province, age_band, gender, category, csi_industry, channel "
@@ -154,17 +154,17 @@ def test_the_reported_having_cast_does_not_reveal_a_one_buyer_group(client, toke
     assert "390" not in str(rows) and "mobile" not in str(rows)
 
 
-def test_the_reported_yes_no_oracle_answers_the_same_whether_or_not_a_small_group_exists(client, token):
+def test_a_yes_no_oracle_answers_the_same_whether_or_not_a_small_group_exists(client, token):
     probe = (
         "SELECT count(*) AS n FROM card_transactions GROUP BY channel "
         "HAVING CAST(CASE WHEN count(DISTINCT buyer) = 1 AND sum(amount) > {bound} THEN 'x' ELSE '1' END AS INT) = 1"
     )
-    # The binary search over one buyer's spending, as the report describes it: every step answers alike.
+    # A binary search over one buyer's spending, one bound per query: every step answers alike.
     outcomes = [answers_for_both_versions(client, token, probe.format(bound=bound)) for bound in (0, 100, 389, 391)]
     assert all(outcome == outcomes[0] for outcome in outcomes) and outcomes[0][0] == 200
 
 
-def test_the_reported_where_echo_shows_no_row_values(client, token):
+def test_a_where_echo_shows_no_row_values(client, token):
     sql = (
         "SELECT count(*) AS n FROM card_transactions "
         "WHERE CAST(concat('v=', province, '|', channel, '|', category) AS INT) = 1"

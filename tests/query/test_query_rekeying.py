@@ -1,10 +1,10 @@
-"""Identifying columns reach each partner re-keyed: alice's and bob's values never join, alice's always do."""
+"""Identifying columns reach each partner re-keyed: two institutions' values never join, one's own always do."""
 
 from __future__ import annotations
 
 import duckdb
 import pytest
-from query_support import ALICE, BOB, MASTER_KEY
+from query_support import BANK, FUND, MASTER_KEY
 
 from datasets.query.limits import Limits
 from datasets.query.rekey import derive_partner_key, rekey, rekey_sql
@@ -18,27 +18,27 @@ def values(run, sql, partner):
 
 
 def test_partners_see_disjoint_values_that_do_not_join(run):
-    alice = values(run, "SELECT customer FROM people", ALICE)
-    bob = values(run, "SELECT customer FROM people", BOB)
-    assert len(set(alice)) == len(set(bob)) == 20
-    assert not set(alice) & set(bob)
-    assert not (set(alice) | set(bob)) & PUBLISHED_CUSTOMERS
+    fund = values(run, "SELECT customer FROM people", FUND)
+    bank = values(run, "SELECT customer FROM people", BANK)
+    assert len(set(fund)) == len(set(bank)) == 20
+    assert not set(fund) & set(bank)
+    assert not (set(fund) | set(bank)) & PUBLISHED_CUSTOMERS
 
 
 def test_a_partner_gets_the_same_values_in_every_query_and_dataset(run):
-    first = values(run, "SELECT customer FROM people ORDER BY balance", ALICE)
-    values(run, "SELECT customer FROM people", BOB)  # another partner in between, on the same pool
-    again = values(run, "SELECT customer FROM people ORDER BY balance", ALICE)
+    first = values(run, "SELECT customer FROM people ORDER BY balance", FUND)
+    values(run, "SELECT customer FROM people", BANK)  # another partner in between, on the same pool
+    again = values(run, "SELECT customer FROM people ORDER BY balance", FUND)
     assert first == again
-    accounts = values(run, "SELECT customer FROM accounts", ALICE)
-    assert set(accounts) < set(first)  # alice can join her results from two datasets
-    _, joined = run("SELECT p.city, a.bank FROM people p JOIN accounts a USING (customer)", ALICE)
+    accounts = values(run, "SELECT customer FROM accounts", FUND)
+    assert set(accounts) < set(first)  # the fund can join its results from two datasets
+    _, joined = run("SELECT p.city, a.bank FROM people p JOIN accounts a USING (customer)", FUND)
     assert len(joined) == 10
 
 
 def test_the_value_is_the_hmac_of_the_published_pseudonym_under_the_partner_key(run):
-    _, rows = run("SELECT customer, phone, balance FROM people WHERE balance = 300", ALICE)
-    assert rows == [(rekey(ALICE.key, "cust-3"), rekey(ALICE.key, "13800000003"), 300.0)]
+    _, rows = run("SELECT customer, phone, balance FROM people WHERE balance = 300", FUND)
+    assert rows == [(rekey(FUND.key, "cust-3"), rekey(FUND.key, "13800000003"), 300.0)]
 
 
 @pytest.mark.parametrize(
@@ -53,7 +53,7 @@ def test_the_value_is_the_hmac_of_the_published_pseudonym_under_the_partner_key(
     ],
 )
 def test_no_expression_can_reach_the_published_value(run, sql):
-    for value in values(run, sql, ALICE):
+    for value in values(run, sql, FUND):
         text = str(value)
         assert "cust-" not in text.lower() and "1380" not in text
 
@@ -65,17 +65,17 @@ def test_filters_on_published_values_match_nothing(run):
 
 
 def test_aggregate_datasets_never_output_the_entity_even_re_keyed(run):
-    columns, rows = run("SELECT province, count(DISTINCT buyer) FROM cards GROUP BY province", ALICE)
+    columns, rows = run("SELECT province, count(DISTINCT buyer) FROM cards GROUP BY province", FUND)
     assert columns == ["province", "count(DISTINCT buyer)"]
     assert all(isinstance(count, int) for _, count in rows)
 
 
 def test_partner_keys_differ_per_institution_and_are_stable():
-    assert derive_partner_key(MASTER_KEY, "alice-bank") == ALICE.key
-    assert derive_partner_key(MASTER_KEY, "alice-bank") != derive_partner_key(MASTER_KEY, "bob-fund")
-    assert derive_partner_key(MASTER_KEY + b"!", "alice-bank") != ALICE.key
+    assert derive_partner_key(MASTER_KEY, "fund") == FUND.key
+    assert derive_partner_key(MASTER_KEY, "fund") != derive_partner_key(MASTER_KEY, "bank")
+    assert derive_partner_key(MASTER_KEY + b"!", "fund") != FUND.key
     with pytest.raises(ValueError):
-        derive_partner_key(b"short", "alice-bank")
+        derive_partner_key(b"short", "fund")
 
 
 def test_sql_and_python_re_keying_agree_on_awkward_values():
@@ -83,13 +83,13 @@ def test_sql_and_python_re_keying_agree_on_awkward_values():
     connection = duckdb.connect()
     connection.execute("CREATE TABLE v (t VARCHAR, i BIGINT)")
     connection.executemany("INSERT INTO v VALUES (?, ?)", [(t, len(t)) for t in texts] + [(None, None)])
-    rows = connection.execute(f"SELECT t, {rekey_sql(BOB.key, 't')}, i, {rekey_sql(BOB.key, 'i')} FROM v").fetchall()
+    rows = connection.execute(f"SELECT t, {rekey_sql(BANK.key, 't')}, i, {rekey_sql(BANK.key, 'i')} FROM v").fetchall()
     for text, keyed, number, keyed_number in rows:
         if text is None:
             assert keyed is None and keyed_number is None
         else:
-            assert keyed == rekey(BOB.key, text)
-            assert keyed_number == rekey(BOB.key, str(number))
+            assert keyed == rekey(BANK.key, text)
+            assert keyed_number == rekey(BANK.key, str(number))
 
 
 def test_a_partner_key_must_be_a_real_key(gateway, bindings):

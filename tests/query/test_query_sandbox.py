@@ -13,7 +13,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from query_support import ALICE
+from query_support import FUND
 
 from datasets.query import formats
 from datasets.query.errors import Code, QueryFailed, sanitize_message
@@ -28,7 +28,7 @@ from datasets.query.sandbox import SandboxConfig
 def raw_cursor(gateway, bindings):
     """A pooled connection used directly, as if partner SQL had slipped past the checker."""
     session = gateway._sandbox.acquire()
-    session.bind([bindings["people"]], ALICE.key)
+    session.bind([bindings["people"]], FUND.key)
     yield session.cursor
     gateway._sandbox.release(session)
 
@@ -90,7 +90,7 @@ RUNAWAYS = [
 @pytest.mark.parametrize("sql", RUNAWAYS)
 def test_a_runaway_query_hits_the_time_limit_and_frees_its_connection(gateway, bindings, run, sql):
     with pytest.raises(QueryFailed) as failed:
-        result = gateway.run(sql, bindings, ALICE.key, Limits(max_query_seconds=1))
+        result = gateway.run(sql, bindings, FUND.key, Limits(max_query_seconds=1))
         list(result.record_batches())
     assert failed.value.code == Code.TIME_LIMIT_EXCEEDED
     for _ in range(3):  # more queries than the pool has connections: none was kept
@@ -98,7 +98,7 @@ def test_a_runaway_query_hits_the_time_limit_and_frees_its_connection(gateway, b
 
 
 def test_a_query_cancelled_from_another_thread_stops_mid_computation(gateway, bindings, run):
-    result = gateway.run(RUNAWAYS[1], bindings, ALICE.key, Limits(max_query_seconds=60))
+    result = gateway.run(RUNAWAYS[1], bindings, FUND.key, Limits(max_query_seconds=60))
     canceller = threading.Timer(0.5, result.cancel)
     canceller.start()
     with pytest.raises(QueryFailed) as failed:
@@ -111,7 +111,7 @@ def test_a_query_cancelled_from_another_thread_stops_mid_computation(gateway, bi
 
 def test_a_query_cancelled_before_it_started_never_runs(gateway, bindings, run):
     # DuckDB ignores an interrupt while nothing executes: the cancel must stick until reading starts.
-    result = gateway.run(RUNAWAYS[1], bindings, ALICE.key, Limits(max_query_seconds=60))
+    result = gateway.run(RUNAWAYS[1], bindings, FUND.key, Limits(max_query_seconds=60))
     result.cancel()
     with pytest.raises(QueryFailed) as failed:
         list(result.record_batches())
@@ -123,7 +123,7 @@ def test_a_client_that_reads_too_slowly_is_cut_off_at_the_time_limit(gateway, bi
     result = gateway.run(
         "SELECT a.n, b.n FROM numbers a, numbers b",
         bindings,
-        ALICE.key,
+        FUND.key,
         Limits(max_query_seconds=1, max_result_rows=10**9),
     )
     batches = result.record_batches()
@@ -140,17 +140,17 @@ def test_a_client_that_reads_too_slowly_is_cut_off_at_the_time_limit(gateway, bi
 def test_a_query_needing_too_much_memory_fails_cleanly(gateway, bindings, run):
     sql = "SELECT string_agg(a.n::VARCHAR || b.n::VARCHAR, ',') FROM numbers a, numbers b"
     with pytest.raises(QueryFailed) as failed:
-        list(gateway.run(sql, bindings, ALICE.key, Limits(max_query_seconds=60)).record_batches())
+        list(gateway.run(sql, bindings, FUND.key, Limits(max_query_seconds=60)).record_batches())
     assert failed.value.code == Code.MEMORY_LIMIT_EXCEEDED
     assert "memory_limit" not in failed.value.message and "SET" not in failed.value.message
     assert run("SELECT count(*) FROM numbers")[1] == [(30_000,)]
 
 
 def test_the_row_cap_truncates_and_says_so(run, gateway, bindings):
-    result = gateway.run("SELECT n FROM numbers ORDER BY n DESC", bindings, ALICE.key, Limits(max_result_rows=7))
+    result = gateway.run("SELECT n FROM numbers ORDER BY n DESC", bindings, FUND.key, Limits(max_result_rows=7))
     rows = [n for batch in result.record_batches() for n in batch.column(0).to_pylist()]
     assert rows == list(range(29_999, 29_992, -1)) and result.truncated and result.rows == 7
-    exact = gateway.run("SELECT n FROM numbers WHERE n < 7", bindings, ALICE.key, Limits(max_result_rows=7))
+    exact = gateway.run("SELECT n FROM numbers WHERE n < 7", bindings, FUND.key, Limits(max_result_rows=7))
     assert sum(b.num_rows for b in exact.record_batches()) == 7 and not exact.truncated
 
 
@@ -159,7 +159,7 @@ def test_the_row_cap_truncates_and_says_so(run, gateway, bindings):
     [("LIMIT 7", 7, False), ("LIMIT 3", 3, False), ("LIMIT 8", 7, True), ("LIMIT 50 PERCENT", 7, True), ("", 7, True)],
 )
 def test_the_partners_own_limit_and_the_cap_combine(gateway, bindings, limit, rows, truncated):
-    with gateway.run(f"SELECT n FROM numbers {limit}", bindings, ALICE.key, Limits(max_result_rows=7)) as result:
+    with gateway.run(f"SELECT n FROM numbers {limit}", bindings, FUND.key, Limits(max_result_rows=7)) as result:
         assert sum(b.num_rows for b in result.record_batches()) == rows
     assert result.truncated is truncated
 
@@ -184,24 +184,24 @@ def small_gateway(store_root, tmp_path):
 
 
 def test_queries_beyond_the_process_limit_wait_then_are_refused(small_gateway, bindings):
-    first = small_gateway.run("SELECT * FROM people", bindings, ALICE.key, Limits())
+    first = small_gateway.run("SELECT * FROM people", bindings, FUND.key, Limits())
     with pytest.raises(QueryFailed) as busy:
-        small_gateway.run("SELECT * FROM people", bindings, ALICE.key, Limits())
+        small_gateway.run("SELECT * FROM people", bindings, FUND.key, Limits())
     assert busy.value.code == Code.SERVER_BUSY
     first.close()  # closing without reading gives the connection back
-    with small_gateway.run("SELECT count(*) FROM people", bindings, ALICE.key, Limits()) as second:
+    with small_gateway.run("SELECT count(*) FROM people", bindings, FUND.key, Limits()) as second:
         assert [b.column(0).to_pylist() for b in second.record_batches()] == [[20]]
 
 
 def test_a_waiting_query_runs_as_soon_as_a_connection_is_free(small_gateway, bindings):
-    first = small_gateway.run("SELECT * FROM people", bindings, ALICE.key, Limits())
+    first = small_gateway.run("SELECT * FROM people", bindings, FUND.key, Limits())
     threading.Timer(0.05, first.close).start()
-    with small_gateway.run("SELECT count(*) FROM accounts", bindings, ALICE.key, Limits()) as second:
+    with small_gateway.run("SELECT count(*) FROM accounts", bindings, FUND.key, Limits()) as second:
         assert [b.column(0).to_pylist() for b in second.record_batches()] == [[10]]
 
 
 def test_a_result_can_be_read_once(gateway, bindings):
-    result = gateway.run("SELECT 1 AS one", bindings, ALICE.key, Limits())
+    result = gateway.run("SELECT 1 AS one", bindings, FUND.key, Limits())
     assert [b.num_rows for b in result.record_batches()] == [1]
     with pytest.raises(RuntimeError):
         list(result.record_batches())
@@ -216,7 +216,7 @@ def test_a_new_version_replaces_the_old_one_for_the_next_query(gateway, bindings
     pq.write_table(pa.table({"customer": ["cust-100"], "bank": ["BOC"]}), folder / "part-0.parquet")
     v2 = dataclasses.replace(bindings["accounts"], version=2, files=(str(folder / "part-0.parquet"),))
     assert run("SELECT count(*) FROM accounts")[1] == [(10,)]
-    with gateway.run("SELECT bank FROM accounts", {"accounts": v2}, ALICE.key, Limits()) as result:
+    with gateway.run("SELECT bank FROM accounts", {"accounts": v2}, FUND.key, Limits()) as result:
         assert [b.column(0).to_pylist() for b in result.record_batches()] == [["BOC"]]
     assert run("SELECT count(*) FROM accounts")[1] == [(10,)]
 
@@ -235,13 +235,13 @@ def column_chunk_bytes(files, column: str) -> int:
 
 def test_bytes_scanned_are_the_compressed_column_chunks_read(gateway, bindings):
     people = bindings["people"]
-    with gateway.run("SELECT sum(balance) FROM people", bindings, ALICE.key, Limits()) as result:
+    with gateway.run("SELECT sum(balance) FROM people", bindings, FUND.key, Limits()) as result:
         list(result.record_batches())
     assert result.bytes_scanned == column_chunk_bytes(people.files, "balance")
-    with gateway.run("SELECT city, sum(balance) FROM people GROUP BY city", bindings, ALICE.key, Limits()) as both:
+    with gateway.run("SELECT city, sum(balance) FROM people GROUP BY city", bindings, FUND.key, Limits()) as both:
         list(both.record_batches())
     assert both.bytes_scanned == column_chunk_bytes(people.files, "balance") + column_chunk_bytes(people.files, "city")
-    with gateway.run("SELECT 1 AS one", bindings, ALICE.key, Limits()) as nothing:
+    with gateway.run("SELECT 1 AS one", bindings, FUND.key, Limits()) as nothing:
         list(nothing.record_batches())
     assert nothing.bytes_scanned == 0
 
@@ -254,7 +254,7 @@ def test_a_missing_dataset_file_is_reported_without_its_path(gateway, bindings, 
         bindings["accounts"], version=9, files=(str(store_root / "datasets" / "accounts" / "v9" / "gone.parquet"),)
     )
     with pytest.raises(QueryFailed) as failed:
-        gateway.run("SELECT * FROM accounts", {"accounts": gone}, ALICE.key, Limits())
+        gateway.run("SELECT * FROM accounts", {"accounts": gone}, FUND.key, Limits())
     assert failed.value.code == Code.DATASET_UNAVAILABLE
     assert str(store_root) not in str(failed.value) and "gone.parquet" not in str(failed.value)
     for _ in range(3):  # every pooled connection still serves the good version
@@ -264,7 +264,7 @@ def test_a_missing_dataset_file_is_reported_without_its_path(gateway, bindings, 
 def test_a_binding_outside_the_store_is_refused(gateway, bindings):
     outside = dataclasses.replace(bindings["accounts"], files=("/etc/passwd",))
     with pytest.raises(QueryFailed) as failed:
-        gateway.run("SELECT * FROM accounts", {"accounts": outside}, ALICE.key, Limits())
+        gateway.run("SELECT * FROM accounts", {"accounts": outside}, FUND.key, Limits())
     assert failed.value.code == Code.DATASET_UNAVAILABLE and "/etc" not in failed.value.message
 
 
@@ -276,7 +276,7 @@ def test_runtime_errors_are_useful_and_show_no_server_detail(gateway, bindings, 
         "SELECT * FROM people WHERE balance > 'lots'",
     ):
         with pytest.raises(QueryFailed) as failed:
-            list(gateway.run(sql, bindings, ALICE.key, Limits()).record_batches())
+            list(gateway.run(sql, bindings, FUND.key, Limits()).record_batches())
         assert failed.value.code == Code.QUERY_ERROR
         messages.append(failed.value.message)
     assert 'column "no_such_column" not found' in messages[0]
@@ -335,7 +335,7 @@ def test_the_temp_directory_is_private_and_removed_on_close(store_root, tmp_path
     gateway = Gateway(SandboxConfig(store_root=str(store_root), temp_directory=str(tmp_path), max_concurrent_queries=1))
     private = gateway._sandbox.temp_directory
     assert Path(private).parent == tmp_path and os.path.isdir(private)
-    with gateway.run("SELECT count(*) FROM numbers", bindings, ALICE.key, Limits()) as result:
+    with gateway.run("SELECT count(*) FROM numbers", bindings, FUND.key, Limits()) as result:
         assert [b.column(0).to_pylist() for b in result.record_batches()] == [[30_000]]
     gateway.close()
     assert not os.path.exists(private)
@@ -345,7 +345,7 @@ def test_json_ends_with_the_error_when_a_query_fails_mid_stream(gateway, binding
     result = gateway.run(
         "SELECT a.n, b.n FROM numbers a, numbers b",
         bindings,
-        ALICE.key,
+        FUND.key,
         Limits(max_query_seconds=1, max_result_rows=10**9),
     )
     chunks = formats.stream(result, "json")
@@ -360,11 +360,11 @@ def test_json_ends_with_the_error_when_a_query_fails_mid_stream(gateway, binding
 
 def test_concurrent_partners_each_get_their_own_values(gateway, bindings):
     """More threads than connections, alternating partners: every answer is right for its partner."""
-    from query_support import BOB
+    from query_support import BANK
 
     from datasets.query.rekey import rekey
 
-    expected = {partner.name: rekey(partner.key, "cust-7") for partner in (ALICE, BOB)}
+    expected = {partner.name: rekey(partner.key, "cust-7") for partner in (FUND, BANK)}
     answers: list[tuple[str, list]] = []
 
     def ask(partner) -> None:
@@ -372,7 +372,7 @@ def test_concurrent_partners_each_get_their_own_values(gateway, bindings):
             with gateway.run("SELECT customer FROM people WHERE balance = 700", bindings, partner.key, Limits()) as r:
                 answers.append((partner.name, [b.column(0).to_pylist() for b in r.record_batches()]))
 
-    threads = [threading.Thread(target=ask, args=(partner,)) for partner in (ALICE, BOB, ALICE, BOB)]
+    threads = [threading.Thread(target=ask, args=(partner,)) for partner in (FUND, BANK, FUND, BANK)]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -183,22 +183,22 @@ def test_consume_or_raise_carries_what_a_429_needs(backend, subject, noon):
     [
         lambda now: consume("", "queries", 1, 1, Window.DAY, now=now),
         lambda now: consume("s" * 201, "queries", 1, 1, Window.DAY, now=now),
-        lambda now: consume("alice", "has:colon", 1, 1, Window.DAY, now=now),
-        lambda now: consume("alice", "", 1, 1, Window.DAY, now=now),
-        lambda now: consume("alice", "queries", -1, 1, Window.DAY, now=now),
-        lambda now: consume("alice", "queries", 1, -1, Window.DAY, now=now),
-        lambda now: consume("alice", "queries", True, 1, Window.DAY, now=now),
-        lambda now: consume("alice", "queries", 1.5, 2, Window.DAY, now=now),
-        lambda now: consume("alice", "queries", 1, 1, "week", now=now),
-        lambda now: consume("alice", "queries", 1, 1, Window.DAY, now=now.replace(tzinfo=None)),
-        lambda now: refund("alice", "queries", -2, Window.DAY, now=now),
-        lambda now: reserve("alice", "queries", 1, 0, now=now),
+        lambda now: consume("fund", "has:colon", 1, 1, Window.DAY, now=now),
+        lambda now: consume("fund", "", 1, 1, Window.DAY, now=now),
+        lambda now: consume("fund", "queries", -1, 1, Window.DAY, now=now),
+        lambda now: consume("fund", "queries", 1, -1, Window.DAY, now=now),
+        lambda now: consume("fund", "queries", True, 1, Window.DAY, now=now),
+        lambda now: consume("fund", "queries", 1.5, 2, Window.DAY, now=now),
+        lambda now: consume("fund", "queries", 1, 1, "week", now=now),
+        lambda now: consume("fund", "queries", 1, 1, Window.DAY, now=now.replace(tzinfo=None)),
+        lambda now: refund("fund", "queries", -2, Window.DAY, now=now),
+        lambda now: reserve("fund", "queries", 1, 0, now=now),
     ],
 )
 def test_bad_arguments_are_refused_before_touching_a_counter(bad_call, noon):
     with pytest.raises(ValueError):
         bad_call(noon)
-    assert peek("alice", "queries", Window.DAY, now=noon) == 0
+    assert peek("fund", "queries", Window.DAY, now=noon) == 0
 
 
 def test_rate_limit_headers_of_an_allowed_call_have_no_retry_after(backend, subject, noon):

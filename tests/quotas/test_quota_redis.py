@@ -25,9 +25,9 @@ def _ttls_seconds(redis_client) -> dict[str, float]:
 
 def test_every_key_is_prefixed_and_expires(redis_backend, redis_client):
     now = timezone.now()
-    consume("alice", "queries", 1, 10, Window.MINUTE, backend=redis_backend, now=now)
-    consume("alice", "rows", 1, 10, Window.DAY, backend=redis_backend, now=now)
-    reserve("alice", "concurrent_queries", 2, 30, backend=redis_backend, now=now)
+    consume("fund", "queries", 1, 10, Window.MINUTE, backend=redis_backend, now=now)
+    consume("fund", "rows", 1, 10, Window.DAY, backend=redis_backend, now=now)
+    reserve("fund", "concurrent_queries", 2, 30, backend=redis_backend, now=now)
 
     ttls = _ttls_seconds(redis_client)
 
@@ -39,9 +39,9 @@ def test_every_key_is_prefixed_and_expires(redis_backend, redis_client):
 def test_keys_live_as_long_as_they_can_matter(redis_backend, redis_client):
     # 12:00:30 UTC on 10 March: 30 s left in the minute, 3 h 59 min 30 s left in the Shanghai day.
     now = datetime(2026, 3, 10, 12, 0, 30, tzinfo=UTC)
-    consume("alice", "queries", 1, 10, Window.MINUTE, backend=redis_backend, now=now)
-    reserve("alice", "concurrent_queries", 2, 30, backend=redis_backend, now=now)
-    reserve("alice", "concurrent_queries", 2, 90, backend=redis_backend, now=now)
+    consume("fund", "queries", 1, 10, Window.MINUTE, backend=redis_backend, now=now)
+    reserve("fund", "concurrent_queries", 2, 30, backend=redis_backend, now=now)
+    reserve("fund", "concurrent_queries", 2, 90, backend=redis_backend, now=now)
 
     ttls = {key.split(":")[2]: ttl for key, ttl in _ttls_seconds(redis_client).items()}
     expected = {
@@ -56,15 +56,15 @@ def test_keys_live_as_long_as_they_can_matter(redis_backend, redis_client):
 
 
 def test_a_released_lease_leaves_the_set(redis_backend, redis_client):
-    lease = reserve("alice", "concurrent_queries", 2, 30, backend=redis_backend)
+    lease = reserve("fund", "concurrent_queries", 2, 30, backend=redis_backend)
 
     release(lease, backend=redis_backend)
 
-    assert redis_client.zcard("vitamin:quota:lease:concurrent_queries:alice") == 0
+    assert redis_client.zcard("vitamin:quota:lease:concurrent_queries:fund") == 0
 
 
 def test_pure_checks_and_denials_write_nothing(redis_backend, redis_client):
-    consume("alice", "queries", 0, 10, Window.DAY, backend=redis_backend)
-    consume("alice", "queries", 11, 10, Window.DAY, backend=redis_backend)
+    consume("fund", "queries", 0, 10, Window.DAY, backend=redis_backend)
+    consume("fund", "queries", 11, 10, Window.DAY, backend=redis_backend)
 
     assert list(redis_client.scan_iter()) == []
