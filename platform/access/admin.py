@@ -15,7 +15,7 @@ from access import subscriptions
 from access.models import QuotaPlan, Subscription, SubscriptionChange
 from audit.service import record
 from datasets.query.limits import LIMIT_NAMES, clean_overrides
-from vitamin.errors import ApiError
+from vitamin.refusals import Refusal
 
 
 @admin.register(QuotaPlan)
@@ -105,5 +105,5 @@ class SubscriptionAdmin(admin.ModelAdmin):
             subscriptions.set_limit_overrides(
                 obj, form.cleaned_data["limit_overrides"], by=request.user, request=request
             )
-        except ApiError as exc:  # validated by the form already; kept as a guard
+        except Refusal as exc:  # validated by the form already; kept as a guard
             raise forms.ValidationError(exc.message) from None

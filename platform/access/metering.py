@@ -1,9 +1,9 @@
 """Charging a grant's usage against its limits, through the quota service.
 
-    decision = metering.charge(grant, "queries", 1)        # or ApiError 429
+    decision = metering.charge(grant, "queries", 1)        # or a LIMIT_REACHED Refusal
     metering.charge_all([(grant, "queries", 1), (grant, "rows_returned", 0)])   # all or none, one round trip
     metering.meter([(grant, "rows_returned", 1234)])        # usage already done: counted, never refused
-    with metering.query_slot(grant):                        # concurrent_queries, or ApiError 429
+    with metering.query_slot(grant):                        # concurrent_queries, or a LIMIT_REACHED Refusal
         ...
     metering.refund(grant, "rows_returned", unused)
 
@@ -23,9 +23,9 @@ from django.conf import settings
 
 from access.service import Grant
 from datasets.query.limits import CONCURRENT_QUERIES, DAILY_METRICS
-from quotas.service import Charge, Decision, Lease, QuotaExceeded, Window, consume_all, rate_limit_headers, reserved
+from quotas.service import Charge, Decision, Lease, QuotaExceeded, Window, consume_all, reserved
 from quotas.service import refund as refund_quota
-from vitamin.errors import ApiError
+from vitamin.refusals import Kind, Refusal
 
 # A query slot outlives the query time limit by this much, so a crashed process frees it soon after.
 QUERY_SLOT_MARGIN_SECONDS = 30
@@ -36,12 +36,12 @@ Use = tuple[Grant, str, int]  # (grant, daily metric, amount)
 
 
 def charge(grant: Grant, metric: str, amount: int, *, now: datetime | None = None) -> Decision:
-    """Consume `amount` of a daily metric (DAILY_METRICS) for the grant's subscription, or raise a 429 ApiError."""
+    """Consume `amount` of a daily metric (DAILY_METRICS) for the grant's subscription, or raise a LIMIT_REACHED Refusal."""
     return charge_all([(grant, metric, amount)], now=now)[0]
 
 
 def charge_all(uses: Sequence[Use], *, now: datetime | None = None) -> list[Decision]:
-    """Consume every use or none (one quota round trip); a 429 ApiError names the metric that did not fit.
+    """Consume every use or none (one quota round trip); a LIMIT_REACHED Refusal names the metric that did not fit.
 
     An amount of 0 checks that the metric is not already over its limit.
     """
@@ -77,14 +77,14 @@ def refund(grant: Grant, metric: str, amount: int, *, now: datetime | None = Non
 
 @contextmanager
 def query_slot(grant: Grant, *, now: datetime | None = None) -> Iterator[Lease]:
-    """Hold one of the subscription's concurrent query slots for the block, or raise a 429 ApiError."""
+    """Hold one of the subscription's concurrent query slots for the block, or raise a LIMIT_REACHED Refusal."""
     with _slot(grant.quota_subject, grant.limits.concurrent_queries, grant.limits.max_query_seconds, now=now) as lease:
         yield lease
 
 
 @contextmanager
 def institution_query_slot(institution_id: int, max_query_seconds: int, *, now: datetime | None = None):
-    """Hold one of the institution's VITAMIN_QUERY_CONCURRENT_PER_INSTITUTION slots, or raise a 429 ApiError.
+    """Hold one of the institution's VITAMIN_QUERY_CONCURRENT_PER_INSTITUTION slots, or raise a LIMIT_REACHED Refusal.
 
     Whatever its subscriptions allow each, an institution runs at most this many queries at once.
     """
@@ -109,8 +109,8 @@ def _slot(subject: str, limit: int, max_query_seconds: int, *, now: datetime | N
 
 def quota_exceeded(
     metric: str, decision: Decision, *, now: datetime | None = None, scope: str = "subscription"
-) -> ApiError:
-    """The 429 for a denied quota decision, with Retry-After and RateLimit-* headers.
+) -> Refusal:
+    """The refusal for a denied quota decision: when to retry, and the limit, what is left and when it resets.
 
     `scope` says whose limit it is: the subscription's plan, or the institution's (concurrency).
     """
@@ -121,10 +121,11 @@ def quota_exceeded(
             f"The daily limit on {metric} ({decision.limit}) would be exceeded; "
             f"{decision.remaining} left, resets in {decision.retry_after_seconds} s."
         )
-    return ApiError(
+    return Refusal(
         message,
         code="quota_exceeded",
-        status_code=429,
+        kind=Kind.LIMIT_REACHED,
+        retry_after=decision.retry_after_seconds,
         details={
             "metric": metric,
             "scope": scope,
@@ -132,7 +133,6 @@ def quota_exceeded(
             "remaining": decision.remaining,
             "reset_at": decision.reset_at.isoformat(),
         },
-        headers=rate_limit_headers(decision, now=now),
     )
 
 

@@ -3,7 +3,7 @@
     from access.service import allowed, ensure
 
     if allowed(institution, dataset, "query"): ...            # a yes/no, for display
-    grant = ensure(institution, dataset, "query", request=request)  # or ApiError 403
+    grant = ensure(institution, dataset, "query", request=request)  # or Denied (a Refusal)
 
 Every access path (catalog samples of non-open data, the SQL gateway, Delta
 Sharing, lookups) calls `ensure`; no view decides access on its own. Nothing
@@ -28,7 +28,7 @@ from catalog.models import Dataset, DatasetVersion
 from datasets.query.limits import Limits
 from datasets.spec import MODES, MODES_BY_TIER
 from institutions.models import Institution, InstitutionStatus
-from vitamin.errors import ApiError
+from vitamin.refusals import Kind, Refusal
 
 S = Subscription.Status
 
@@ -63,10 +63,11 @@ class Grant:
         return self.subscription.quota_subject
 
 
-class Denied(ApiError):
-    """403 with a stable code saying why (see DENIALS)."""
+class Denied(Refusal):
+    """A forbidden access, with a stable code saying why (see DENIALS)."""
 
-    status_code = 403
+    def __init__(self, message: str, *, code: str, details: dict | None = None):
+        super().__init__(message, code=code, kind=Kind.FORBIDDEN, details=details)
 
 
 # Code → message template; the codes are part of the API.
@@ -90,7 +91,7 @@ def ensure(
     request=None,
     now: datetime | None = None,
 ) -> Grant:
-    """The grant for this access, or Denied (an ApiError 403) naming why. A denial is audited."""
+    """The grant for this access, or Denied (a FORBIDDEN refusal) naming why. A denial is audited."""
     grant, code, names = _check(institution, dataset, mode, now)
     if grant is not None:
         return grant

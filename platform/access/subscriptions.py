@@ -16,7 +16,7 @@ Every change runs in one transaction with the subscription row locked, so two
 admins acting at once cannot both apply a change from the same state; the
 audit event is part of that transaction (fail closed). An approved
 subscription whose expiry has passed is expired first, whatever the action.
-Illegal changes raise ApiError 409 `invalid_transition`; bad input ApiError 400.
+Illegal changes are refused (`invalid_transition`, a CONFLICT); bad input is INVALID.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from catalog.models import Dataset, DatasetVersion
 from datasets.query.limits import clean_overrides
 from datasets.spec import MODES_BY_TIER
 from institutions.models import Institution, InstitutionStatus
-from vitamin.errors import ApiError
+from vitamin.refusals import Kind, Refusal
 
 S = Subscription.Status
 NEW = None  # "no subscription yet", as a state a transition can start from
@@ -54,8 +54,8 @@ DEFAULT_TERM_DAYS = 365
 PURPOSE_MAX_CHARS = 4000
 
 
-def invalid_request(message: str, **details) -> ApiError:
-    return ApiError(message, code="invalid_request", status_code=400, details=details or None)
+def invalid_request(message: str, **details) -> Refusal:
+    return Refusal(message, code="invalid_request", details=details or None)
 
 
 def request_access(
@@ -78,11 +78,15 @@ def request_access(
     if plan is not None and not plan.is_offered:
         raise invalid_request(f"The plan {plan.name!r} is not offered; choose another.")
     if institution.status != InstitutionStatus.APPROVED:
-        raise ApiError(
-            f"{institution.legal_name} is not an approved institution.", code="institution_not_active", status_code=403
+        raise Refusal(
+            f"{institution.legal_name} is not an approved institution.",
+            code="institution_not_active",
+            kind=Kind.FORBIDDEN,
         )
     if not dataset.is_active:
-        raise ApiError(f"The dataset {dataset.slug} is no longer offered.", code="dataset_unavailable", status_code=403)
+        raise Refusal(
+            f"The dataset {dataset.slug} is no longer offered.", code="dataset_unavailable", kind=Kind.FORBIDDEN
+        )
     with _first_writer_wins(), transaction.atomic():
         subscription = _locked_or_new(institution, dataset)
         _apply(
@@ -170,10 +174,10 @@ def expire(subscription: Subscription, *, now: datetime | None = None) -> Subscr
             Subscription.objects.select_for_update().select_related("institution", "dataset").get(pk=subscription.pk)
         )
         if current.status == S.APPROVED and current.expires_at > now:
-            raise ApiError(
+            raise Refusal(
                 f"Subscription {current.pk} does not expire until {timezone.localtime(current.expires_at):%Y-%m-%d %H:%M}.",
                 code="invalid_transition",
-                status_code=409,
+                kind=Kind.CONFLICT,
                 details={"status": current.status, "action": "expire"},
             )
         _apply(current, "expire", by=None, request=None, changes={})
@@ -296,10 +300,10 @@ def _first_writer_wins() -> Iterator[None]:
     try:
         yield
     except IntegrityError:
-        raise ApiError(
+        raise Refusal(
             "Another change to this subscription was being made at the same time; try again.",
             code="conflict",
-            status_code=409,
+            kind=Kind.CONFLICT,
         ) from None
 
 
@@ -308,10 +312,10 @@ def _apply(subscription: Subscription, action: str, *, by, request, changes: dic
     sources, target = TRANSITIONS[action]
     from_status = subscription.status if subscription.pk else NEW
     if from_status not in sources:
-        raise ApiError(
+        raise Refusal(
             _conflict_message(subscription, action),
             code="invalid_transition",
-            status_code=409,
+            kind=Kind.CONFLICT,
             details={"status": from_status, "action": action},
         )
     for field, value in changes.items():

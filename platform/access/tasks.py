@@ -17,7 +17,7 @@ from django.utils import timezone
 from access import emails, subscriptions
 from access.models import Subscription
 from audit.service import record
-from vitamin.errors import ApiError
+from vitamin.refusals import Refusal
 
 log = logging.getLogger("vitamin.access")
 
@@ -52,7 +52,7 @@ def expire_subscriptions(*, now: datetime | None = None) -> int:
     for subscription in Subscription.objects.filter(status=Subscription.Status.APPROVED, expires_at__lte=now):
         try:
             subscriptions.expire(subscription, now=now)
-        except ApiError as exc:  # changed meanwhile (revoked, extended): nothing to expire
+        except Refusal as exc:  # changed meanwhile (revoked, extended): nothing to expire
             log.info("subscription %s not expired: %s", subscription.pk, exc.message)
             continue
         expired += 1

@@ -26,7 +26,7 @@ from datasets.spec import MODES_BY_TIER, TIERS, Mode
 from institutions.models import MANAGER_ROLES, Institution, InstitutionStatus, Member
 from portal import charts
 from portal.subscription_forms import RequestAccessForm
-from vitamin.errors import ApiError
+from vitamin.refusals import Refusal
 
 
 def list_datasets(request):
@@ -108,7 +108,7 @@ def request_access(request, slug: str):
                 by=request.user,
                 request=request,
             )
-        except ApiError as exc:
+        except Refusal as exc:
             form.add_error(None, exc.message)
         else:
             messages.success(request, f"Access to {dataset.title} was requested; the administrators will review it.")

@@ -22,7 +22,7 @@ from django.views.decorators.http import require_POST
 from access import subscriptions
 from access.models import QuotaPlan, Subscription
 from catalog.models import DatasetVersion
-from vitamin.errors import ApiError
+from vitamin.refusals import Refusal
 
 DECISIONS = ("approve", "reject", "revoke")
 
@@ -78,7 +78,7 @@ def decide_subscriptions(request):
         name = f"{subscription.institution.legal_name} → {subscription.dataset.slug}"
         try:
             _decide(request, decision, subscription, reason)
-        except ApiError as exc:
+        except Refusal as exc:
             messages.error(request, f"{name}: {exc.message}")
         else:
             done.append(name)

@@ -15,7 +15,7 @@ from access import subscriptions
 from access.models import Subscription
 from institutions.access import ensure_manager, ensure_member
 from institutions.models import MANAGER_ROLES, Member
-from vitamin.errors import ApiError
+from vitamin.refusals import Refusal
 
 
 @login_required
@@ -71,7 +71,7 @@ def cancel_subscription(request, pk: int):
     ensure_manager(request.user, subscription.institution)
     try:
         subscriptions.cancel(subscription, reason=request.POST.get("reason", ""), by=request.user, request=request)
-    except ApiError as exc:
+    except Refusal as exc:
         messages.error(request, exc.message)
     else:
         messages.success(request, "The subscription was cancelled.")

@@ -31,10 +31,8 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO
@@ -57,6 +55,8 @@ from query.models import QueryJob
 from query.service import check_query, get_gateway, run_query
 from vitamin.background import every
 from vitamin.errors import ApiError
+from vitamin.ranges import ByteRange
+from vitamin.refusals import Kind, Refusal
 
 log = logging.getLogger("vitamin.query")
 
@@ -90,7 +90,7 @@ def submit_job(
     versions: Mapping[str, int] | None = None,
     request=None,
 ) -> QueryJob:
-    """Check the query now (grants, versions, every gateway check) and queue it; raises ApiError when refused."""
+    """Check the query now (grants, versions, every gateway check) and queue it; raises Refusal when refused."""
     check_query(
         institution_id=institution_id, client_id=client_id, sql=sql, fmt=fmt, versions=versions, request=request
     )
@@ -137,7 +137,7 @@ def execute_job(job_id: UUID | str) -> None:
                 on_start=watch.watch,
             )
             _write(run.chunks, partial)
-        except ApiError as exc:
+        except Refusal as exc:
             if not watch.cancelled and not _requeued(job, exc):
                 _fail(job, exc.code, exc.message)
             return
@@ -219,13 +219,13 @@ class _JobWatch:
                 self._result.cancel()
 
 
-def _requeued(job: QueryJob, error: ApiError) -> bool:
+def _requeued(job: QueryJob, error: Refusal) -> bool:
     """Put a job the concurrency limit refused back in the queue, until JOB_QUEUE_SECONDS after submission.
 
     Retries back off (5, 10, 20, 40, then every 60 s), so jobs waiting behind busy slots do not
     poll them, or fill the audit log with refusals, more than a few dozen times an hour.
     """
-    if error.status_code != 429 or (error.details or {}).get("metric") != CONCURRENT_QUERIES:
+    if error.kind is not Kind.LIMIT_REACHED or (error.details or {}).get("metric") != CONCURRENT_QUERIES:
         return False
     delay = min(SLOT_RETRY_SECONDS * 2**job.attempts, MAX_SLOT_RETRY_SECONDS)
     if timezone.now() + timedelta(seconds=delay) > job.created_at + timedelta(seconds=settings.JOB_QUEUE_SECONDS):
@@ -254,7 +254,7 @@ def cancel_job(job: QueryJob, *, request=None) -> QueryJob:
             finished_at=timezone.now(),
         )
         if not updated:
-            raise ApiError(f"The job has already {job.state}.", code="job_finished", status_code=409)
+            raise Refusal(f"The job has already {job.state}.", code="job_finished", kind=Kind.CONFLICT)
         record("query.job_cancel", target=f"query_job:{job.pk}", request=request)
     job.refresh_from_db()
     return job
@@ -263,11 +263,11 @@ def cancel_job(job: QueryJob, *, request=None) -> QueryJob:
 def result_file(job: QueryJob) -> Path:
     """The finished result's file; 409 result_not_ready before it exists, 410 result_expired after expires_at."""
     if job.state != State.SUCCEEDED:
-        raise ApiError(f"The job is {job.state}; it has no result.", code="result_not_ready", status_code=409)
+        raise Refusal(f"The job is {job.state}; it has no result.", code="result_not_ready", kind=Kind.CONFLICT)
     path = results_dir() / job.result_path
     if job.expires_at <= timezone.now() or not path.exists():
         path.unlink(missing_ok=True)
-        raise ApiError("The job's result has expired; run the query again.", code="result_expired", status_code=410)
+        raise Refusal("The job's result has expired; run the query again.", code="result_expired", kind=Kind.GONE)
     return path
 
 
@@ -282,77 +282,34 @@ def job_for_link(token: str) -> QueryJob:
     try:
         job_id = signing.loads(token, salt=_LINK_SALT, max_age=RESULT_LINK_SECONDS)
     except signing.SignatureExpired:
-        raise ApiError(
-            "This download link has expired; get a new one from the job.", code="link_expired", status_code=410
+        raise Refusal(
+            "This download link has expired; get a new one from the job.", code="link_expired", kind=Kind.GONE
         ) from None
     except signing.BadSignature:
-        raise ApiError("This download link is not valid.", code="link_invalid", status_code=404) from None
+        raise Refusal("This download link is not valid.", code="link_invalid", kind=Kind.NOT_FOUND) from None
     job = QueryJob.objects.filter(pk=job_id).first()
     if job is None or not Client.objects.filter(client_id=job.client_id, disabled_at__isnull=True).exists():
-        raise ApiError("This download link is not valid.", code="link_invalid", status_code=404)
+        raise Refusal("This download link is not valid.", code="link_invalid", kind=Kind.NOT_FOUND)
     return job
 
 
-@dataclass(frozen=True)
-class ByteRange:
-    start: int
-    end: int  # inclusive, as in Content-Range
-
-    @property
-    def length(self) -> int:
-        return self.end - self.start + 1
-
-
-# At most 19 digits (any file size fits): a longer number is malformed, never a 500.
-_RANGE = re.compile(r"bytes=(\d{0,19})-(\d{0,19})", re.ASCII | re.IGNORECASE)
-
-
-def byte_range(header: str | None, size: int) -> ByteRange | None:
-    """The one byte range a `Range` header asks for (RFC 9110 §14), or None for the whole file.
-
-    A header this server does not serve (several ranges, other units, a malformed one) is
-    ignored, as the RFC allows: the whole file. A range wholly past the end is
-    416 range_not_satisfiable.
-    """
-    match = _RANGE.fullmatch((header or "").strip())
-    if match is None or match.group(1) == match.group(2) == "" or size == 0:
-        return None
-    first, last = match.groups()
-    if first == "":  # the last N bytes
-        start, end = max(0, size - int(last)), size - 1
-        if int(last) == 0:
-            start = size  # nothing: not satisfiable
-    else:
-        start = int(first)
-        end = size - 1 if last == "" else min(int(last), size - 1)
-        if last != "" and int(last) < start:
-            return None  # invalid: ignored
-    if start >= size:
-        raise ApiError(
-            f"The range starts past the end of the {size}-byte result.",
-            code="range_not_satisfiable",
-            status_code=416,
-            headers={"Content-Range": f"bytes */{size}"},
-        )
-    return ByteRange(start, end)
-
-
 def open_result(
-    job: QueryJob, *, request=None, via: str, range_header: str | None = None
+    job: QueryJob, *, request=None, via: str, part_of: Callable[[int], ByteRange | None] = lambda size: None
 ) -> tuple[BinaryIO, ByteRange | None, int]:
     """The result file, open, once the job's grants still hold and what will be sent is charged.
 
-    Returns the file, the byte range to send (None: all of it) and the file's size. What will
-    be sent, the range or the whole file, is charged to `bytes_downloaded` before sending. Refusals are ApiErrors:
-    409/410 (result_file), 403 (a grant revoked since the job ran), 416 (a range past the end),
-    429 (the daily download quota). Every attempt is audited as `query.job_download`.
+    `part_of(size)` is the caller's reading of what to send (the view's HTTP Range); it returns
+    the byte range (None: all of it) or raises. Returns the file, that range and the file's size.
+    What will be sent is charged to `bytes_downloaded` before sending. Refusals: result_not_ready,
+    result_expired (result_file), a grant revoked since the job ran, the daily download quota, and
+    whatever `part_of` raised. Every attempt is audited as `query.job_download`.
     """
     path = result_file(job)
     try:
         result = path.open("rb")  # before charging: cleanup may delete an expiring file at any moment
     except FileNotFoundError:
-        raise ApiError(
-            "The job's result has expired; run the query again.", code="result_expired", status_code=410
+        raise Refusal(
+            "The job's result has expired; run the query again.", code="result_expired", kind=Kind.GONE
         ) from None
     size = os.fstat(result.fileno()).st_size
     audit = {
@@ -366,7 +323,7 @@ def open_result(
     try:
         # Outside the charge's transaction, so the grant.denied event of a refusal stays on record.
         granted = result_grants(job, request=request)
-        part = byte_range(range_header, size)
+        part = part_of(size)
         if part is not None:
             details.update(bytes=part.length, range=f"{part.start}-{part.end}")
         with transaction.atomic():
@@ -374,7 +331,7 @@ def open_result(
             record("query.job_download", details=details, **audit)
     except BaseException as exc:
         result.close()
-        if isinstance(exc, ApiError):
+        if isinstance(exc, Refusal | ApiError):  # ApiError: what the caller's `part_of` refused
             record("query.job_download", outcome=Outcome.DENIED, details={**details, "code": exc.code}, **audit)
         raise
     return result, part, size

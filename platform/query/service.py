@@ -3,7 +3,7 @@
     run = run_query(institution_id=..., client_id=..., sql=..., fmt="arrow", max_rows=None, versions={}, request=request)
     response = StreamingHttpResponse(run.chunks, content_type=run.media_type)
 
-Steps, in order (each refusal is an ApiError with a stable code, and an audit event `query.run`):
+Steps, in order (each refusal is a Refusal with a stable code, and an audit event `query.run`):
 
  1. statement   the datasets the SQL reads (the gateway's parser; 400 with the engine's code); a query
                 that reads none is refused (400 no_dataset: the plan whose limits bound it is a
@@ -59,7 +59,8 @@ from datasets.query.sandbox import SandboxConfig
 from datasets.storage import Store
 from quotas.service import Lease
 from quotas.service import release as release_lease
-from vitamin.errors import ApiError
+from vitamin.errors import status_of
+from vitamin.refusals import Kind, Refusal
 
 log = logging.getLogger("vitamin.query")
 
@@ -68,15 +69,15 @@ FORMATS = tuple(formats.MEDIA_TYPES)
 _CHARGED_BEFORE = {"queries": 1, "rows_returned": 0, "bytes_scanned": 0}
 # A column the spec does not describe is treated as identifying: re-keyed in open datasets, hidden in aggregate ones.
 _UNDESCRIBED_ROLE = "identifier"
-# HTTP status of each engine code that is not a plain rejection (those are 400).
-_FAILURE_STATUS = {
-    Code.TIME_LIMIT_EXCEEDED: 408,
-    Code.MEMORY_LIMIT_EXCEEDED: 413,
-    Code.SERVER_BUSY: 503,
-    Code.QUERY_CANCELLED: 409,
-    Code.DATASET_UNAVAILABLE: 503,
-    Code.QUERY_ERROR: 400,
-    Code.INTERNAL_ERROR: 500,
+# The kind of refusal each engine code that is not a plain rejection (those are INVALID) is.
+_FAILURE_KIND = {
+    Code.TIME_LIMIT_EXCEEDED: Kind.TIMED_OUT,
+    Code.MEMORY_LIMIT_EXCEEDED: Kind.TOO_LARGE,
+    Code.SERVER_BUSY: Kind.UNAVAILABLE,
+    Code.QUERY_CANCELLED: Kind.CONFLICT,
+    Code.DATASET_UNAVAILABLE: Kind.UNAVAILABLE,
+    Code.QUERY_ERROR: Kind.INVALID,
+    Code.INTERNAL_ERROR: Kind.FAILED,
 }
 
 
@@ -89,7 +90,7 @@ _gateway_lock = threading.Lock()
 def sandbox_config() -> SandboxConfig:
     store = Store.from_url(settings.STORE_URL)
     if not store.is_local:
-        raise ApiError("Queries need a local store on this server.", code="internal_error", status_code=500)
+        raise Refusal("Queries need a local store on this server.", code="internal_error", kind=Kind.FAILED)
     return SandboxConfig(
         store_root=store.root,
         temp_directory=str(settings.DATA_DIR / "query-tmp"),
@@ -171,11 +172,11 @@ class _Audit:
             request=self.request,
         )
 
-    def refused(self, error: ApiError, *, failed: bool = False) -> ApiError:
+    def refused(self, error: Refusal, *, failed: bool = False) -> Refusal:
         """Record a query that did not produce a result: denied (the partner's side), failed (it ran, or
         ours), or cancelled."""
-        outcome = Outcome.FAILURE if failed or error.status_code >= 500 else Outcome.DENIED
-        self.record("query.run", _outcome(error.code, outcome), code=error.code, status=error.status_code)
+        outcome = Outcome.FAILURE if failed or error.kind.ours else Outcome.DENIED
+        self.record("query.run", _outcome(error.code, outcome), code=error.code, status=status_of(error))
         return error
 
 
@@ -195,7 +196,7 @@ def run_query(
     request=None,
     on_start: Callable[[QueryResult], None] | None = None,
 ) -> QueryRun:
-    """Check, charge, audit and start one partner query; raises ApiError (400/403/404/409/429/5xx) when refused.
+    """Check, charge, audit and start one partner query; raises Refusal when refused.
 
     `on_start` gets the result as soon as the query exists, before its first batch is computed,
     so another thread can `cancel()` it (a job cancelled while a long aggregate runs).
@@ -253,22 +254,22 @@ def _prepare(
     """Steps 1-4: the grants of a query and the query as checked (once); a refusal is audited and raised."""
     try:
         if audit.fmt not in FORMATS:
-            raise ApiError(f"Unknown format {audit.fmt!r}; choose one of {', '.join(FORMATS)}.", code="invalid_request")
+            raise Refusal(f"Unknown format {audit.fmt!r}; choose one of {', '.join(FORMATS)}.", code="invalid_request")
         granted = _grants(gateway, institution_id, sql, request)
         bindings = _bind(granted, dict(versions or {}), audit)
         checked = gateway.check(sql, bindings)
     except QueryError as exc:
         raise audit.refused(query_error(exc)) from None
-    except ApiError as exc:
+    except Refusal as exc:
         raise audit.refused(exc) from None
     return granted, checked
 
 
-def query_error(exc: QueryError) -> ApiError:
-    """The API error for an engine error: its code, its partner-safe message, 400 for rejections."""
-    status = 400 if isinstance(exc, QueryRejected) else _FAILURE_STATUS.get(exc.code, 500)
+def query_error(exc: QueryError) -> Refusal:
+    """The refusal for an engine error: its code, its partner-safe message, INVALID for rejections."""
+    kind = Kind.INVALID if isinstance(exc, QueryRejected) else _FAILURE_KIND.get(exc.code, Kind.FAILED)
     details = {"position": exc.position} if exc.position is not None else None
-    return ApiError(exc.message, code=str(exc.code), status_code=status, details=details)
+    return Refusal(exc.message, code=str(exc.code), kind=kind, details=details)
 
 
 def _grants(gateway: Gateway, institution_id: int, sql: str, request) -> dict[str, Grant]:
@@ -301,7 +302,7 @@ def _check_cte_names(gateway: Gateway, sql: str) -> None:
 def _bind(granted: Mapping[str, Grant], requested: dict[str, int], audit: _Audit) -> dict[str, DatasetBinding]:
     unknown = sorted(set(requested) - set(granted))
     if unknown:
-        raise ApiError(
+        raise Refusal(
             f"`versions` names datasets the query does not read: {', '.join(unknown)}.", code="invalid_request"
         )
     store = Store.from_url(settings.STORE_URL)
@@ -318,22 +319,22 @@ def _version(grant: Grant, requested: int | None) -> DatasetVersion:
     slug = grant.dataset.slug
     if grant.pinned_version is not None:
         if requested is not None and requested != grant.pinned_version.number:
-            raise ApiError(
+            raise Refusal(
                 f"The subscription to {slug} is pinned to version {grant.pinned_version.number}.",
                 code="version_pinned",
-                status_code=409,
+                kind=Kind.CONFLICT,
             )
         version = grant.pinned_version
     elif requested is not None:
         version = DatasetVersion.objects.filter(dataset=grant.dataset, number=requested).first()
         if version is None:
-            raise ApiError(f"{slug} has no version {requested}.", code="version_not_found", status_code=404)
+            raise Refusal(f"{slug} has no version {requested}.", code="version_not_found", kind=Kind.NOT_FOUND)
     else:
         version = access.version_for(grant)
         if version is None:
-            raise ApiError(f"{slug} has no published version yet.", code="version_not_found", status_code=404)
+            raise Refusal(f"{slug} has no published version yet.", code="version_not_found", kind=Kind.NOT_FOUND)
     if version.status != DatasetVersion.Status.PUBLISHED or version.files_removed_at is not None:
-        raise ApiError(f"Version {version.number} of {slug} is retired.", code="version_retired", status_code=409)
+        raise Refusal(f"Version {version.number} of {slug} is retired.", code="version_retired", kind=Kind.CONFLICT)
     return version
 
 
@@ -377,10 +378,12 @@ def _start(granted, audit: _Audit, limits: Limits) -> _Slots:
                 raise _AuditUnavailable from None
     except _AuditUnavailable:
         held.release()
-        raise ApiError(
-            "The query cannot be recorded right now, so it was not run.", code="audit_unavailable", status_code=503
+        raise Refusal(
+            "The query cannot be recorded right now, so it was not run.",
+            code="audit_unavailable",
+            kind=Kind.UNAVAILABLE,
         ) from None
-    except ApiError as exc:
+    except Refusal as exc:
         held.release()
         raise audit.refused(exc) from None
     except BaseException:

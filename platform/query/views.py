@@ -39,6 +39,8 @@ from query.models import QueryJob
 from query.service import FORMATS, run_query
 from vitamin.api import PartnerListView, PartnerView, record_refusal
 from vitamin.errors import ApiError
+from vitamin.ranges import ByteRange, byte_range
+from vitamin.refusals import Refusal
 
 # Numbers in a request are stored or compared in 32-bit integer columns (PostgreSQL's `integer`).
 MAX_REQUEST_INT = 2**31 - 1
@@ -275,7 +277,7 @@ class JobDownload(APIView):
     def get(self, request, token):
         try:
             job = jobs.job_for_link(token)
-        except ApiError as exc:  # the link is the credential: recorded without it
+        except Refusal as exc:  # the link is the credential: recorded without it
             record_refusal(request, exc, path=reverse("api-job-download", args=["<link>"]))
             raise
         return result_response(job, request, via="link")
@@ -292,7 +294,10 @@ def result_response(job: QueryJob, request, *, via: str) -> HttpResponse:
         response["Content-Disposition"] = f'attachment; filename="{path.name}"'
         response["Accept-Ranges"] = "bytes"
         return response
-    file, part, size = jobs.open_result(job, request=request, via=via, range_header=request.headers.get("Range"))
+    range_header = request.headers.get("Range")
+    file, part, size = jobs.open_result(
+        job, request=request, via=via, part_of=lambda size: byte_range(range_header, size)
+    )
     name = Path(file.name).name
     if part is None:
         response = FileResponse(file, content_type=MEDIA_TYPES[job.format], as_attachment=True, filename=name)
@@ -309,7 +314,7 @@ class _RangeReader:
     """The bytes of one range of a file, in chunks; closing it (as Django does with a response,
     read or not) closes the file."""
 
-    def __init__(self, file: BinaryIO, part: jobs.ByteRange, chunk_bytes: int = 1 << 20):
+    def __init__(self, file: BinaryIO, part: ByteRange, chunk_bytes: int = 1 << 20):
         self.file, self.part, self.chunk_bytes = file, part, chunk_bytes
 
     def __iter__(self) -> Iterator[bytes]:

@@ -16,7 +16,8 @@ from audit.service import record
 from oauth.authentication import BearerTokenAuthentication
 from oauth.permissions import HasScope
 from vitamin import parsers
-from vitamin.errors import ApiError, error_code
+from vitamin.errors import ApiError, error_code, status_of
+from vitamin.refusals import Refusal
 
 
 class Pages(PageNumberPagination):
@@ -50,7 +51,7 @@ class PartnerView(APIView):
             raise
 
 
-def record_refusal(request, exc: APIException, *, path: str | None = None) -> None:
+def record_refusal(request, exc: APIException | Refusal, *, path: str | None = None) -> None:
     """Audit a refused API request as `api.denied`: its code, status, method and path (pass `path` when
     the real one carries a credential), and the required scope when that was the reason.
 
@@ -59,7 +60,7 @@ def record_refusal(request, exc: APIException, *, path: str | None = None) -> No
     """
     details = {
         "code": error_code(exc),
-        "status": exc.status_code,
+        "status": status_of(exc) if isinstance(exc, Refusal) else exc.status_code,
         "method": request.method,
         "path": path or request.path,
     }

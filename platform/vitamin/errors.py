@@ -2,20 +2,25 @@
 
     {"error": {"code": "...", "message": "...", "request_id": "..."}}
 
-`ApiError` subclasses carry a stable machine-readable code and the HTTP status;
-DRF's own exceptions, unknown routes and server errors are translated to the
-same shape here and nowhere else.
+Domain code raises `vitamin.refusals.Refusal` (a code, a message, a kind, no HTTP); views
+raise `ApiError` for what is HTTP's own (a malformed request, a missing scope, a range).
+Both, DRF's own exceptions, unknown routes and server errors leave in the same shape, and
+a refusal's kind becomes its HTTP status, here and nowhere else (`HTTP_STATUS`).
 """
 
 from __future__ import annotations
 
 import logging
+import math
+from datetime import datetime
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
+from django.utils import timezone
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
+from vitamin.refusals import Kind, Refusal
 from vitamin.request_context import get_request_id
 
 log = logging.getLogger("vitamin.errors")
@@ -54,6 +59,48 @@ _DRF_CODES = {
 }
 
 
+HTTP_STATUS: dict[Kind, int] = {
+    Kind.INVALID: 400,
+    Kind.FORBIDDEN: 403,
+    Kind.NOT_FOUND: 404,
+    Kind.CONFLICT: 409,
+    Kind.GONE: 410,
+    Kind.TOO_LARGE: 413,
+    Kind.LIMIT_REACHED: 429,
+    Kind.TIMED_OUT: 408,
+    Kind.UNAVAILABLE: 503,
+    Kind.FAILED: 500,
+}
+
+
+def status_of(refusal: Refusal) -> int:
+    return HTTP_STATUS[refusal.kind]
+
+
+def refusal_headers(refusal: Refusal) -> dict[str, str]:
+    """Retry-After, and for a quota the RateLimit-* fields (draft-ietf-httpapi-ratelimit-headers) from its details."""
+    headers = {}
+    details = refusal.details if isinstance(refusal.details, dict) else {}
+    if refusal.kind is Kind.LIMIT_REACHED and "limit" in details and "remaining" in details:
+        headers["RateLimit-Limit"] = str(details["limit"])
+        headers["RateLimit-Remaining"] = str(details["remaining"])
+        if details.get("reset_at"):
+            reset = datetime.fromisoformat(details["reset_at"])
+            headers["RateLimit-Reset"] = str(max(0, math.ceil((reset - timezone.now()).total_seconds())))
+    if refusal.retry_after is not None:
+        headers["Retry-After"] = str(int(refusal.retry_after))
+    return headers
+
+
+def refusal_response(refusal: Refusal) -> Response:
+    """The API's answer to a refusal."""
+    return Response(
+        error_body(refusal.code, refusal.message, refusal.details),
+        status=status_of(refusal),
+        headers=refusal_headers(refusal),
+    )
+
+
 def error_body(code: str, message: str, details=None) -> dict:
     body = {"code": code, "message": message, "request_id": get_request_id()}
     if details is not None:
@@ -69,6 +116,8 @@ def error_response(code: str, message: str, status_code: int, details=None) -> J
 
 def api_exception_handler(exc, context):
     """DRF exception handler: every API error leaves in the one format."""
+    if isinstance(exc, Refusal):
+        return refusal_response(exc)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
@@ -91,9 +140,9 @@ def api_exception_handler(exc, context):
     return Response(body, status=exc.status_code, headers=headers)
 
 
-def error_code(exc: exceptions.APIException) -> str:
+def error_code(exc: exceptions.APIException | Refusal) -> str:
     """The stable code an API error answers with."""
-    if isinstance(exc, ApiError):
+    if isinstance(exc, ApiError | Refusal):
         return exc.code
     if isinstance(exc, exceptions.ValidationError):
         return "invalid_request"

@@ -13,7 +13,8 @@ from access.usage import usage_report
 from quotas.models import UsageDaily
 from quotas.service import get_backend
 from quotas.windows import usage_day
-from vitamin.errors import ApiError
+from vitamin.errors import refusal_headers, status_of
+from vitamin.refusals import Refusal
 
 
 @pytest.fixture
@@ -34,19 +35,19 @@ def redis_quotas(settings, redis_client, redis_url):
 def test_charges_count_against_the_daily_limit_and_then_answer_429(grant):
     decision = metering.charge(grant, "queries", 60)
     assert (decision.used, decision.remaining) == (60, 40)
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(Refusal) as refused:
         metering.charge(grant, "queries", 41)
     error = refused.value
-    assert (error.status_code, error.code) == (429, "quota_exceeded")
+    assert (status_of(error), error.code) == (429, "quota_exceeded")
     assert error.details["metric"] == "queries" and error.details["remaining"] == 40
-    assert error.headers["RateLimit-Limit"] == "100" and error.headers["RateLimit-Remaining"] == "40"
-    assert int(error.headers["Retry-After"]) >= 1
+    assert refusal_headers(error)["RateLimit-Limit"] == "100" and refusal_headers(error)["RateLimit-Remaining"] == "40"
+    assert int(refusal_headers(error)["Retry-After"]) >= 1
     assert metering.charge(grant, "queries", 40).remaining == 0, "the denied charge took nothing"
 
 
 def test_overrides_change_the_limit_on_the_next_charge(fund, demo_datasets, grant):
     metering.charge(grant, "lookups", 50)
-    with pytest.raises(ApiError):
+    with pytest.raises(Refusal):
         metering.charge(grant, "lookups", 1)
     subscriptions.set_limit_overrides(grant.subscription, {"lookups_per_day": 60})
     fresh = service.ensure(fund, demo_datasets.industry, "query")
@@ -69,17 +70,17 @@ def test_each_subscription_has_its_own_counters(fund, demo_datasets, plan, grant
 
 def test_concurrent_query_slots(grant):
     with metering.query_slot(grant):
-        with pytest.raises(ApiError) as refused:
+        with pytest.raises(Refusal) as refused:
             with metering.query_slot(grant):
                 pass
-        assert refused.value.status_code == 429 and refused.value.details["metric"] == "concurrent_queries"
-        assert "Retry-After" in refused.value.headers
+        assert status_of(refused.value) == 429 and refused.value.details["metric"] == "concurrent_queries"
+        assert "Retry-After" in refusal_headers(refused.value)
     with metering.query_slot(grant):  # released: free again
         pass
 
 
 def test_a_charge_refused_inside_a_slot_is_not_mistaken_for_the_slot(grant):
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(Refusal) as refused:
         with metering.query_slot(grant):
             metering.charge(grant, "queries", 1000)
     assert refused.value.details["metric"] == "queries"

@@ -15,12 +15,13 @@ from audit.models import AuditEvent
 from catalog.refresh import pinned_versions
 from institutions import lifecycle
 from institutions.models import Institution, InstitutionStatus
+from vitamin.errors import status_of
 
 
 def denial(institution, dataset, mode, **kwargs) -> str:
     with pytest.raises(Denied) as denied:
         service.ensure(institution, dataset, mode, **kwargs)
-    assert denied.value.status_code == 403
+    assert status_of(denied.value) == 403
     assert service.allowed(institution, dataset, mode, **kwargs) is False
     return denied.value.code
 

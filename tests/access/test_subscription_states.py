@@ -12,7 +12,8 @@ from django.utils import timezone
 from access import subscriptions
 from access.models import Subscription, SubscriptionChange
 from audit.models import AuditEvent
-from vitamin.errors import ApiError
+from vitamin.errors import status_of
+from vitamin.refusals import Refusal
 
 STATES = ["requested", "approved", "rejected", "revoked", "expired", "cancelled"]
 ACTIONS = ["request", "approve", "reject", "revoke", "expire", "cancel", "grant"]
@@ -91,9 +92,9 @@ def test_every_transition(state, action, fund, demo_datasets, plan):
         assert event.target == f"subscription:{subscription.pk}"
         assert event.details["from"] == state and event.details["to"] == LEGAL[(state, action)]
     else:
-        with pytest.raises(ApiError) as refused:
+        with pytest.raises(Refusal) as refused:
             perform(action, subscription, plan)
-        assert (refused.value.status_code, refused.value.code) == (409, "invalid_transition")
+        assert (status_of(refused.value), refused.value.code) == (409, "invalid_transition")
         assert refused.value.details == {"status": state, "action": action}
         assert Subscription.objects.get(pk=subscription.pk).status == state
         assert SubscriptionChange.objects.count() == changes_before
@@ -117,7 +118,7 @@ def test_first_request_and_first_grant_start_from_nothing(fund, demo_datasets, p
 def test_an_expiry_that_has_passed_counts_before_any_action(fund, demo_datasets, plan):
     subscription = in_state("approved", fund, demo_datasets.industry, plan)
     Subscription.objects.filter(pk=subscription.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(Refusal) as refused:
         subscriptions.revoke(subscription, reason="Too late.")
     assert refused.value.code == "invalid_transition" and refused.value.details["status"] == "expired"
     # Requesting again works straight away, without waiting for the expiry task.
@@ -128,7 +129,7 @@ def test_an_expiry_that_has_passed_counts_before_any_action(fund, demo_datasets,
 
 def test_expire_refuses_a_subscription_that_is_not_due(fund, demo_datasets, plan):
     subscription = in_state("approved", fund, demo_datasets.industry, plan)
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(Refusal) as refused:
         subscriptions.expire(subscription)
     assert refused.value.code == "invalid_transition"
     assert Subscription.objects.get(pk=subscription.pk).status == "approved"
@@ -137,9 +138,9 @@ def test_expire_refuses_a_subscription_that_is_not_due(fund, demo_datasets, plan
 @pytest.mark.parametrize("action", ["reject", "revoke"])
 def test_rejection_and_revocation_need_a_reason(action, fund, demo_datasets, plan):
     subscription = in_state("requested" if action == "reject" else "approved", fund, demo_datasets.industry, plan)
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(Refusal) as refused:
         getattr(subscriptions, action)(subscription, reason="   ")
-    assert (refused.value.status_code, refused.value.code) == (400, "invalid_request")
+    assert (status_of(refused.value), refused.value.code) == (400, "invalid_request")
     assert Subscription.objects.get(pk=subscription.pk).status == subscription.status
 
 
@@ -160,14 +161,14 @@ def test_requested_modes_are_limited_by_the_tier(dataset, modes, accepted, fund,
     if accepted:
         assert subscriptions.request_access(fund, target, modes=modes, purpose="Use.").status == "requested"
         return
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(Refusal) as refused:
         subscriptions.request_access(fund, target, modes=modes, purpose="Use.")
     assert refused.value.code == "invalid_request"
     assert not Subscription.objects.exists()
 
 
 def test_a_purpose_is_required(fund, demo_datasets):
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(Refusal) as refused:
         subscriptions.request_access(fund, demo_datasets.industry, modes=["query"], purpose=" \n")
     assert refused.value.code == "invalid_request" and "purpose" in refused.value.message
     assert not Subscription.objects.exists()
@@ -194,7 +195,7 @@ def test_approval_refuses_a_past_expiry_and_another_datasets_version(fund, demo_
         {"expires_at": timezone.now() - timedelta(minutes=1)},
         {"expires_at": timezone.now() + timedelta(days=1), "pinned_version": other},
     ):
-        with pytest.raises(ApiError) as refused:
+        with pytest.raises(Refusal) as refused:
             subscriptions.approve(subscription, plan=plan, **terms)
         assert refused.value.code == "invalid_request"
     assert Subscription.objects.get(pk=subscription.pk).status == "requested"

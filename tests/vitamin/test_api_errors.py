@@ -75,3 +75,50 @@ def test_html_pages_keep_html_errors(client):
     response = client.get("/no-such-page")
     assert response.status_code == 404
     assert not response["Content-Type"].startswith("application/json")
+
+
+# --- domain refusals: no HTTP in domain code, one mapping to a status ---------------------------
+
+
+def test_every_kind_of_refusal_has_one_status_and_the_platform_side_is_5xx():
+    from vitamin.errors import HTTP_STATUS
+    from vitamin.refusals import Kind
+
+    assert set(HTTP_STATUS) == set(Kind)
+    for kind, status in HTTP_STATUS.items():
+        assert 400 <= status < 600
+        assert (status >= 500) == kind.ours, kind
+
+
+def test_a_refusal_answers_in_the_error_format_with_its_status_and_retry_after():
+    from vitamin.errors import api_exception_handler
+    from vitamin.refusals import Kind, Refusal
+
+    refusal = Refusal(
+        "Slow down.",
+        code="quota_exceeded",
+        kind=Kind.LIMIT_REACHED,
+        details={"metric": "queries", "limit": 5, "remaining": 0, "reset_at": "2999-01-01T00:00:00+00:00"},
+        retry_after=30,
+    )
+    response = api_exception_handler(refusal, {})
+    assert response.status_code == 429
+    assert response.data["error"]["code"] == "quota_exceeded" and response.data["error"]["details"]["limit"] == 5
+    assert response["Retry-After"] == "30" and response["RateLimit-Limit"] == "5"
+    assert response["RateLimit-Remaining"] == "0" and int(response["RateLimit-Reset"]) > 0
+
+
+def test_only_the_http_layer_builds_http_errors():
+    """Domain code raises `Refusal`; `ApiError` (an HTTP exception) is built only by views and HTTP helpers."""
+    import ast
+
+    from testenv import REPO_DIR
+
+    http_layer = {"views.py", "api.py", "permissions.py", "errors.py", "ranges.py", "parsers.py", "authentication.py"}
+    builders = set()
+    for source in (REPO_DIR / "platform").rglob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "ApiError":
+                builders.add(source.relative_to(REPO_DIR / "platform").as_posix())
+    assert builders, "the scan found no ApiError at all: it is not looking in the right place"
+    assert {path for path in builders if path.rsplit("/", 1)[-1] not in http_layer} == set()

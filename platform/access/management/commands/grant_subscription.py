@@ -12,7 +12,7 @@ from access.models import QuotaPlan
 from catalog.models import Dataset
 from institutions.models import Institution
 from vitamin.cli import add_json_flag, emit
-from vitamin.errors import ApiError
+from vitamin.refusals import Refusal
 
 
 def parse_expiry(text: str) -> datetime:
@@ -75,7 +75,7 @@ class Command(BaseCommand):
                 pinned_version=pinned,
                 purpose=options["purpose"],
             )
-        except ApiError as exc:
+        except Refusal as exc:
             raise CommandError(exc.message) from None
         payload = {
             "id": subscription.pk,
