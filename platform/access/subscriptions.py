@@ -30,6 +30,7 @@ from django.utils import timezone
 
 from access import emails
 from access.models import QuotaPlan, Subscription, SubscriptionChange
+from audit.actors import by_user
 from audit.service import record
 from catalog.models import Dataset, DatasetVersion
 from datasets.query.limits import clean_overrides
@@ -336,10 +337,10 @@ def _history_and_audit(subscription: Subscription, action: str, from_status, *, 
         reason=details.get("reason", ""),
         details=details,
     )
-    actor = {"actor_type": "user", "actor_id": by.get_username()} if request is None and _is_user(by) else {}
+    institution = subscription.institution_id
+    actor = by_user(by, institution) if request is None and _is_user(by) else {"institution": str(institution)}
     record(
         f"subscription.{action}",
-        institution=str(subscription.institution_id),
         target=f"subscription:{subscription.pk}",
         details={"dataset": subscription.dataset.slug, "from": from_status, "to": subscription.status, **details},
         request=request,

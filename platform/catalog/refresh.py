@@ -28,6 +28,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from audit.actors import by_username_or_system
 from audit.service import record
 from catalog.models import Dataset, DatasetVersion, RefreshRun
 from catalog.sync import spec_variables
@@ -92,8 +93,7 @@ def request_refresh(
         run = RefreshRun.objects.create(dataset=dataset, trigger=trigger, requested_by=requested_by)
         record(
             "dataset.refresh.request",
-            actor_type="user" if requested_by else "system",
-            actor_id=requested_by,
+            **by_username_or_system(requested_by),
             target=dataset.slug,
             details={"run": run.pk, "trigger": trigger},
         )

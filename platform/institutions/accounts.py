@@ -14,7 +14,7 @@ from django.db import transaction
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from audit.models import ActorType
+from audit.actors import by_user, by_username_or_system
 from audit.service import record
 from institutions import emails, links
 from institutions.forms import SignupForm
@@ -31,9 +31,7 @@ def sign_up(request):
             )
             user.first_name = form.cleaned_data["full_name"][:150]
             user.save(update_fields=["first_name"])
-            record(
-                "account.signed_up", actor_type=ActorType.USER, actor_id=email, target=f"user:{email}", request=request
-            )
+            record("account.signed_up", **by_username_or_system(email), target=f"user:{email}", request=request)
         emails.send_verification(request, user)
         return render(request, "institutions/signup_done.html", {"email": email})
     return render(request, "institutions/signup.html", {"form": form})
@@ -60,7 +58,7 @@ def verify_email(request, token: str):
     if not user.is_active and user.last_login is None:  # never reactivates an account an admin switched off
         user.is_active = True
         user.save(update_fields=["is_active"])
-        record("account.email_verified", actor_type=ActorType.USER, actor_id=user.get_username(), request=request)
+        record("account.email_verified", **by_user(user), request=request)
     messages.success(request, "Your email address is confirmed. Sign in to continue.")
     return redirect("login")
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
+from audit.actors import by_user_or_system
 from audit.service import record
 from institutions import emails
-from institutions.events import by_user_or_system
 from institutions.models import Institution, InstitutionStatus, InstitutionStatusChange, Member, Role
 from institutions.signals import status_changed
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
+from audit.actors import by_user
 from audit.service import record
 from institutions import emails, links
-from institutions.events import by_user
 from institutions.models import Institution, Invitation, Member, Role
 from institutions.signals import member_removed
 

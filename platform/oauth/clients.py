@@ -16,10 +16,10 @@ from django.utils import timezone
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
+from audit.actors import by_client, by_user, by_user_or_system
 from audit.service import record
 from institutions.models import Institution
 from oauth import credentials
-from oauth.events import by_client, by_user, by_user_or_system
 from oauth.models import SECRET_AUTH_METHODS, AuthMethod, Client, GrantType, RegistrationToken, Token
 from oauth.scopes import format_scope, parse_scope, unknown_scopes
 

@@ -13,11 +13,12 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint as BaseIntrospectionEnd
 from django.db import transaction
 from django.utils import timezone
 
-from audit.models import ActorType, Outcome
+from audit.actors import by_client, by_system
+from audit.models import Outcome
 from audit.service import record
 from oauth import credentials
 from oauth.clients import ClientConfigError, create_client
-from oauth.events import by_client, http_request_of
+from oauth.events import http_request_of
 from oauth.flows import CLIENT_AUTH_METHODS
 from oauth.metadata import capabilities
 from oauth.models import GrantType, RegistrationToken, Token
@@ -126,8 +127,7 @@ class ClientRegistrationEndpoint(BaseRegistrationEndpoint):
             record(
                 "oauth.client_registration_denied",
                 outcome=Outcome.DENIED,
-                actor_type=ActorType.SYSTEM,
-                institution=str(token.institution_id) if token else "",
+                **by_system(token.institution_id if token else None),
                 target=f"registration_token:{token.pk}" if token else "",
                 details={
                     "reason": "missing, unknown, used or expired initial access token, or institution not approved"

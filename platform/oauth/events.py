@@ -1,15 +1,6 @@
-"""Audit-event actors for the OAuth app: `record(action, **by_client(client), ...)`."""
+"""The Django request behind an Authlib request, for audit events of the OAuth endpoints."""
 
 from __future__ import annotations
-
-from audit.models import ActorType
-from institutions.events import by_user, by_user_or_system
-
-__all__ = ["by_client", "by_user", "by_user_or_system", "http_request_of"]
-
-
-def by_client(client) -> dict:
-    return {"actor_type": ActorType.CLIENT, "actor_id": client.client_id, "institution": str(client.institution_id)}
 
 
 def http_request_of(oauth_request):

@@ -13,11 +13,12 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7636.challenge import compare_s256_code_challenge
 from django.utils import timezone
 
+from audit.actors import by_client
 from audit.models import Outcome
 from audit.service import record
 from institutions.models import Member
 from oauth.credentials import hash_secret
-from oauth.events import by_client, http_request_of
+from oauth.events import http_request_of
 from oauth.models import AuthMethod, AuthorizationCode, Token
 
 CLIENT_AUTH_METHODS = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.dispatch import receiver
 from django.utils import timezone
 
-from audit.models import ActorType
+from audit.actors import by_system
 from audit.service import record
 from institutions.models import InstitutionStatus
 from institutions.signals import member_removed, status_changed
@@ -25,8 +25,7 @@ def revoke_on_suspension(sender, institution, from_status, to_status, **kwargs):
     )
     record(
         "oauth.institution_tokens_revoked",
-        actor_type=ActorType.SYSTEM,
-        institution=str(institution.pk),
+        **by_system(institution.pk),
         target=f"institution:{institution.pk}",
         details={"tokens_revoked": revoked, "status": to_status},
     )
@@ -38,8 +37,7 @@ def revoke_on_member_removal(sender, institution, user, **kwargs):
     revoked = Token.objects.filter(client__institution=institution, user=user).revoke("member_removed")
     record(
         "oauth.member_tokens_revoked",
-        actor_type=ActorType.SYSTEM,
-        institution=str(institution.pk),
+        **by_system(institution.pk),
         target=f"user:{user.get_username()}",
         details={"tokens_revoked": revoked},
     )

@@ -19,12 +19,13 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
-from audit.models import ActorType, Outcome
+from audit.actors import by_client, by_client_id
+from audit.models import Outcome
 from audit.service import record
 from oauth import credentials, throttle
 from oauth.client_auth import claimed_client_id, private_key_jwt_method
 from oauth.endpoints import ClientRegistrationEndpoint, IntrospectionEndpoint, RevocationEndpoint
-from oauth.events import by_client, http_request_of
+from oauth.events import http_request_of
 from oauth.flows import AuthorizationCodeGrant, ClientCredentialsGrant, RefreshTokenGrant, RequireS256
 from oauth.metadata import issuer
 from oauth.models import AuthMethod, Client, GrantType, Token
@@ -113,9 +114,7 @@ class VitaminAuthorizationServer(AuthorizationServer):
         record(
             "oauth.client_authentication_failed",
             outcome=Outcome.FAILURE,
-            actor_type=ActorType.CLIENT,
-            actor_id=claimed,
-            institution="" if known is None else str(known),
+            **by_client_id(claimed, "" if known is None else known),
             target=f"endpoint:{endpoint}",
             details={"reason": reason, "client_known": known is not None},
             request=http_request_of(request),

@@ -16,11 +16,11 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from audit.actors import by_user
 from audit.models import Outcome
 from audit.service import record
 from institutions.access import membership
 from oauth.endpoints import error_description
-from oauth.events import by_user
 from oauth.metadata import issuer, server_metadata
 from oauth.scopes import DELEGABLE_SCOPES, SCOPES, parse_scope
 from oauth.server import authorization_server as server

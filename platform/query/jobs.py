@@ -45,6 +45,7 @@ from django.utils import timezone
 
 from access import metering
 from access import service as access
+from audit.actors import by_client_id
 from audit.models import Outcome
 from audit.service import record
 from datasets.query.errors import QueryError
@@ -312,13 +313,7 @@ def open_result(
             "The job's result has expired; run the query again.", code="result_expired", kind=Kind.GONE
         ) from None
     size = os.fstat(result.fileno()).st_size
-    audit = {
-        "actor_type": "client",
-        "actor_id": job.client_id,
-        "institution": str(job.institution_id),
-        "target": f"query_job:{job.pk}",
-        "request": request,
-    }
+    audit = {**by_client_id(job.client_id, job.institution_id), "target": f"query_job:{job.pk}", "request": request}
     details = {"bytes": size, "size": size, "format": job.format, "datasets": job.datasets, "via": via}
     try:
         # Outside the charge's transaction, so the grant.denied event of a refusal stays on record.

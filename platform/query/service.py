@@ -44,6 +44,7 @@ from django.db import transaction
 from access import metering
 from access import service as access
 from access.service import Grant
+from audit.actors import by_client_id
 from audit.models import Outcome
 from audit.service import record
 from catalog.models import Dataset, DatasetVersion
@@ -164,9 +165,7 @@ class _Audit:
         record(
             action,
             outcome=outcome,
-            actor_type="client",
-            actor_id=self.client_id,
-            institution=str(self.institution_id),
+            **by_client_id(self.client_id, self.institution_id),
             target=",".join(f"dataset:{slug}" for slug in sorted(self.versions)),
             details=self.details(**extra),
             request=self.request,

@@ -11,7 +11,8 @@ from rest_framework.generics import ListAPIView
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.views import APIView
 
-from audit.models import ActorType, Outcome
+from audit.actors import by_system
+from audit.models import Outcome
 from audit.service import record
 from oauth.authentication import BearerTokenAuthentication
 from oauth.permissions import HasScope
@@ -66,7 +67,7 @@ def record_refusal(request, exc: APIException | Refusal, *, path: str | None = N
     }
     if isinstance(exc, ApiError) and isinstance(exc.details, dict) and "required_scope" in exc.details:
         details["required_scope"] = exc.details["required_scope"]
-    actor = {} if getattr(request, "auth_client", None) is not None else {"actor_type": ActorType.SYSTEM}
+    actor = {} if getattr(request, "auth_client", None) is not None else by_system()
     record("api.denied", outcome=Outcome.DENIED, details=details, request=request, **actor)
 
 
