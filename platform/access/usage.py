@@ -16,7 +16,7 @@ from django.utils import timezone
 from access.models import Subscription
 from datasets.query.limits import DAILY_METRICS
 from quotas.models import UsageDaily
-from quotas.service import DatabaseBackend, Window, get_backend, peek
+from quotas.service import usage_not_rolled_up
 from quotas.windows import usage_day
 
 MAX_DAYS = 92
@@ -43,10 +43,9 @@ def usage_report(
             subject__in=subjects, day__gte=day_from, day__lte=day_to, metric__in=DAILY_METRICS
         )
     }
-    if day_from <= today <= day_to and not isinstance(get_backend(), DatabaseBackend):
-        for subject in subjects:
-            for metric in DAILY_METRICS:
-                used[(subject, today, metric)] = peek(subject, metric, Window.DAY, now=now)
+    if day_from <= today <= day_to:
+        for (subject, metric), amount in usage_not_rolled_up(subjects, DAILY_METRICS, now=now).items():
+            used[(subject, today, metric)] = amount
 
     days = [day_from + timedelta(days=offset) for offset in range((day_to - day_from).days + 1)]
     report = []

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 
+from celery import current_app
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Max
@@ -46,6 +47,8 @@ from datasets.publish import (
 from datasets.spec import load_spec
 from datasets.storage import Store
 from vitamin.background import every
+
+REFRESH_TASK = "catalog.refresh_dataset"  # catalog.tasks.refresh_dataset
 
 log = logging.getLogger("vitamin.catalog.refresh")
 
@@ -87,8 +90,6 @@ def request_refresh(
     expires_seconds: int | None = None,
 ) -> RefreshRun:
     """Queue a refresh on the Celery workers; returns its run (poll it for progress)."""
-    from catalog.tasks import refresh_dataset
-
     with transaction.atomic():
         run = RefreshRun.objects.create(dataset=dataset, trigger=trigger, requested_by=requested_by)
         record(
@@ -97,7 +98,8 @@ def request_refresh(
             target=dataset.slug,
             details={"run": run.pk, "trigger": trigger},
         )
-    result = refresh_dataset.apply_async(args=[run.pk], expires=expires_seconds)
+    # By name: the task module imports this one, never the reverse.
+    result = current_app.send_task(REFRESH_TASK, args=[run.pk], expires=expires_seconds)
     RefreshRun.objects.filter(pk=run.pk).update(task_id=result.id)
     run.task_id = result.id
     return run

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from catalog.models import Dataset, RefreshRun
-from catalog.refresh import TransientRefreshError, cleanup_store, request_refresh, run_refresh
+from catalog.refresh import REFRESH_TASK, TransientRefreshError, cleanup_store, request_refresh, run_refresh
 
 SCHEDULED_REFRESH_EXPIRES_SECONDS = 3600  # a scheduled refresh nobody ran within an hour is dropped, not piled up
 MAX_TRANSIENT_RETRIES = 4
@@ -29,7 +29,7 @@ PERIODIC_TASKS = {
 }
 
 
-@shared_task(bind=True, name="catalog.refresh_dataset", acks_late=True, max_retries=MAX_TRANSIENT_RETRIES)
+@shared_task(bind=True, name=REFRESH_TASK, acks_late=True, max_retries=MAX_TRANSIENT_RETRIES)
 def refresh_dataset(self, run_id: int) -> dict:
     """Refresh one dataset (the run was created by `request_refresh`); progress is reported in the task state."""
 

@@ -38,26 +38,28 @@ from pathlib import Path
 from typing import BinaryIO
 from uuid import UUID
 
+from celery import current_app
 from django.conf import settings
 from django.core import signing
 from django.db import transaction
 from django.utils import timezone
 
-from access import metering
 from access import service as access
+from access.metered import MeteredUse
 from audit.actors import by_client_id
-from audit.models import Outcome
 from audit.service import record
 from datasets.query.errors import QueryError
 from datasets.query.limits import CONCURRENT_QUERIES
 from datasets.query.results import QueryResult
+from datasets.spec import Mode
 from oauth.models import Client
 from query.models import QueryJob
 from query.service import check_query, get_gateway, run_query
 from vitamin.background import every
-from vitamin.errors import ApiError
 from vitamin.ranges import ByteRange
 from vitamin.refusals import Kind, Refusal
+
+RUN_JOB_TASK = "query.run_query_job"  # query.tasks.run_query_job
 
 log = logging.getLogger("vitamin.query")
 
@@ -110,9 +112,8 @@ def submit_job(
 
 
 def _enqueue(job_id: UUID, *, countdown_seconds: int | None = None) -> None:
-    from query.tasks import run_query_job  # the task module imports this one
-
-    run_query_job.apply_async((str(job_id),), countdown=countdown_seconds)
+    # By name: the task module imports this one, never the reverse.
+    current_app.send_task(RUN_JOB_TASK, args=(str(job_id),), countdown=countdown_seconds)
 
 
 def execute_job(job_id: UUID | str) -> None:
@@ -313,29 +314,44 @@ def open_result(
             "The job's result has expired; run the query again.", code="result_expired", kind=Kind.GONE
         ) from None
     size = os.fstat(result.fileno()).st_size
-    audit = {**by_client_id(job.client_id, job.institution_id), "target": f"query_job:{job.pk}", "request": request}
     details = {"bytes": size, "size": size, "format": job.format, "datasets": job.datasets, "via": via}
-    try:
-        # Outside the charge's transaction, so the grant.denied event of a refusal stays on record.
-        granted = result_grants(job, request=request)
+    chosen = []
+
+    def choose_part() -> None:
         part = part_of(size)
         if part is not None:
             details.update(bytes=part.length, range=f"{part.start}-{part.end}")
-        with transaction.atomic():
-            metering.charge_all([(grant, "bytes_downloaded", details["bytes"]) for grant in granted])
-            record("query.job_download", details=details, **audit)
-    except BaseException as exc:
+        chosen.append(part)
+
+    try:
+        result_use(job, request=request).commit(
+            lambda: {"bytes_downloaded": details["bytes"]}, details, check=choose_part
+        )
+    except BaseException:
         result.close()
-        if isinstance(exc, Refusal | ApiError):  # ApiError: what the caller's `part_of` refused
-            record("query.job_download", outcome=Outcome.DENIED, details={**details, "code": exc.code}, **audit)
         raise
+    part = chosen[0]
     return result, part, size
 
 
+def result_use(job: QueryJob, *, request=None) -> MeteredUse:
+    """The metered use of a job's result: its grants are checked when asked for, by every path to the
+    result (GET, a byte range, HEAD, the signed link), so a grant revoked since the job ran stops it
+    (403, `grant.denied` on record)."""
+    return MeteredUse(
+        job.institution_id,
+        _datasets_read(job),
+        Mode.QUERY,
+        action="query.job_download",
+        actor=by_client_id(job.client_id, job.institution_id),
+        target=f"query_job:{job.pk}",
+        request=request,
+    )
+
+
 def result_grants(job: QueryJob, *, request=None) -> list[access.Grant]:
-    """The grants a job's result is served under, checked now: every path to the result (GET, a byte
-    range, HEAD, the signed link) calls this, so a grant revoked since the job ran stops it (403,
-    `grant.denied` on record)."""
+    """The grants a job's result is served under, checked now, for a HEAD: neither charged nor recorded
+    as a download (a denial is on record as `grant.denied`)."""
     return [access.ensure(job.institution_id, slug, "query", request=request) for slug in _datasets_read(job)]
 
 

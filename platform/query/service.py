@@ -43,6 +43,7 @@ from django.db import transaction
 
 from access import metering
 from access import service as access
+from access.metered import MeteredUse
 from access.service import Grant
 from audit.actors import by_client_id
 from audit.models import Outcome
@@ -57,6 +58,7 @@ from datasets.query.limits import Limits
 from datasets.query.rekey import derive_partner_key
 from datasets.query.results import QueryResult
 from datasets.query.sandbox import SandboxConfig
+from datasets.spec import Mode
 from datasets.storage import Store
 from quotas.service import Lease
 from quotas.service import release as release_lease
@@ -150,6 +152,10 @@ class _Audit:
     started: float = field(default_factory=time.monotonic)
     versions: dict[str, int] = field(default_factory=dict)
 
+    @staticmethod
+    def target(slugs) -> str:
+        return ",".join(f"dataset:{slug}" for slug in sorted(slugs))
+
     def details(self, **extra) -> dict:
         return {
             "client_id": self.client_id,
@@ -166,7 +172,7 @@ class _Audit:
             action,
             outcome=outcome,
             **by_client_id(self.client_id, self.institution_id),
-            target=",".join(f"dataset:{slug}" for slug in sorted(self.versions)),
+            target=self.target(self.versions),
             details=self.details(**extra),
             request=self.request,
         )
@@ -202,9 +208,9 @@ def run_query(
     """
     audit = _Audit(institution_id, client_id, sql, fmt, request)
     gateway = get_gateway()
-    granted, checked = _prepare(gateway, audit, institution_id, sql, versions, request)
+    use, granted, checked = _prepare(gateway, audit, institution_id, sql, versions, request)
     limits = _limits(granted.values(), max_rows)
-    held = _start(granted.values(), audit, limits)
+    held = _start(use, audit, limits)
     try:
         result = gateway.execute(checked, partner_key(institution_id), limits)
         if on_start is not None:
@@ -249,19 +255,21 @@ def check_query(
 
 def _prepare(
     gateway: Gateway, audit: _Audit, institution_id: int, sql: str, versions: Mapping[str, int] | None, request
-) -> tuple[dict[str, Grant], CheckedQuery]:
-    """Steps 1-4: the grants of a query and the query as checked (once); a refusal is audited and raised."""
+) -> tuple[MeteredUse, dict[str, Grant], CheckedQuery]:
+    """Steps 1-4: the query's metered use, its grants and the query as checked (once); a refusal is audited
+    (as `query.run`) and raised."""
     try:
         if audit.fmt not in FORMATS:
             raise Refusal(f"Unknown format {audit.fmt!r}; choose one of {', '.join(FORMATS)}.", code="invalid_request")
-        granted = _grants(gateway, institution_id, sql, request)
+        use = _use(gateway, audit, sql)
+        granted = dict(zip(use.datasets, use.grants(), strict=True))
         bindings = _bind(granted, dict(versions or {}), audit)
         checked = gateway.check(sql, bindings)
     except QueryError as exc:
         raise audit.refused(query_error(exc)) from None
     except Refusal as exc:
         raise audit.refused(exc) from None
-    return granted, checked
+    return use, granted, checked
 
 
 def query_error(exc: QueryError) -> Refusal:
@@ -271,14 +279,24 @@ def query_error(exc: QueryError) -> Refusal:
     return Refusal(exc.message, code=str(exc.code), kind=kind, details=details)
 
 
-def _grants(gateway: Gateway, institution_id: int, sql: str, request) -> dict[str, Grant]:
-    """Step 1 and 2: the grant of every dataset the query reads; a query must read at least one."""
+def _use(gateway: Gateway, audit: _Audit, sql: str) -> MeteredUse:
+    """Step 1: the use of every dataset the query reads (a query must read at least one); its grants
+    are step 2. Its refusals are recorded as `query.run` by the steps that catch them."""
     _check_cte_names(gateway, sql)
     names = sorted(gateway.referenced_datasets(sql))
     if not names:
         gateway.check(sql, {})  # the engine's code first: a file, the catalog or a qualified name is read
         raise QueryRejected(Code.NO_DATASET, "A query must read at least one dataset you subscribe to.")
-    return {name: access.ensure(institution_id, name, "query", request=request) for name in names}
+    return MeteredUse(
+        audit.institution_id,
+        names,
+        Mode.QUERY,
+        action="query.start",
+        actor=by_client_id(audit.client_id, audit.institution_id),
+        target=audit.target(names),
+        request=audit.request,
+        on_refused=lambda refusal, details: None,  # `_prepare` and `_start` record it as `query.run`
+    )
 
 
 def _check_cte_names(gateway: Gateway, sql: str) -> None:
@@ -361,38 +379,25 @@ def _limits(granted, max_rows: int | None) -> Limits:
     return replace(limits, max_result_rows=max(rows, 1))
 
 
-def _start(granted, audit: _Audit, limits: Limits) -> _Slots:
-    """Steps 5 and 6 in one transaction (one commit): the slots held, the query charged, `query.start` on record."""
-    granted = list(granted)
+def _start(use: MeteredUse, audit: _Audit, limits: Limits) -> _Slots:
+    """Steps 5 and 6 in one transaction (one commit): the slots held, the query charged, `query.start` on record
+    (fail closed: a query whose start cannot be recorded is refused, its charge given back)."""
     held = _Slots()
     try:
-        with transaction.atomic():
-            _reserve(audit.institution_id, granted, limits, held)
-            try:  # in a savepoint of its own: a failed write leaves the transaction usable for the refund
-                audit.record("query.start", Outcome.SUCCESS, max_rows=limits.max_result_rows)
-            except Exception:  # noqa: BLE001 - whatever broke the audit write, the query must not run unaudited
-                log.exception("audit write failed; query refused")
-                # Undoes a quota backend outside the database; the rollback undoes the database one.
-                _refund_queries(granted)
-                raise _AuditUnavailable from None
-    except _AuditUnavailable:
-        held.release()
-        raise Refusal(
-            "The query cannot be recorded right now, so it was not run.",
-            code="audit_unavailable",
-            kind=Kind.UNAVAILABLE,
-        ) from None
+        use.commit(
+            _CHARGED_BEFORE,
+            audit.details(max_rows=limits.max_result_rows),
+            hold=lambda grants: _hold_slots(audit.institution_id, grants, limits, held),
+        )
     except Refusal as exc:
         held.release()
+        if exc.code == "audit_unavailable":
+            raise  # nowhere to record it
         raise audit.refused(exc) from None
     except BaseException:
         held.release()
         raise
     return held
-
-
-class _AuditUnavailable(Exception):
-    pass
 
 
 class _Slots:
@@ -417,19 +422,11 @@ class _Slots:
                 log.exception("giving back a query slot failed")
 
 
-def _reserve(institution_id: int, granted, limits: Limits, held: _Slots) -> None:
-    """Step 5: concurrency slots (the institution's, then each subscription's), then one query per
-    subscription if the post-hoc metrics are not already over."""
-    granted = list(granted)
+def _hold_slots(institution_id: int, granted, limits: Limits, held: _Slots) -> None:
+    """Step 5's concurrency slots: the institution's, then each subscription's (the charge follows)."""
     held.hold(metering.institution_query_slot(institution_id, limits.max_query_seconds))
     for grant in granted:
         held.hold(metering.query_slot(grant))
-    metering.charge_all([(grant, metric, amount) for grant in granted for metric, amount in _CHARGED_BEFORE.items()])
-
-
-def _refund_queries(granted) -> None:
-    for grant in granted:
-        metering.refund(grant, "queries", 1)
 
 
 def _resumed(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:

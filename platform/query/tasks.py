@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from query.jobs import cleanup_jobs, execute_job
+from query.jobs import RUN_JOB_TASK, cleanup_jobs, execute_job
 
 PERIODIC_TASKS = {
     "query-cleanup-jobs": {"task": "query.cleanup_jobs", "schedule": 3600.0, "options": {"expires": 1800}},
 }
 
 
-@shared_task(name="query.run_query_job", acks_late=True)
+@shared_task(name=RUN_JOB_TASK, acks_late=True)
 def run_query_job(job_id: str) -> None:
     execute_job(job_id)
 

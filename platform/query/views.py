@@ -28,8 +28,8 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from access import service as access
-from audit.service import record
+from access.metered import MeteredUse
+from audit.actors import by_client
 from catalog import samples
 from catalog.api import get_dataset
 from datasets.query.formats import MEDIA_TYPES
@@ -347,9 +347,18 @@ class DatasetSample(PartnerView):
     def get(self, request, slug: str):
         dataset = get_dataset(slug)
         version = dataset.latest_version()
-        grant = None
+        use = None
         if samples.for_subscribers_only(dataset, version):
-            grant = access.ensure(request.auth_client.institution, dataset, Mode.QUERY, request=request)
+            use = MeteredUse(
+                request.auth_client.institution,
+                [dataset],
+                Mode.QUERY,
+                action="catalog.sample",
+                actor=by_client(request.auth_client),
+                target=f"dataset:{dataset.slug}",
+                request=request,
+            )
+            use.grants()
         try:
             limit = int(request.query_params.get("limit", samples.SAMPLE_ROWS))
         except ValueError:
@@ -358,15 +367,8 @@ class DatasetSample(PartnerView):
             sample = samples.sample_for(dataset, version, limit=limit, dimension=request.query_params.get("dimension"))
         except samples.SampleError as exc:
             raise ApiError(str(exc), code="invalid_request") from None
-        if grant is not None:
-            record(
-                "catalog.sample",
-                target=f"dataset:{dataset.slug}",
-                details={
-                    "version": sample.version,
-                    "dimension": sample.dimension,
-                    "subscription": grant.subscription.pk,
-                },
-                request=request,
-            )
+        if use is not None:
+            (grant,) = use.grants()
+            details = {"version": sample.version, "dimension": sample.dimension, "subscription": grant.subscription.pk}
+            use.commit({}, details)
         return Response({"dataset": dataset.slug, "tier": dataset.tier, **sample.to_dict()})

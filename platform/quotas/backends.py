@@ -59,6 +59,10 @@ class ReserveResult(NamedTuple):
 
 
 class QuotaBackend(ABC):
+    # True when each metered charge also writes the day's UsageDaily row (in the same transaction);
+    # False when usage lives in the backend until `rollup_usage` copies it.
+    usage_written_with_each_charge: bool = False
+
     @abstractmethod
     def consume_all(self, takes: Sequence[Take], now: datetime) -> ConsumeResult:
         """Atomically: if every counter stays <= its limit with its amount added, add them all, else change nothing.

@@ -39,6 +39,8 @@ class _DoesNotFit(Exception):
 
 
 class DatabaseBackend(QuotaBackend):
+    usage_written_with_each_charge = True
+
     def consume_all(self, takes: Sequence[Take], now: datetime) -> ConsumeResult:
         try:
             with transaction.atomic(), connection.cursor() as cursor:

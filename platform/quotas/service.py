@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import re
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -165,6 +165,22 @@ def peek(
     now = _aware(now)
     _check_key(subject, metric)
     return (backend or get_backend()).peek(CounterKey.at(subject, metric, Window(window), now))
+
+
+def usage_not_rolled_up(
+    subjects: Iterable[str], metrics: Iterable[str], *, now: datetime | None = None
+) -> dict[tuple[str, str], int]:
+    """Today's usage per (subject, metric) that UsageDaily does not show yet: {} when the backend writes
+    usage with each charge, else what its day counters hold."""
+    backend = get_backend()
+    if backend.usage_written_with_each_charge:
+        return {}
+    metrics = list(metrics)
+    return {
+        (subject, metric): peek(subject, metric, Window.DAY, backend=backend, now=now)
+        for subject in subjects
+        for metric in metrics
+    }
 
 
 def refund(

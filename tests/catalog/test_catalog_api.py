@@ -125,8 +125,10 @@ def test_aggregate_sample_needs_a_subscription_and_suppresses_small_groups(clien
     assert body["suppressed_groups"] == 1, "mobile has 3 buyers, fewer than k"
     assert "buyer" not in body["columns"] and all("pseudonym" not in str(row) for row in body["rows"])
     assert get(client, "/api/v1/datasets/card_transactions/sample", token)["dimension"] == "month"
-    events = AuditEvent.objects.filter(action="catalog.sample")
+    events = AuditEvent.objects.filter(action="catalog.sample", outcome="success")
     assert events.count() == 2, "each sample of non-open data is recorded"
+    denial = AuditEvent.objects.get(action="catalog.sample", outcome="denied")  # the refused one too
+    assert denial.details["code"] == "not_subscribed" and denial.target == "dataset:card_transactions"
     event = events.order_by("seq").first()
     assert event.details["dimension"] == "channel" and event.actor_type == "client"
     assert event.institution == str(fund.pk) and event.target == "dataset:card_transactions"

@@ -365,16 +365,16 @@ def test_every_query_is_audited_with_its_outcome(client, token, fund):
 
 
 def test_a_query_that_cannot_be_audited_does_not_run(client, token, monkeypatch):
-    import query.service
+    import access.metered
 
-    real_record = query.service.record
+    real_record = access.metered.record
 
     def failing_start(action, **kwargs):
         if action == "query.start":
             raise RuntimeError("audit table unavailable")
         return real_record(action, **kwargs)
 
-    monkeypatch.setattr(query.service, "record", failing_start)
+    monkeypatch.setattr(access.metered, "record", failing_start)  # the metered use records the start
     response = post(client, token, INDUSTRY_SQL)
     assert response.status_code == 503
     assert error_code(response) == "audit_unavailable"

@@ -88,9 +88,19 @@ def layer_of(module: str, table: list[tuple[str, ...]]) -> int | None:
     return best
 
 
-def imported(path) -> set[str]:
+def imported(path, *, type_checking: bool = True) -> set[str]:
+    """Every module name `path` imports, at any depth (inside functions too); with `type_checking=False`,
+    not those only imported for annotations (`if TYPE_CHECKING:`)."""
+    tree = ast.parse(path.read_text())
+    skipped = set()
+    if not type_checking:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                skipped |= {id(inner) for statement in node.body for inner in ast.walk(statement)}
     names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -129,3 +139,32 @@ def test_the_layer_check_catches_an_upward_import():
         > layer_of("connectors.base", table)
     )
     assert layer_of("audit.service", table) > layer_of("datasets.query.gateway", table)
+
+
+def test_no_module_imports_itself_back():
+    """No import cycles between the project's modules, not even through an import inside a function."""
+    modules = source_modules()
+    graph = {}
+    for module, path in modules.items():
+        targets = set()
+        for name in imported(path, type_checking=False):
+            while name and name not in modules:
+                name = name.rpartition(".")[0]
+            if name and name != module and not module.startswith(name + "."):
+                targets.add(name)
+        graph[module] = targets
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, todo = set(), [start]
+        while todo:
+            current = todo.pop()
+            for target in graph.get(current, ()):
+                if target == goal:
+                    return True
+                if target not in seen:
+                    seen.add(target)
+                    todo.append(target)
+        return False
+
+    cycles = sorted(f"{module} ↔ {target}" for module in graph for target in graph[module] if reaches(target, module))
+    assert not cycles, cycles
