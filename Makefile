@@ -13,7 +13,7 @@ PYTEST := $(BIN)/python -m pytest
 help:
 	@echo "make run    - install, migrate, load demo data, serve portal+API, worker and beat on :$${PORT:-8000}"
 	@echo "make test   - run the whole test suite (SQLite; also PostgreSQL when VITAMIN_TEST_POSTGRES is set)"
-	@echo "make bench  - run the benchmarks (ratios against raw baselines)"
+	@echo "make bench  - run the benchmarks (ratios against raw baselines); rewrites docs/benchmarks.md"
 	@echo "make lint   - ruff"
 
 $(BIN)/python:

@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import figures
+
 REPO_DIR = Path(__file__).resolve().parents[1]
 SPEC_PATH = REPO_DIR / "datasets" / "specs" / "card_transactions.yaml"
 THREADS = 2
@@ -131,6 +133,11 @@ def main() -> None:
     )
     print(f"  rows published        : {runs['build'][-1]['rows_out']:,} ({runs['build'][-1]['bytes'] / 1e6:.1f} MB)")
     print(f"  ratio build/raw       : {build_s / raw_s:8.2f}  (goal <= 2.0)")
+    goal, met = figures.ratio_goal(build_s / raw_s, 2.0)
+    figures.record(f"card_transactions build, {args.rows:,} source rows", build_s, raw_s, "s", goal=goal, met=met)
+    figures.record(
+        "peak resident memory of the build", median("build", "peak_rss_mb"), median("raw", "peak_rss_mb"), "MB"
+    )
 
 
 if __name__ == "__main__":

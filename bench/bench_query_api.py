@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import figures
 import pyarrow.ipc as ipc
 import requests
 from bench_query_engine import ARROW_SQL, BATCH_ROWS, SMALL_SQL, THREADS, _Sink, generate, medians_ms, report
@@ -262,7 +263,15 @@ def small_concurrently(url: str, token: str, sql: str, total: int, raw: duckdb.D
     for name, (rate, p50, p99) in (("ours", ours), ("raw", baseline)):
         print(f"small x{CLIENT_THREADS} {name}: {rate:.0f} queries/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms", flush=True)
     print(f"small x{CLIENT_THREADS} throughput: ours/raw {ours[0] / baseline[0]:.2f}", flush=True)
+    figures.record(
+        f"small x{CLIENT_THREADS} throughput (raw: {CLIENT_THREADS} threads in process)",
+        ours[0],
+        baseline[0],
+        "queries/s",
+        higher_is_better=True,
+    )
     report(f"small x{CLIENT_THREADS} p50 (raw: {CLIENT_THREADS} threads in process)", ours[1], baseline[1])
+    report(f"small x{CLIENT_THREADS} p99 (raw: {CLIENT_THREADS} threads in process)", ours[2], baseline[2])
 
 
 def _concurrently(make_client, total: int) -> tuple[float, float, float]:

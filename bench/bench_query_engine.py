@@ -39,6 +39,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
+import figures
 import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
@@ -159,9 +160,12 @@ def medians_ms(*funcs: Callable[[], object], repeat: int) -> list[float]:
 
 
 def report(name: str, ours_ms: float, raw_ms: float, goal: float | None = None) -> None:
+    """Print a figure, and keep it for docs/benchmarks.md when bench/run.py runs this."""
     ratio = ours_ms / raw_ms
     verdict = "" if goal is None else f"  (goal <= {goal}: {'met' if ratio <= goal else 'NOT met'})"
     print(f"{name}: ours {ours_ms:.1f} ms, raw {raw_ms:.1f} ms, ratio {ratio:.2f}{verdict}", flush=True)
+    goal_text, met = figures.ratio_goal(ratio, goal)
+    figures.record(name, ours_ms, raw_ms, "ms", goal=goal_text, met=met)
 
 
 def main() -> None:

@@ -1,22 +1,34 @@
 """`make bench`: every benchmark in this folder, one after another, each printing ratios to its raw baseline.
 
-    .venv/bin/python bench/run.py                 # full size (as the issues specify)
+    .venv/bin/python bench/run.py                 # full size (as the issues specify); rewrites docs/benchmarks.md
     .venv/bin/python bench/run.py --quick         # small inputs, to check the benchmarks run
     .venv/bin/python bench/run.py synthetic build # only some
+    .venv/bin/python bench/run.py --rows 20000 --output /tmp/benchmarks.md   # tiny, to check the writer
 
 The machine is shared and noisy: every figure is a median, and what matters is
 the ratio against the baseline measured in the same run.
+
+A full run (every benchmark, full size) that succeeds rewrites docs/benchmarks.md from
+the figures it measured: the date, the machine, and each figure with its raw baseline
+and ratio (bench/figures.py). Other runs write it only where --output says.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import datetime as dt
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import figures
+
 HERE = Path(__file__).resolve().parent
+DOCS_FILE = HERE.parent / "docs" / "benchmarks.md"
 
 # name → (script, full-size arguments, quick arguments)
 BENCHMARKS = {
@@ -27,29 +39,87 @@ BENCHMARKS = {
 }
 
 
+def with_rows(arguments: list[str], rows: int | None) -> list[str]:
+    """The arguments with --rows replaced (every benchmark takes it)."""
+    if rows is None:
+        return list(arguments)
+    out, skip = [], False
+    for argument in arguments:
+        if skip:
+            skip = False
+            continue
+        if argument == "--rows":
+            skip = True
+            continue
+        out.append(argument)
+    return [*out, "--rows", str(rows)]
+
+
+def summary(script: Path) -> str:
+    """The first line of a benchmark's docstring: what it measures against what."""
+    docstring = ast.get_docstring(ast.parse(script.read_text(encoding="utf-8"))) or ""
+    return docstring.strip().splitlines()[0] if docstring.strip() else ""
+
+
+def run_one(name: str, script: Path, arguments: list[str]) -> tuple[int, figures.Section]:
+    """Run one benchmark in a child process; its exit code and its figures."""
+    with tempfile.TemporaryDirectory(prefix="vitamin-bench-figures-") as folder:
+        path = Path(folder) / "figures.jsonl"
+        env = {**os.environ, figures.FIGURES_ENV: str(path)}
+        started = time.monotonic()
+        code = subprocess.call([sys.executable, str(script), *arguments], env=env)
+        seconds = time.monotonic() - started
+        measured = figures.read(path)
+    command = " ".join(["bench/" + script.name, *arguments])
+    return code, figures.Section(name, command, summary(script), measured, seconds)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "names", nargs="*", metavar="NAME", help=f"benchmarks to run: {', '.join(BENCHMARKS)} (default: all)"
     )
     parser.add_argument("--quick", action="store_true", help="small inputs")
+    parser.add_argument("--rows", type=int, help="run every benchmark on this many rows (to check that they run)")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help="write the figures as Markdown here (default: docs/benchmarks.md after a full run of every benchmark)",
+    )
     args = parser.parse_args()
     unknown = [name for name in args.names if name not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(unknown)}")
-    failed = []
+    full = not args.quick and args.rows is None and not args.names
+    output = args.output or (DOCS_FILE if full else None)
+
+    started_at = dt.datetime.now(dt.UTC)
+    machine = figures.machine()  # before the run: the load average says how busy the machine was
+    failed, sections = [], []
     for name in args.names or list(BENCHMARKS):
-        script, full, quick = BENCHMARKS[name]
+        script, full_arguments, quick_arguments = BENCHMARKS[name]
         if not (HERE / script).exists():
             continue
+        arguments = with_rows(quick_arguments if args.quick else full_arguments, args.rows)
         print(f"\n=== {name} ({script})", flush=True)
-        started = time.monotonic()
-        code = subprocess.call([sys.executable, str(HERE / script), *(quick if args.quick else full)])  # noqa: S603
-        print(
-            f"=== {name}: {'ok' if code == 0 else f'FAILED ({code})'} in {time.monotonic() - started:.0f}s", flush=True
-        )
+        code, section = run_one(name, HERE / script, arguments)
+        print(f"=== {name}: {'ok' if code == 0 else f'FAILED ({code})'} in {section.seconds:.0f}s", flush=True)
+        sections.append(section)
         if code:
             failed.append(name)
+
+    if output is None:
+        print(f"\n(not a full run: {DOCS_FILE.relative_to(HERE.parent)} left as it is; --output PATH writes one)")
+    elif failed:
+        print(f"\n{output} not written: {', '.join(failed)} failed")
+    else:
+        size = "full size" if full else ("quick inputs" if args.quick else f"{args.rows:,} rows")
+        generated = (
+            f"Generated by `make bench` (`bench/run.py`) on {started_at:%Y-%m-%d %H:%M} UTC from the figures "
+            f"measured in that run ({size}). Do not edit by hand: run `make bench` again."
+        )
+        output.write_text(figures.render(sections, generated=generated, machine=machine), encoding="utf-8")
+        print(f"\nwrote {output}")
     return 1 if failed else 0
 
 
