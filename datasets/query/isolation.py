@@ -26,7 +26,7 @@ process, on a small private `Gateway`. Workers are started with subprocess (not
 fork: the parent has threads), lazily up to the pool size, and replaced off the
 request path by a background thread. Results cross as Arrow IPC: the worker
 sends `RecordBatch.serialize()` buffers and this side reads them in place with
-`ipc.read_record_batch` (docs/query.md, "Isolation and limits", has the costs).
+`ipc.read_record_batch` (docs/query-internals.md, "Isolation: query worker processes", has the costs).
 """
 
 from __future__ import annotations

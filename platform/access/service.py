@@ -26,7 +26,7 @@ from audit.models import Outcome
 from audit.service import record
 from catalog.models import Dataset, DatasetVersion
 from datasets.query.limits import Limits
-from datasets.spec import MODES, MODES_BY_TIER
+from datasets.spec import MODES, MODES_BY_TIER, Mode
 from institutions.models import Institution, InstitutionStatus
 from vitamin.refusals import Kind, Refusal
 
@@ -68,6 +68,21 @@ class Denied(Refusal):
 
     def __init__(self, message: str, *, code: str, details: dict | None = None):
         super().__init__(message, code=code, kind=Kind.FORBIDDEN, details=details)
+
+
+# The modes a partner can use today. Download (Delta Sharing) and consented lookups are planned
+# (README.md, "Planned"): they can be granted, but the portal offers only what is served.
+SERVED_MODES: tuple[Mode, ...] = (Mode.QUERY,)
+
+
+def offered_modes(tier: str) -> tuple[Mode, ...]:
+    """The modes a partner may ask for on a dataset of this tier today."""
+    return tuple(mode for mode in MODES_BY_TIER[tier] if mode in SERVED_MODES)
+
+
+def mode_label(mode: str) -> str:
+    """A mode's name for people; a mode not served yet says it is planned."""
+    return Mode(mode).label + ("" if mode in SERVED_MODES else " (planned)")
 
 
 # Code → message template; the codes are part of the API.

@@ -62,7 +62,7 @@ def show_dataset(request, slug: str):
         {
             "dataset": dataset,
             "version": version,
-            "modes": [Mode(mode).label for mode in MODES_BY_TIER[dataset.tier]],
+            "modes": [access.mode_label(mode) for mode in MODES_BY_TIER[dataset.tier]],
             "columns": [
                 (entry, charts.share_bars([("non-null", entry.non_null_share), ("distinct", entry.distinct_share)]))
                 for entry in dictionary
@@ -166,6 +166,7 @@ def _access_rows(dataset: Dataset, memberships: list[Member]) -> list[dict]:
                 "institution": member.institution,
                 "subscription": subscription,
                 "can_request": member.can_manage
+                and bool(access.offered_modes(dataset.tier))
                 and member.institution.status == InstitutionStatus.APPROVED
                 and (subscription is None or subscriptions.can(subscription, "request")),
             }

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from django import forms
 
+from access import service as access
 from access.models import QuotaPlan
 from access.subscriptions import PURPOSE_MAX_CHARS
 from catalog.models import Dataset
-from datasets.spec import MODES_BY_TIER, Mode
 
 
 class RequestAccessForm(forms.Form):
@@ -31,6 +31,6 @@ class RequestAccessForm(forms.Form):
     def __init__(self, *args, dataset: Dataset, institutions, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["institution"].queryset = institutions
-        allowed = MODES_BY_TIER[dataset.tier]
-        self.fields["modes"].choices = [(mode, Mode(mode).label) for mode in allowed]
+        allowed = access.offered_modes(dataset.tier)
+        self.fields["modes"].choices = [(mode, access.mode_label(mode)) for mode in allowed]
         self.fields["modes"].initial = list(allowed)

@@ -170,7 +170,7 @@ class QueryJobSerializer(serializers.ModelSerializer):
             "self": this,
             "result": reverse("api-job-result", args=[job.pk]),
             "download": reverse("api-job-download", args=[jobs.result_link(job)]),
-            "download_expires_at": timezone.now() + timedelta(seconds=jobs.RESULT_LINK_SECONDS),
+            "download_expires_at": timezone.localtime() + timedelta(seconds=jobs.RESULT_LINK_SECONDS),
         }
 
     @extend_schema_field(QueryErrorSerializer(allow_null=True))

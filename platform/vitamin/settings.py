@@ -1,7 +1,7 @@
 """Vitamin's Django settings: every value comes from the environment.
 
 Each variable is read once here through the typed helpers in `vitamin.env`,
-which register it for the documentation check (tests/test_docs.py) and fail
+which register it for the documentation check (tests/vitamin/test_docs.py) and fail
 at start-up, naming the variable, when a value is bad.
 """
 
@@ -335,8 +335,8 @@ LOGGING = {
 # --- Email ---------------------------------------------------------------------
 EMAIL_BACKEND = env_str(
     "VITAMIN_EMAIL_BACKEND",
-    "django.core.mail.backends.console.EmailBackend",
-    "Django email backend; use django.core.mail.backends.smtp.EmailBackend with the VITAMIN_EMAIL_* settings for real mail.",
+    "vitamin.mail.ConsoleBackend",
+    "Django email backend. The default prints each e-mail on stderr (the `make run` console); use django.core.mail.backends.smtp.EmailBackend with the VITAMIN_EMAIL_* settings for real mail.",
 )
 EMAIL_HOST = env_str("VITAMIN_EMAIL_HOST", "localhost", "SMTP host.")
 EMAIL_PORT = env_int("VITAMIN_EMAIL_PORT", 25, "SMTP port.", minimum=1)

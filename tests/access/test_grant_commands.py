@@ -138,3 +138,17 @@ def test_periodic_tasks_expire():
     assert set(PERIODIC_TASKS) == {"access-expire-subscriptions", "access-notify-expiring"}
     for entry in PERIODIC_TASKS.values():
         assert 0 < entry["options"]["expires"] < entry["schedule"]
+
+
+def test_the_embedded_mail_goes_to_stderr_so_json_output_stays_parseable(
+    alice, fund, demo_datasets, plan, settings, capsys, django_capture_on_commit_callbacks
+):
+    settings.EMAIL_BACKEND = "vitamin.mail.ConsoleBackend"  # the embedded default (tests otherwise keep mail in memory)
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command(
+            "grant_subscription", "--institution", str(fund.pk), "--dataset", "industry_prosperity_monthly",
+            "--modes", "query", "--plan", "standard", "--json",
+        )  # fmt: skip
+    printed = capsys.readouterr()
+    assert json.loads(printed.out)["status"] == "approved", "stdout holds the JSON and nothing else"
+    assert "Subject:" in printed.err, "the notification e-mail was printed, on stderr"

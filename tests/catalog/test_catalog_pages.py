@@ -103,3 +103,13 @@ def test_charts_escape_what_they_draw():
     assert 'xmlns="http://www.w3.org/2000/svg"' in svg and "href" not in svg
     bars = charts.share_bars([("non-null", 0.5), ("distinct", None)], width=100)
     assert 'width="50.0"' in bars and "n/a" in bars
+
+
+def test_the_portal_offers_only_modes_that_are_served(client, fund, catalog, alice):
+    lookup_page = page(client, alice, "/catalog/credit_profiles/")
+    assert "Consented lookups (planned)" in lookup_page
+    assert "Request access</a>" not in lookup_page, "nothing to ask for before lookups are served"
+    open_page = page(client, alice, "/catalog/industry_prosperity_monthly/")
+    assert "SQL queries" in open_page and "Bulk download (Delta Sharing) (planned)" in open_page
+    form = page(client, alice, f"/catalog/industry_prosperity_monthly/request/?institution={fund.pk}")
+    assert 'value="query"' in form and 'value="download"' not in form

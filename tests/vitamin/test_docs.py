@@ -65,3 +65,26 @@ def test_what_is_not_served_is_advertised_only_as_planned():
             for sentence in re.split(r"(?<=[.;])\s", text):
                 if re.search(words, sentence, re.I):
                     assert "planned" in sentence.lower(), f"{where} advertises {capability}: {sentence!r}"
+
+
+def test_every_reference_to_a_file_of_the_project_resolves():
+    """Docs, docstrings and comments name files of this repository only, and only files that exist."""
+    path_pattern = re.compile(
+        r"(?<![\w/.-])((?:docs|platform|datasets|connectors|tests|bench|examples)/[\w/.-]*\w\.(?:md|py|yaml|txt|html))"
+    )
+    link_pattern = re.compile(r"\]\(([\w.-]+\.md)(?:#[\w-]*)?\)")
+    sources = [*REPO_DIR.glob("*.md"), *(REPO_DIR / "docs").glob("*.md")]
+    for folder in ("platform", "datasets", "connectors", "tests", "bench"):
+        sources += [path for path in (REPO_DIR / folder).rglob("*.py") if "migrations" not in path.parts]
+    missing = []
+    for source in sources:
+        text = source.read_text()
+        for reference in path_pattern.findall(text):
+            absent_on_purpose = reference == "platform/__init__.py"  # docs/architecture.md says why
+            if not absent_on_purpose and "{" not in reference and not (REPO_DIR / reference).exists():
+                missing.append(f"{source.relative_to(REPO_DIR)}: {reference}")
+        if source.suffix == ".md":
+            for link in link_pattern.findall(text):
+                if not (source.parent / link).exists():
+                    missing.append(f"{source.relative_to(REPO_DIR)}: link {link}")
+    assert not missing, "\n".join(missing)

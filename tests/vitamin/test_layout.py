@@ -11,6 +11,7 @@ import platform
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 from testenv import REPO_DIR
 
@@ -168,3 +169,13 @@ def test_no_module_imports_itself_back():
 
     cycles = sorted(f"{module} ↔ {target}" for module in graph for target in graph[module] if reaches(target, module))
     assert not cycles, cycles
+
+
+def test_import_datasets_is_this_projects_library():
+    """A PyPI package of the same name installed in this environment would shadow it (docs/architecture.md)."""
+    import datasets
+
+    assert Path(datasets.__file__).resolve().parent == REPO_DIR / "datasets"
+    from datasets.spec import DatasetSpec
+
+    assert DatasetSpec.from_document  # ours, not a namesake
