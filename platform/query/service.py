@@ -358,7 +358,15 @@ def _version(grant: Grant, requested: int | None) -> DatasetVersion:
 def binding_for(dataset: Dataset, version: DatasetVersion, store: Store) -> DatasetBinding:
     """The gateway's view of one published version, governed by the spec it was built from (its tier,
     column roles, entity and analysis rules), not by what the spec file says today."""
-    spec = version.dataset_spec
+    try:
+        spec = version.dataset_spec
+    except ValueError:  # fail closed: a version whose rules cannot be read is not served
+        log.exception("%s v%s has no readable spec", dataset.slug, version.number)
+        raise Refusal(
+            f"Version {version.number} of {dataset.slug} cannot be read right now.",
+            code="dataset_unavailable",
+            kind=Kind.UNAVAILABLE,
+        ) from None
     roles = {column.name: column.role for column in spec.columns}
     return DatasetBinding(
         slug=dataset.slug,

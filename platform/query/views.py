@@ -13,12 +13,10 @@ checks and limits) happens in `query.service.run_query`, and for jobs in
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import BinaryIO
 
-from django.http import FileResponse, HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -39,7 +37,7 @@ from query.models import QueryJob
 from query.service import FORMATS, run_query
 from vitamin.api import PartnerListView, PartnerView, record_refusal
 from vitamin.errors import ApiError
-from vitamin.ranges import ByteRange, byte_range
+from vitamin.ranges import byte_range, file_response
 from vitamin.refusals import Refusal
 
 # Numbers in a request are stored or compared in 32-bit integer columns (PostgreSQL's `integer`).
@@ -298,37 +296,7 @@ def result_response(job: QueryJob, request, *, via: str) -> HttpResponse:
     file, part, size = jobs.open_result(
         job, request=request, via=via, part_of=lambda size: byte_range(range_header, size)
     )
-    name = Path(file.name).name
-    if part is None:
-        response = FileResponse(file, content_type=MEDIA_TYPES[job.format], as_attachment=True, filename=name)
-    else:
-        response = StreamingHttpResponse(_RangeReader(file, part), status=206, content_type=MEDIA_TYPES[job.format])
-        response["Content-Range"] = f"bytes {part.start}-{part.end}/{size}"
-        response["Content-Length"] = str(part.length)
-        response["Content-Disposition"] = f'attachment; filename="{name}"'
-    response["Accept-Ranges"] = "bytes"
-    return response
-
-
-class _RangeReader:
-    """The bytes of one range of a file, in chunks; closing it (as Django does with a response,
-    read or not) closes the file."""
-
-    def __init__(self, file: BinaryIO, part: ByteRange, chunk_bytes: int = 1 << 20):
-        self.file, self.part, self.chunk_bytes = file, part, chunk_bytes
-
-    def __iter__(self) -> Iterator[bytes]:
-        self.file.seek(self.part.start)
-        left = self.part.length
-        while left > 0:
-            chunk = self.file.read(min(self.chunk_bytes, left))
-            if not chunk:
-                return
-            left -= len(chunk)
-            yield chunk
-
-    def close(self) -> None:
-        self.file.close()
+    return file_response(file, part, size, content_type=MEDIA_TYPES[job.format], filename=Path(file.name).name)
 
 
 class DatasetSample(PartnerView):

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
+
+from django.http import FileResponse, StreamingHttpResponse
 
 from vitamin.errors import ApiError
 
@@ -50,3 +54,42 @@ def byte_range(header: str | None, size: int) -> ByteRange | None:
             headers={"Content-Range": f"bytes */{size}"},
         )
     return ByteRange(start, end)
+
+
+def file_response(file: BinaryIO, part: ByteRange | None, size: int, *, content_type: str, filename: str | None = None):
+    """An open file as the answer: whole (200), or the one range asked for (206 with Content-Range),
+    streamed in chunks (never the whole file in memory); the response closes the file."""
+    if part is None:
+        response = FileResponse(
+            file, content_type=content_type, as_attachment=filename is not None, filename=filename or ""
+        )
+        response["Content-Length"] = str(size)
+    else:
+        response = StreamingHttpResponse(_RangeReader(file, part), status=206, content_type=content_type)
+        response["Content-Range"] = f"bytes {part.start}-{part.end}/{size}"
+        response["Content-Length"] = str(part.length)
+        if filename is not None:
+            response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Accept-Ranges"] = "bytes"
+    return response
+
+
+class _RangeReader:
+    """The bytes of one range of a file, in chunks; closing it (as Django does with a response,
+    read or not) closes the file."""
+
+    def __init__(self, file: BinaryIO, part: ByteRange, chunk_bytes: int = 1 << 20):
+        self.file, self.part, self.chunk_bytes = file, part, chunk_bytes
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.file.seek(self.part.start)
+        left = self.part.length
+        while left > 0:
+            chunk = self.file.read(min(self.chunk_bytes, left))
+            if not chunk:
+                return
+            left -= len(chunk)
+            yield chunk
+
+    def close(self) -> None:
+        self.file.close()

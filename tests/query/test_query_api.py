@@ -154,6 +154,14 @@ def test_a_revoked_subscription_is_denied_on_the_very_next_query(client, token, 
     assert error_code(response) == "subscription_revoked"
 
 
+def test_a_version_whose_rules_cannot_be_read_is_not_served(client, token, catalog):
+    """Fail closed: without the spec it was built from, a version's tier and roles are unknown."""
+    catalog.industry.versions.update(spec={"not": "a spec"}, spec_fingerprint="")
+    response = post(client, token, INDUSTRY_SQL)
+    assert response.status_code == 503 and error_code(response) == "dataset_unavailable"
+    assert events("query.run")[-1].outcome == "failure"
+
+
 def test_versions_can_be_chosen_unless_pinned(client, token, catalog, store_url, fund_subscriptions):
     newer = industry_table().append_column("extra", pa.array([1] * 6))
     publish_table(catalog.industry, newer, store_url)
