@@ -6,6 +6,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
+# The Delta Sharing connector pins pyarrow and requests below ours: it gets a venv of its own,
+# inside .venv, that the live sharing tests and the benchmark run as a subprocess.
+SHARING_VENV := $(VENV)/sharing-client
+SHARING_STAMP := $(SHARING_VENV)/.installed
 PYTEST := $(BIN)/python -m pytest
 
 .PHONY: run test test-sqlite test-postgres bench lint clean-data help
@@ -29,6 +33,12 @@ $(DEV_STAMP): requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $@ $(RUNTIME_STAMP)
 
+$(SHARING_STAMP): requirements-sharing-client.txt | $(BIN)/python
+	$(BIN)/python -m venv --clear $(SHARING_VENV)
+	$(SHARING_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SHARING_VENV)/bin/python -m pip install --quiet -r requirements-sharing-client.txt
+	touch $@
+
 run: $(RUNTIME_STAMP)
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py bootstrap
@@ -36,14 +46,14 @@ run: $(RUNTIME_STAMP)
 
 # The SQLite pass runs everything. With VITAMIN_TEST_POSTGRES=postgres://.../db the
 # tests that use the Django database run again on PostgreSQL.
-test: $(DEV_STAMP)
+test: $(DEV_STAMP) $(SHARING_STAMP)
 	env -u VITAMIN_TEST_POSTGRES $(PYTEST) $(PYTEST_ARGS)
 	@if [ -n "$$VITAMIN_TEST_POSTGRES" ]; then \
 		echo "--- PostgreSQL pass ($$VITAMIN_TEST_POSTGRES)"; \
 		$(PYTEST) $(PYTEST_ARGS); \
 	fi
 
-bench: $(DEV_STAMP)
+bench: $(DEV_STAMP) $(SHARING_STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 lint: $(DEV_STAMP)

@@ -36,6 +36,7 @@ BENCHMARKS = {
     "build": ("bench_build.py", ["--rows", "10000000"], ["--rows", "500000"]),
     "query-engine": ("bench_query_engine.py", ["--rows", "20000000"], ["--rows", "1000000"]),
     "query-api": ("bench_query_api.py", ["--rows", "20000000"], ["--rows", "1000000"]),
+    "sharing": ("bench_sharing.py", ["--rows", "10000000"], ["--rows", "1000000"]),
 }
 
 

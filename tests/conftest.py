@@ -19,8 +19,9 @@ import pytest
 
 from testenv import POSTGRES_ADMIN_URL, POSTGRES_URL, REDIS_URL, REQUIRE_SERVICES, TEST_DATA_DIR  # noqa: I001 - first: sets the environment
 
-# The shared fixtures (the cast tabled in catalog_support's docstring, plan, catalog, ...) reach every test.
-pytest_plugins = ["catalog_support"]
+# The shared fixtures (the cast tabled in catalog_support's docstring, plan, catalog, ...) reach every
+# test, and so does `sharing_client` (the Delta Sharing connector's own venv, tests/sharing_support.py).
+pytest_plugins = ["catalog_support", "sharing_support"]
 
 _DB_FIXTURES = {
     "db",

@@ -70,9 +70,9 @@ class Denied(Refusal):
         super().__init__(message, code=code, kind=Kind.FORBIDDEN, details=details)
 
 
-# The modes a partner can use today. Download (Delta Sharing) and consented lookups are planned
-# (README.md, "Planned"): they can be granted, but the portal offers only what is served.
-SERVED_MODES: tuple[Mode, ...] = (Mode.QUERY,)
+# The modes a partner can use today. Consented lookups are planned (README.md, "Planned"): they
+# can be granted, but the portal offers only what is served.
+SERVED_MODES: tuple[Mode, ...] = (Mode.QUERY, Mode.DOWNLOAD)
 
 
 def offered_modes(tier: str) -> tuple[Mode, ...]:

@@ -52,6 +52,11 @@ class Dataset(models.Model):
     def latest_version(self) -> DatasetVersion | None:
         return self.versions.filter(status=DatasetVersion.Status.PUBLISHED).order_by("-number").first()
 
+    def version_at(self, moment) -> DatasetVersion | None:
+        """The version that was current at `moment`: the newest published by then (it may be retired now).
+        Every as-of read path resolves a time this way."""
+        return self.versions.filter(created_at__lte=moment).order_by("-number").first()
+
     @property
     def current_spec(self) -> DatasetSpec:
         """The spec the next build will use. A published version is governed by its own (`DatasetVersion.dataset_spec`)."""

@@ -185,6 +185,37 @@ def rotate_secret(client: Client, *, by=None, request=None) -> str:
     return secret
 
 
+def issue_long_lived_token(client: Client, *, scope: str, days: int, by=None, request=None) -> tuple[str, Token]:
+    """An access token for `client` that lasts `days` (a Delta Sharing profile's bearer token), shown once.
+
+    Only for a live client of an approved institution whose scopes include `scope`; it is an ordinary
+    access token otherwise: revoked with the client's tokens, stopped with its client or institution.
+    """
+    if client.disabled_at is not None or not client.institution.is_approved:
+        raise ClientConfigError("This client is disabled, or its institution is not approved.")
+    if scope not in client.scope.split():
+        raise ClientConfigError(f"This client may not hold the {scope!r} scope; allow it on the client first.")
+    value = credentials.new_secret(credentials.ACCESS_TOKEN_PREFIX)
+    now = timezone.now()
+    with transaction.atomic():
+        token = Token.objects.create(
+            client=client,
+            grant_type=GrantType.CLIENT_CREDENTIALS,
+            scope=scope,
+            access_token_hash=credentials.hash_secret(value),
+            issued_at=now,
+            access_expires_at=now + timedelta(days=days),
+        )
+        record(
+            "oauth.token_issued",
+            **_actor(by, client),
+            target=f"token:{token.pk}",
+            details={"grant_type": "long_lived", "scope": scope, "days": days},
+            request=request,
+        )
+    return value, token
+
+
 def revoke_client_tokens(client: Client, *, by=None, request=None, reason: str = "revoked_by_institution") -> int:
     with transaction.atomic():
         revoked = Token.objects.filter(client=client).revoke(reason)

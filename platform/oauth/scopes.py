@@ -8,7 +8,7 @@ SCOPES: dict[str, str] = {
     "catalog:read": "Read the dataset catalog and your subscriptions",
     "subscriptions:write": "Request and cancel dataset subscriptions",
     "query": "Run SQL queries on subscribed datasets",
-    "download": "Download subscribed datasets over Delta Sharing (planned: no endpoint yet)",
+    "download": "Download subscribed datasets over Delta Sharing",
     "lookup": "Run consented per-customer lookups (planned: no endpoint yet)",
     "usage:read": "Read usage and quota figures",
     "audit:read": "Read the audit log of your institution (planned: no endpoint yet)",

@@ -168,6 +168,9 @@ def _is_api(request) -> bool:
 
 
 def handler404(request, exception=None):
+    if request.path.startswith("/delta-sharing/"):  # the protocol's error shape (docs/sharing.md)
+        body = {"errorCode": "RESOURCE_DOES_NOT_EXIST", "message": f"Nothing at {request.path}.", "code": "not_found"}
+        return JsonResponse(body, status=404)
     if _is_api(request):
         return error_response("not_found", f"No API endpoint at {request.path}.", 404)
     from django.views.defaults import page_not_found

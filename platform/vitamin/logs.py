@@ -27,7 +27,7 @@ class RequestIdFilter(logging.Filter):
 
 # The path prefixes of every route whose URL carries a `token` argument (a test walks the
 # URLconf to keep this list complete).
-TOKEN_ROUTE_PREFIXES = ("/api/v1/job-results/", "/accounts/verify/", "/invitations/")
+TOKEN_ROUTE_PREFIXES = ("/api/v1/job-results/", "/delta-sharing/files/", "/accounts/verify/", "/invitations/")
 _TOKEN_IN_URL = re.compile("(" + "|".join(re.escape(prefix) for prefix in TOKEN_ROUTE_PREFIXES) + r")[^/?#\s'\"\\]+")
 
 

@@ -309,6 +309,24 @@ JOB_QUEUE_SECONDS = env_int(
     "counted from submission; after that it fails with quota_exceeded.",
     minimum=0,
 )
+SHARING_URL_SECONDS = env_int(
+    "VITAMIN_SHARING_URL_SECONDS",
+    3600,
+    "How long a Delta Sharing file URL stays valid after it is issued (long enough for a large download).",
+    minimum=60,
+)
+SHARING_TOKEN_DAYS = env_int(
+    "VITAMIN_SHARING_TOKEN_DAYS",
+    365,
+    "Lifetime of the bearer token in a version-1 Delta Sharing profile (`sharing_profile --version 1`).",
+    minimum=1,
+)
+SHARING_PAGE_MAX = env_int(
+    "VITAMIN_SHARING_PAGE_MAX",
+    1000,
+    "Most items one Delta Sharing list answer holds (maxResults is capped to it).",
+    minimum=1,
+)
 
 # --- Logging -------------------------------------------------------------------
 LOG_FORMAT = env_str(
@@ -365,7 +383,7 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Vitamin API",
-    "DESCRIPTION": "Open financial data sharing: catalog, subscriptions, SQL queries and jobs, usage. Planned, not served yet: Delta Sharing downloads and consented lookups.",
+    "DESCRIPTION": "Open financial data sharing: catalog, subscriptions, SQL queries and jobs, usage. Delta Sharing under /delta-sharing/: whole versions of open datasets for pandas, Spark and other connectors. Planned, not served yet: consented lookups.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",

@@ -15,8 +15,10 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("vitamin.api_urls")),
+    path("delta-sharing/", include("sharing.urls")),
     path("admin/", admin.site.urls),
     path("", include("oauth.urls")),
+    path("", include("sharing.page_urls")),
     path("", include("institutions.urls")),
     path("", include("portal.urls")),
 ]

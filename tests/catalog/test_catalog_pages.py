@@ -110,6 +110,10 @@ def test_the_portal_offers_only_modes_that_are_served(client, fund, catalog, ali
     assert "Consented lookups (planned)" in lookup_page
     assert "Request access</a>" not in lookup_page, "nothing to ask for before lookups are served"
     open_page = page(client, alice, "/catalog/industry_prosperity_monthly/")
-    assert "SQL queries" in open_page and "Bulk download (Delta Sharing) (planned)" in open_page
+    assert "SQL queries, Bulk download (Delta Sharing)." in open_page, "both modes of the open tier, neither planned"
+    assert "(planned)" not in open_page
     form = page(client, alice, f"/catalog/industry_prosperity_monthly/request/?institution={fund.pk}")
-    assert 'value="query"' in form and 'value="download"' not in form
+    assert 'value="query"' in form and 'value="download"' in form and 'value="lookup"' not in form
+    assert "(planned)" not in form
+    aggregate_form = page(client, alice, f"/catalog/card_transactions/request/?institution={fund.pk}")
+    assert 'value="query"' in aggregate_form and 'value="download"' not in aggregate_form, "open datasets only"
