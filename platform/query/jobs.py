@@ -33,7 +33,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 from uuid import UUID
@@ -91,12 +91,22 @@ def submit_job(
     fmt: str,
     max_rows: int | None = None,
     versions: Mapping[str, int] | None = None,
+    as_of: datetime | None = None,
     request=None,
 ) -> QueryJob:
-    """Check the query now (grants, versions, every gateway check) and queue it; raises Refusal when refused."""
-    check_query(
-        institution_id=institution_id, client_id=client_id, sql=sql, fmt=fmt, versions=versions, request=request
+    """Check the query now (grants, versions, every gateway check) and queue it; raises Refusal when refused.
+    An `as_of` time is resolved now into the versions the job will read."""
+    resolved = check_query(
+        institution_id=institution_id,
+        client_id=client_id,
+        sql=sql,
+        fmt=fmt,
+        versions=versions,
+        as_of=as_of,
+        request=request,
     )
+    if as_of is not None:
+        versions = resolved
     with transaction.atomic():
         job = QueryJob.objects.create(
             institution_id=institution_id,

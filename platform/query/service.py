@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
@@ -198,6 +199,7 @@ def run_query(
     fmt: str = "json",
     max_rows: int | None = None,
     versions: Mapping[str, int] | None = None,
+    as_of: datetime | None = None,
     request=None,
     on_start: Callable[[QueryResult], None] | None = None,
 ) -> QueryRun:
@@ -208,7 +210,7 @@ def run_query(
     """
     audit = _Audit(institution_id, client_id, sql, fmt, request)
     gateway = get_gateway()
-    use, granted, checked = _prepare(gateway, audit, institution_id, sql, versions, request)
+    use, granted, checked = _prepare(gateway, audit, institution_id, sql, versions, request, as_of)
     limits = _limits(granted.values(), max_rows)
     held = _start(use, audit, limits)
     try:
@@ -245,16 +247,23 @@ def check_query(
     sql: str,
     fmt: str = "json",
     versions: Mapping[str, int] | None = None,
+    as_of: datetime | None = None,
     request=None,
 ) -> dict[str, int]:
     """Steps 1-4 without charging or running anything (a job at submit time): the versions it would read."""
     audit = _Audit(institution_id, client_id, sql, fmt, request)
-    _prepare(get_gateway(), audit, institution_id, sql, versions, request)
+    _prepare(get_gateway(), audit, institution_id, sql, versions, request, as_of)
     return dict(audit.versions)
 
 
 def _prepare(
-    gateway: Gateway, audit: _Audit, institution_id: int, sql: str, versions: Mapping[str, int] | None, request
+    gateway: Gateway,
+    audit: _Audit,
+    institution_id: int,
+    sql: str,
+    versions: Mapping[str, int] | None,
+    request,
+    as_of: datetime | None = None,
 ) -> tuple[MeteredUse, dict[str, Grant], CheckedQuery]:
     """Steps 1-4: the query's metered use, its grants and the query as checked (once); a refusal is audited
     (as `query.run`) and raised."""
@@ -263,7 +272,7 @@ def _prepare(
             raise Refusal(f"Unknown format {audit.fmt!r}; choose one of {', '.join(FORMATS)}.", code="invalid_request")
         use = _use(gateway, audit, sql)
         granted = dict(zip(use.datasets, use.grants(), strict=True))
-        bindings = _bind(granted, dict(versions or {}), audit)
+        bindings = _bind(granted, dict(versions or {}), audit, as_of)
         checked = gateway.check(sql, bindings)
     except QueryError as exc:
         raise audit.refused(query_error(exc)) from None
@@ -316,12 +325,18 @@ def _check_cte_names(gateway: Gateway, sql: str) -> None:
         )
 
 
-def _bind(granted: Mapping[str, Grant], requested: dict[str, int], audit: _Audit) -> dict[str, DatasetBinding]:
+def _bind(
+    granted: Mapping[str, Grant], requested: dict[str, int], audit: _Audit, as_of: datetime | None = None
+) -> dict[str, DatasetBinding]:
     unknown = sorted(set(requested) - set(granted))
     if unknown:
         raise Refusal(
             f"`versions` names datasets the query does not read: {', '.join(unknown)}.", code="invalid_request"
         )
+    if as_of is not None:
+        if requested:
+            raise Refusal("Give `versions` or `as_of`, not both.", code="invalid_request")
+        requested = {slug: _version_at(grant, as_of) for slug, grant in granted.items()}
     store = Store.from_url(settings.STORE_URL)
     bindings = {}
     for slug, grant in granted.items():
@@ -329,6 +344,18 @@ def _bind(granted: Mapping[str, Grant], requested: dict[str, int], audit: _Audit
         audit.versions[slug] = version.number
         bindings[slug] = binding_for(grant.dataset, version, store)
     return bindings
+
+
+def _version_at(grant: Grant, as_of: datetime) -> int:
+    """The version current at `as_of` (`Dataset.version_at`, as Delta Sharing's timestamp resolves it)."""
+    version = grant.dataset.version_at(as_of)
+    if version is None:
+        raise Refusal(
+            f"{grant.dataset.slug} had no published version at {as_of.isoformat()}.",
+            code="version_not_found",
+            kind=Kind.NOT_FOUND,
+        )
+    return version.number
 
 
 def _version(grant: Grant, requested: int | None) -> DatasetVersion:

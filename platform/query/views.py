@@ -58,6 +58,11 @@ class QueryRequestSerializer(serializers.Serializer):
         required=False,
         help_text='Dataset versions to read, e.g. {"card_transactions": 3}; a subscription pinned to a version always reads that one.',
     )
+    as_of = serializers.DateTimeField(
+        required=False,
+        help_text="Read every dataset as it was at this time: the version current then (a pinned subscription "
+        "still reads its pin). Delta Sharing's `timestamp` resolves the same way.",
+    )
 
 
 class QueryErrorSerializer(serializers.Serializer):
@@ -112,6 +117,7 @@ class RunQuery(PartnerView):
             fmt=values["format"],
             max_rows=values.get("max_rows"),
             versions=values.get("versions"),
+            as_of=values.get("as_of"),
             request=request,
         )
         response = StreamingHttpResponse(run.chunks, content_type=run.media_type)
@@ -213,6 +219,7 @@ class JobList(PartnerListView):
             fmt=values["format"],
             max_rows=values.get("max_rows"),
             versions=values.get("versions"),
+            as_of=values.get("as_of"),
             request=request,
         )
         data = QueryJobSerializer(job).data

@@ -11,6 +11,7 @@ on a pseudonym (SQL re-keys pseudonyms per partner; files are the same bytes for
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -141,6 +142,18 @@ def store() -> Store:
     return Store.from_url(settings.STORE_URL)
 
 
+def open_file(version: DatasetVersion, path: str):
+    """A version's file, open for reading, and its size. A local file is a plain file (the web server
+    may send it with sendfile); an object store's is streamed through Vitamin."""
+    target = store()
+    location = target.path(version.location, path)
+    if target.is_local:
+        handle = open(location, "rb")  # noqa: SIM115 - the response closes it
+        return handle, os.fstat(handle.fileno()).st_size
+    handle = target.fs.open_input_file(location)
+    return handle, handle.size()
+
+
 def files_of(version: DatasetVersion) -> list[SharedFile]:
     """The version's Parquet files, each with its row count and, for hive-partitioned versions, the
     partition values its path carries."""
@@ -148,18 +161,22 @@ def files_of(version: DatasetVersion) -> list[SharedFile]:
     found = []
     for entry in version.files:
         path = entry["path"]
-        local = target.path(version.location, path)
-        rows = _row_count(local, entry.get("sha256", ""))
+        rows = _row_count(target, target.path(version.location, path), entry.get("sha256", ""))
         values = dict(part.split("=", 1) for part in Path(path).parts[:-1] if "=" in part)
         found.append(SharedFile(path, int(entry.get("size_bytes") or 0), rows, values))
     return found
 
 
+def _row_count(target: Store, path: str, checksum: str) -> int:
+    return _row_count_cached(settings.STORE_URL, path, checksum)
+
+
 @functools.lru_cache(maxsize=4096)
-def _row_count(local_path: str, checksum: str) -> int:
-    """Rows of one file, from its footer (a version's files never change; the checksum tells apart
-    two stores that reused a path)."""
-    return pq.read_metadata(local_path).num_rows
+def _row_count_cached(store_url: str, path: str, checksum: str) -> int:
+    """Rows of one file, from its footer, on a local or object store (a version's files never change;
+    the store and checksum in the key tell apart two stores that reused a path)."""
+    with Store.from_url(store_url).fs.open_input_file(path) as handle:
+        return pq.read_metadata(handle).num_rows
 
 
 def arrow_schema(version: DatasetVersion, shared: list[SharedFile]):
@@ -168,7 +185,9 @@ def arrow_schema(version: DatasetVersion, shared: list[SharedFile]):
 
     if not shared:
         return pa.schema([(column["name"], pa.string()) for column in version.schema]), []
-    schema = pq.read_schema(store().path(version.location, shared[0].path))
+    target = store()
+    with target.fs.open_input_file(target.path(version.location, shared[0].path)) as handle:
+        schema = pq.read_schema(handle)
     partition_columns = list(shared[0].partition_values)
     for name in partition_columns:
         if name not in schema.names:

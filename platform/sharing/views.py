@@ -305,9 +305,7 @@ class FileDownload(APIView):
         )
         details = {"version": version.number, "file": grant.path}
         use.grants(details)  # a grant revoked since the URL was issued stops it now
-        handle = open(service.store().path(version.location, grant.path), "rb")  # noqa: SIM115 - the response closes it
-        size = handle.seek(0, 2)
-        handle.seek(0)
+        handle, size = service.open_file(version, grant.path)  # the response closes it
         if head:
             handle.close()
             response = HttpResponse(content_type="application/octet-stream")

@@ -190,3 +190,37 @@ def test_sharing_profile_prints_working_profiles(fund, subscription, client):
     second = json.loads(out.getvalue())
     assert second["type"] == "oauth_client_credentials" and second["clientId"] == tool.client_id
     assert second["clientSecret"].startswith("vcs_") and second["scope"] == "download"
+
+
+def test_an_as_of_time_reads_the_same_version_over_sql_and_delta_sharing(client, token, fund, catalog, store_url):
+    import datetime as dt
+
+    from catalog_support import industry_table, publish_table
+
+    first = catalog.industry.versions.get(number=1)
+    publish_table(catalog.industry, industry_table(), store_url)
+    between = first.created_at + dt.timedelta(microseconds=1)
+    catalog.industry.versions.filter(number=2).update(created_at=first.created_at + dt.timedelta(hours=1))
+    sql_token = bearer_token(fund, scopes="query")
+    moments = {between.isoformat(): "1", (first.created_at + dt.timedelta(hours=2)).isoformat(): "2"}
+    for moment, expected in moments.items():
+        shared = query(client, token, timestamp=moment)
+        assert shared["Delta-Table-Version"] == expected
+        answered = client.post(
+            "/api/v1/query",
+            {"sql": "SELECT count(*) AS n FROM industry_prosperity_monthly", "as_of": moment},
+            content_type="application/json",
+            **auth(sql_token),
+        )
+        assert answered.status_code == 200, answered.content
+        assert json.loads(b"".join(answered.streaming_content))["rows"] == [[6]]  # read whole: the slot is given back
+        assert answered["X-Vitamin-Versions"] == f"industry_prosperity_monthly={expected}"
+    too_early = (first.created_at - dt.timedelta(days=1)).isoformat()
+    refused = client.post(
+        "/api/v1/query",
+        {"sql": "SELECT 1 AS one FROM industry_prosperity_monthly", "as_of": too_early},
+        content_type="application/json",
+        **auth(sql_token),
+    )
+    assert refused.status_code == 404 and refused.json()["error"]["code"] == "version_not_found"
+    assert query(client, token, timestamp=too_early).status_code == 404
