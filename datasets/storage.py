@@ -7,13 +7,26 @@ becomes visible is `datasets.publish`.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pyarrow.fs as pafs
 
+from datasets.presign import presigned_get
+
 _CHECKSUM_CHUNK_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ObjectStoreKeys:
+    """What signing a URL for an S3-compatible store takes: where it answers, its region, the key pair."""
+
+    endpoint: str  # scheme://host[:port]
+    region: str
+    access_key: str
+    secret_key: str = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -22,6 +35,7 @@ class Store:
 
     fs: pafs.FileSystem
     root: str
+    keys: ObjectStoreKeys | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_url(cls, url: str) -> Store:
@@ -32,7 +46,23 @@ class Store:
             path.mkdir(parents=True, exist_ok=True)
             return cls(pafs.LocalFileSystem(), str(path))
         fs, root = pafs.FileSystem.from_uri(url)
-        return cls(fs, root.rstrip("/"))
+        return cls(fs, root.rstrip("/"), _keys(url) if scheme == "s3" else None)
+
+    def presigned_url(self, path: str, seconds: int) -> str | None:
+        """A URL that fetches `path` (a path of this store) for `seconds` without credentials, when the
+        store is an S3-compatible one with a key pair; None otherwise (the caller serves the file)."""
+        if self.keys is None:
+            return None
+        bucket, _, key = path.partition("/")
+        return presigned_get(
+            endpoint=self.keys.endpoint,
+            region=self.keys.region,
+            bucket=bucket,
+            key=key,
+            access_key=self.keys.access_key,
+            secret_key=self.keys.secret_key,
+            expires_seconds=seconds,
+        )
 
     @property
     def is_local(self) -> bool:
@@ -93,3 +123,20 @@ class Store:
     def delete_file(self, path: str) -> None:
         if self.exists(path):
             self.fs.delete_file(path)
+
+
+def _keys(url: str) -> ObjectStoreKeys | None:
+    """The signing keys of an `s3://` store: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY from the
+    environment, where pyarrow reads them too; the endpoint and region from the URL's options."""
+    options = {name: values[-1] for name, values in parse_qs(urlsplit(url).query).items()}
+    access_key = os.environ.get("AWS_ACCESS_KEY_ID", "")
+    secret_key = os.environ.get("AWS_SECRET_ACCESS_KEY", "")
+    if not access_key or not secret_key:
+        return None
+    region = options.get("region") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    override = options.get("endpoint_override")
+    if override:
+        endpoint = override if "://" in override else f"{options.get('scheme', 'https')}://{override}"
+    else:
+        endpoint = f"https://s3.{region}.amazonaws.com"
+    return ObjectStoreKeys(endpoint=endpoint, region=region, access_key=access_key, secret_key=secret_key)

@@ -14,6 +14,8 @@ code beside them; a client's mistake is never a 5xx (clients retry those for min
 
 from __future__ import annotations
 
+import time
+
 from django.conf import settings
 from django.core import signing
 from django.http import HttpResponse
@@ -235,27 +237,41 @@ class TableQuery(_TableView):
         chosen = service.within_limit(matching, values.get("limitHint"))
         client_id = request.auth_client.client_id
         lines = [protocol.protocol_line(), _metadata(shared, version, listed)]
+        target = service.store()
+        # On an S3-compatible store with keys, files go straight from the store (pre-signed URLs): the
+        # whole of each file is charged and recorded now, as it cannot be later.
+        presigned = target.keys is not None
+        expires_ms = int((time.time() + settings.SHARING_URL_SECONDS) * 1000)
         for entry in chosen:
-            token, grant = files.issue(version.pk, entry.path, self.institution_id, client_id)
+            if presigned:
+                url = target.presigned_url(target.path(version.location, entry.path), settings.SHARING_URL_SECONDS)
+            else:
+                token, grant = files.issue(version.pk, entry.path, self.institution_id, client_id)
+                url, expires_ms = request.build_absolute_uri(f"/delta-sharing/files/{token}"), grant.expires_at_ms
             lines.append(
                 protocol.file_line(
-                    url=request.build_absolute_uri(f"/delta-sharing/files/{token}"),
+                    url=url,
                     file_id=f"{protocol.table_id(shared.name)}-v{version.number}-{entry.path}",
                     partition_values=entry.partition_values,
                     size=entry.size,
                     rows=entry.rows,
-                    expires_at_ms=grant.expires_at_ms,
+                    expires_at_ms=expires_ms,
                 )
             )
+        details = {"version": version.number, "files": len(chosen), "limit_hint": values.get("limitHint")}
+        charges = {}
+        if presigned:
+            details.update(presigned=True, bytes=sum(entry.size for entry in chosen))
+            charges = {"bytes_downloaded": details["bytes"]}
         MeteredUse(
             self.institution_id,
             [shared.dataset],
             Mode.DOWNLOAD,
-            action="sharing.query",
+            action="sharing.download" if presigned else "sharing.query",
             actor=by_client_id(client_id, self.institution_id),
             target=f"dataset:{shared.name}@v{version.number}",
             request=request,
-        ).commit({}, {"version": version.number, "files": len(chosen), "limit_hint": values.get("limitHint")})
+        ).commit(charges, details)
         return _versioned(version, protocol.ndjson(lines))
 
 
