@@ -29,11 +29,12 @@ from access.metered import MeteredUse
 from audit.actors import by_client_id
 from catalog.models import DatasetVersion
 from datasets.spec import Mode
+from oauth.models import Client
 from sharing import files, predicates, protocol, service
 from vitamin.api import PartnerView, record_refusal
 from vitamin.errors import ApiError, api_exception_handler
 from vitamin.ranges import byte_range, file_response
-from vitamin.refusals import Refusal
+from vitamin.refusals import Kind, Refusal
 
 _ERROR_CODES = {
     400: "INVALID_PARAMETER_VALUE",
@@ -306,6 +307,9 @@ class FileDownload(APIView):
                 or grant.path not in {entry["path"] for entry in version.files}
             ):
                 raise service.not_found("This file is no longer shared.")
+            if not Client.objects.filter(client_id=grant.client_id, disabled_at__isnull=True).exists():
+                # a disabled client's URLs stop with it, as its tokens do
+                raise Refusal("This file URL is not valid.", code="url_invalid", kind=Kind.FORBIDDEN)
         except (Refusal, ApiError) as exc:  # the URL is the credential: recorded without it
             record_refusal(request, exc, path="/delta-sharing/files/<url>")
             raise

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from catalog_support import approved, auth, bearer_token
 from django.core.management import call_command
+from django.utils.timezone import now as time_now
 
 from access import subscriptions
 from audit.models import AuditEvent
@@ -133,6 +134,12 @@ def test_expired_tampered_and_revoked_urls_are_refused(client, token, subscripti
     )
     refused = client.get(f"{BASE}/files/{expired}")
     assert refused.status_code == 403 and refused.json()["code"] == "url_expired"
+    from oauth.models import Client
+
+    Client.objects.filter(client_id=grant.client_id).update(disabled_at=time_now())
+    disabled = client.get(path)  # a disabled client's URLs stop with it
+    assert disabled.status_code == 403 and disabled.json()["code"] == "url_invalid"
+    Client.objects.filter(client_id=grant.client_id).update(disabled_at=None)
     subscriptions.revoke(subscription, by=olga, reason="Contract ended.")
     revoked = client.get(path)  # issued before the revocation: stopped at once
     assert revoked.status_code == 403 and revoked.json()["code"] == "subscription_revoked"
