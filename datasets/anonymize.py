@@ -6,7 +6,9 @@ Pseudonyms are HMAC-SHA256 under a key derived per dataset and release:
     pseudonym = hex(HMAC-SHA256(key, UTF-8 text of the value))[:32]     (128 bits)
 
 The text of a value is DuckDB's `CAST(value AS VARCHAR)` (for integers, the same
-as Python's `str()`). DuckDB has no HMAC function, but HMAC is two hashes with
+as Python's `str()`); for a column with an identifier kind (a lookup key) it is the
+SHA-256 of the normalized identifier (`datasets.identifiers`), so that the lookup
+API can compute the same pseudonym from what a partner sends. DuckDB has no HMAC function, but HMAC is two hashes with
 fixed key pads, so the build computes it with DuckDB's `sha256()` over BLOBs:
 `sha256(opad || unhex(sha256(ipad || value)))`; the pads are bound as query
 parameters so the key never appears in SQL text. It runs once per distinct
@@ -26,6 +28,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from datasets.generalize import REGION_TABLE
+from datasets.identifiers import digest_sql
 from datasets.regions import region_names
 from datasets.spec import COLUMN_TYPES, ColumnSpec, DatasetSpec
 from datasets.sql import quote_identifier
@@ -94,7 +97,9 @@ def staging_sql(columns: tuple[ColumnSpec, ...], relation_sql: str) -> str:
         source, prepared = quote_identifier(column.source), quote_identifier(f"vitamin_in_{index}")
         rule = column.generalize
         inner.append(f"{rule.prepare(source) if rule else source} AS {prepared}")
-        if column.pseudonymized:
+        if column.pseudonymized and column.identifier:
+            value = digest_sql(column.identifier, prepared)  # matchable by a lookup (datasets.identifiers)
+        elif column.pseudonymized:
             value = f"CAST({prepared} AS VARCHAR)"
         else:
             value = f"CAST({rule.sql(prepared) if rule else prepared} AS {COLUMN_TYPES[column.type]})"

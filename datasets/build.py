@@ -75,9 +75,11 @@ class DataFile:
     path: str  # relative to the version directory
     size_bytes: int
     sha256: str
+    index: str | None = None  # a lookup key's index file (that key column → the primary key), not data rows
 
     def to_dict(self) -> dict:
-        return {"path": self.path, "size_bytes": self.size_bytes, "sha256": self.sha256}
+        entry = {"path": self.path, "size_bytes": self.size_bytes, "sha256": self.sha256}
+        return entry if self.index is None else {**entry, "index": self.index}
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,7 @@ def build(
             con.register("source", source.reader())
             try:
                 anonymized = anonymize(con, spec, key, relation_sql)
+                row_group_rows = spec.row_group_rows or row_group_rows
                 _write_parquet(con, spec, anonymized.view, output_dir, row_group_rows)
             except duckdb.Error as exc:
                 source.raise_error()  # the connector's (or on_progress's) own exception, when it caused this
@@ -186,7 +189,9 @@ def build(
             report = privacy_report(con, written, spec, rows_in=anonymized.rows_in, source_columns=source_columns)
             if not report.passed:
                 raise PrivacyViolation(report)
+            indexes = _write_lookup_indexes(con, spec, written, output_dir, row_group_rows)
         files = tuple(_describe_file(output_dir, Path(path)) for path in paths)
+        files += tuple(_describe_file(output_dir, path, index=column) for column, path in indexes.items())
         if not store.is_local:
             pafs.copy_files(
                 str(output_dir), staging.path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=store.fs
@@ -353,24 +358,50 @@ def _validate(
         )
         raise BuildError(f"{spec.slug}: written schema differs from the spec: {'; '.join(differences)}")
     if spec.lookup is not None:
-        key = quote_identifier(spec.lookup.key)
-        duplicates, nulls = con.execute(
-            f"SELECT count({key}) - count(DISTINCT {key}), count(*) - count({key}) FROM {written}"
-        ).fetchone()
-        if duplicates or nulls:
-            raise BuildError(
-                f"{spec.slug}: lookup key {spec.lookup.key} has {duplicates} duplicate and {nulls} NULL value(s)"
-            )
+        for position, name in enumerate(spec.lookup.keys):
+            key = quote_identifier(name)
+            duplicates, nulls = con.execute(
+                f"SELECT count({key}) - count(DISTINCT {key}), count(*) - count({key}) FROM {written}"
+            ).fetchone()
+            nulls = nulls if position == 0 else 0  # a customer may lack a secondary identifier
+            if duplicates or nulls:
+                raise BuildError(f"{spec.slug}: lookup key {name} has {duplicates} duplicate and {nulls} NULL value(s)")
     order = {column.name: index for index, column in enumerate(spec.published_columns)}
     return sorted((entry for entry in schema if entry["name"] in order), key=lambda entry: order[entry["name"]])
 
 
-def _describe_file(root: Path, path: Path) -> DataFile:
+LOOKUP_INDEX_DIR = "_lookup"
+
+
+def _write_lookup_indexes(
+    con: duckdb.DuckDBPyConnection, spec: DatasetSpec, written: str, output_dir: Path, row_group_rows: int
+) -> dict[str, Path]:
+    """For each secondary lookup key, a file of (key, primary key) sorted by the key: a point read finds the
+    customer's primary key there, then the row in the data files, which are sorted by the primary key."""
+    if spec.lookup is None or len(spec.lookup.keys) < 2:
+        return {}
+    primary = quote_identifier(spec.lookup.primary_key)
+    (output_dir / LOOKUP_INDEX_DIR).mkdir(exist_ok=True)
+    indexes = {}
+    for name in spec.lookup.keys[1:]:
+        path = output_dir / LOOKUP_INDEX_DIR / f"{name}.parquet"
+        key = quote_identifier(name)
+        con.execute(
+            f"COPY (SELECT {key}, {primary} FROM {written} WHERE {key} IS NOT NULL ORDER BY {key})"
+            f" TO {sql_literal(str(path))} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {int(row_group_rows)})"
+        )
+        indexes[name] = path
+    return indexes
+
+
+def _describe_file(root: Path, path: Path, *, index: str | None = None) -> DataFile:
     digest = hashlib.sha256()
     with path.open("rb") as stream:
         while chunk := stream.read(_HASH_CHUNK_BYTES):
             digest.update(chunk)
-    return DataFile(path=path.relative_to(root).as_posix(), size_bytes=path.stat().st_size, sha256=digest.hexdigest())
+    return DataFile(
+        path=path.relative_to(root).as_posix(), size_bytes=path.stat().st_size, sha256=digest.hexdigest(), index=index
+    )
 
 
 def _sql_list(items: list[str]) -> str:

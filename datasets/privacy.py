@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 
 import duckdb
 
+from datasets.identifiers import ID_CHECK_CHARACTERS as _ID_CHECK_CHARACTERS
+from datasets.identifiers import ID_WEIGHTS as _ID_WEIGHTS
 from datasets.spec import DatasetSpec
 from datasets.sql import quote_identifier
 
@@ -20,8 +22,6 @@ from datasets.sql import quote_identifier
 RESIDENT_ID_PATTERN = r"(?:^|[^0-9A-Za-z])([0-9]{17}[0-9Xx])(?:[^0-9A-Za-z]|$)"
 # A mainland mobile number (1[3-9] + 9 digits), optionally with +86, standing alone.
 MOBILE_PATTERN = r"(?:^|[^0-9A-Za-z])(?:\+?86[- ]?)?1[3-9][0-9]{9}(?:[^0-9A-Za-z]|$)"
-_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-_ID_CHECK_CHARACTERS = "10X98765432"
 # Integer types are scanned too: a phone number fits in a BIGINT.
 _SCANNED_TYPES = ("VARCHAR", "BIGINT", "INTEGER", "HUGEINT", "UBIGINT")
 WRITTEN_ENTITIES_TABLE = "vitamin_written_entities"

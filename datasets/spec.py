@@ -36,6 +36,7 @@ import yaml
 from croniter import croniter
 
 from datasets.generalize import NUMERIC, Rule, RuleError, parse_rule
+from datasets.identifiers import IDENTIFIER_KINDS
 
 
 class Tier(StrEnum):
@@ -108,6 +109,9 @@ COLUMN_TYPES = {
 AGGREGATES = ("count", "count_distinct", "sum", "avg", "min", "max")
 DEFAULT_AGGREGATES = ("count", "count_distinct", "sum", "avg")
 DEFAULT_VERSIONS_KEPT = 3
+MIN_ROW_GROUP_ROWS = 1024
+# Lookup datasets are read a customer at a time: small row groups, so a point read decodes little.
+LOOKUP_ROW_GROUP_ROWS = 8192
 DEFAULT_TIME_ZONE = "Asia/Shanghai"
 # Source columns that are direct identifiers by name: only the identifier and entity roles may read them.
 KNOWN_IDENTIFIER_NAMES = frozenset(
@@ -151,6 +155,9 @@ class ColumnSpec:
     type: str  # a COLUMN_TYPES key; "string" for pseudonymized columns
     action: str | None = None  # identifier / entity: drop or pseudonymize
     generalize: Rule | None = None
+    # A pseudonymized column of customer identifiers of this kind (datasets.identifiers): the pseudonym is
+    # taken of the SHA-256 of the normalized identifier, so that a lookup can match what a partner sends.
+    identifier: str | None = None
 
     @property
     def published(self) -> bool:
@@ -186,9 +193,26 @@ class AnalysisSpec:
 
 
 @dataclass(frozen=True)
+class CohortSpec:
+    """What a cohort assessment may group by and summarize (docs/lookup.md)."""
+
+    dimensions: tuple[str, ...]  # quasi-identifiers (or public columns) a cohort may be grouped by
+    measures: tuple[str, ...]  # numeric columns summarized per group, and banded for grouping
+
+
+@dataclass(frozen=True)
 class LookupSpec:
-    key: str  # a pseudonymized column: the lookup API pseudonymizes the partner's ID the same way
-    threshold: str | None = None  # numeric column for yes/no answers against a cut-off
+    """How consented lookups read a lookup dataset (docs/lookup.md)."""
+
+    keys: tuple[str, ...]  # pseudonymized identifier columns; the first is the primary key the files are sorted by
+    fields: tuple[str, ...]  # columns a matched lookup may return (a grant may narrow them)
+    thresholds: tuple[str, ...]  # numeric columns a threshold-only lookup may compare with a cut-off
+    consent_scope: str  # what a customer's consent must cover for a lookup of this dataset
+    cohort: CohortSpec | None = None
+
+    @property
+    def primary_key(self) -> str:
+        return self.keys[0]
 
 
 @dataclass(frozen=True)
@@ -214,6 +238,7 @@ class DatasetSpec:
     versions_kept: int
     analysis: AnalysisSpec | None
     lookup: LookupSpec | None
+    row_group_rows: int | None = None  # rows per Parquet row group; None: the build's default
     file: str = ""
     fingerprint: str = field(default="", compare=False)  # sha256 of the resolved spec: changes when the spec does
 
@@ -242,6 +267,10 @@ class DatasetSpec:
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> DatasetSpec:
         """The spec `to_document` wrote (raises ValueError when the document is not one)."""
+        lookup = document.get("lookup") if isinstance(document, Mapping) else None
+        if isinstance(lookup, Mapping) and "key" in lookup:
+            # Written before lookups were served: its keys are not matchable (no identifier digest), so none.
+            document = {**document, "lookup": {"keys": [], "fields": [], "thresholds": [], "consent_scope": ""}}
         try:
             return _decode(cls, document)
         except (KeyError, TypeError, ValueError) as exc:
@@ -399,10 +428,10 @@ class _Fields:
             return None
         return value
 
-    def integer(self, key: str, *, minimum: int, default: int | None = None) -> int | None:
+    def integer(self, key: str, *, minimum: int, default: int | None = None, required: bool = True) -> int | None:
         value = self.raw(key)
         if value is None:
-            if default is None:
+            if default is None and required:
                 self.parser.problem(self.where(key), "is required")
             return default
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
@@ -476,6 +505,14 @@ class _SpecParser:
         retention.finish()
         analysis = self._analysis(top.mapping("analysis"), by_name, tier, privacy)
         lookup = self._lookup(top.mapping("lookup"), by_name, tier)
+        row_group_rows = top.integer(
+            "row_group_rows",
+            minimum=MIN_ROW_GROUP_ROWS,
+            default=LOOKUP_ROW_GROUP_ROWS if tier == "lookup" else None,
+            required=False,
+        )
+        if lookup is not None and lookup.keys and sort_by[:1] != lookup.keys[:1]:
+            self.problem("sort_by", f"a lookup dataset is sorted by its primary key first: [{lookup.keys[0]}, ...]")
         top.finish()
         self._check_tier(tier, columns)
 
@@ -505,6 +542,7 @@ class _SpecParser:
             versions_kept=versions_kept,
             analysis=analysis,
             lookup=lookup,
+            row_group_rows=row_group_rows,
             file=self.file,
             fingerprint=fingerprint,
         )
@@ -599,6 +637,7 @@ class _SpecParser:
         description = fields.text("description")
         action = fields.choice("action", ACTIONS, required=False)
         column_type = fields.choice("type", tuple(COLUMN_TYPES), required=False)
+        identifier = fields.choice("identifier", IDENTIFIER_KINDS, required=False)
         rule = None
         if (raw_rule := fields.raw("generalize")) is not None:
             try:
@@ -619,10 +658,14 @@ class _SpecParser:
                 self.problem(f"{path}.generalize", f"a {role} is dropped or pseudonymized, never generalized")
             if action == "pseudonymize" and column_type not in (None, "string"):
                 self.problem(f"{path}.type", "a pseudonymized column is a string")
+            if identifier is not None and action != "pseudonymize":
+                self.problem(f"{path}.identifier", "only a pseudonymized column is matched as an identifier")
             column_type = "string"
         else:
             if action is not None:
                 self.problem(f"{path}.action", "only identifier and entity columns take an action")
+            if identifier is not None:
+                self.problem(f"{path}.identifier", "only identifier and entity columns are matched as identifiers")
             if role == "quasi" and raw_rule is None:
                 self.problem(f"{path}.generalize", "a quasi-identifier needs a generalization rule")
             if column_type is None:
@@ -646,6 +689,7 @@ class _SpecParser:
             type=column_type or "string",
             action=action,
             generalize=rule,
+            identifier=identifier,
         )
 
     def _column_list(
@@ -740,16 +784,54 @@ class _SpecParser:
                 self.problem("lookup", "only lookup datasets have a lookup section")
             return None
         fields = _Fields(self, data, "lookup")
-        key = fields.text("key")
-        threshold = fields.text("threshold", required=False)
+        keys = fields.strings("keys")
+        published = [column for column in by_name.values() if column.published]
+        field_names = self._column_list(fields, "fields", by_name) or tuple(
+            column.name for column in published if not column.pseudonymized
+        )
+        thresholds = self._column_list(fields, "thresholds", by_name)
+        consent_scope = fields.text("consent_scope")
+        cohort = self._cohort(fields.mapping("cohort"), by_name, field_names)
         fields.finish()
-        if key is not None and (key not in by_name or not by_name[key].pseudonymized):
-            self.problem("lookup.key", f"{key!r} is not a pseudonymized column")
-        if threshold is not None:
-            column = by_name.get(threshold)
-            if column is None or not column.published or column.type not in NUMERIC:
-                self.problem("lookup.threshold", f"{threshold!r} is not a published numeric column")
-        return LookupSpec(key=key or "", threshold=threshold)
+        if not keys:
+            self.problem("lookup.keys", "name at least one pseudonymized identifier column to match on")
+        for name in keys:
+            column = by_name.get(name)
+            if column is None or not column.pseudonymized or column.identifier is None:
+                self.problem("lookup.keys", f"{name!r} is not a pseudonymized column with an identifier kind")
+        kinds = [by_name[name].identifier for name in keys if name in by_name]
+        if len(set(kinds)) != len(kinds):
+            self.problem("lookup.keys", "one key per identifier kind")
+        for name in field_names:
+            if name in by_name and by_name[name].pseudonymized:
+                self.problem("lookup.fields", f"{name!r} is a pseudonym: lookups never return one")
+        for name in thresholds:
+            if name not in field_names:
+                self.problem("lookup.thresholds", f"{name!r} is not one of the lookup fields")
+            elif by_name[name].type not in NUMERIC:
+                self.problem("lookup.thresholds", f"{name!r} is not numeric")
+        if consent_scope is not None and not _NAME.fullmatch(consent_scope):
+            self.problem("lookup.consent_scope", "must be a lower-case name, e.g. credit_assessment")
+        return LookupSpec(
+            keys=keys, fields=field_names, thresholds=thresholds, consent_scope=consent_scope or "", cohort=cohort
+        )
+
+    def _cohort(self, data: Any, by_name: dict[str, ColumnSpec], field_names: tuple[str, ...]) -> CohortSpec | None:
+        if data is None:
+            return None
+        fields = _Fields(self, data, "lookup.cohort")
+        dimensions = self._column_list(
+            fields, "dimensions", by_name, roles=("quasi", "dimension", "public", "sensitive")
+        )
+        measures = self._column_list(fields, "measures", by_name, roles=("sensitive", "measure"))
+        fields.finish()
+        for name in (*dimensions, *measures):
+            if name not in field_names:
+                self.problem("lookup.cohort", f"{name!r} is not one of the lookup fields")
+        for name in measures:
+            if name in by_name and by_name[name].type not in NUMERIC:
+                self.problem("lookup.cohort.measures", f"{name!r} is not numeric")
+        return CohortSpec(dimensions=dimensions, measures=measures)
 
     def _check_tier(self, tier: str | None, columns: list[ColumnSpec]) -> None:
         if tier != "open":

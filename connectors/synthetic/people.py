@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from .arrays import ascii_digits, dates, fixed_width_strings, lookup, string_table
 from .calendar import days_since_epoch
-from .keyed import PairPermutation, WeightedChoice, hash_bits, hash_lanes, hash_uniform, scale_lane
+from .keyed import PairPermutation, WeightedChoice, hash_lanes, hash_uniform, scale_lane
 from .reference import (
     CITIES,
     GIVEN_NAME_CHARS,
@@ -128,6 +128,7 @@ class Population:
         self.permutation = PairPermutation(
             seed, "consumer.identity", geography().districts * SEQUENCES_PER_DAY, len(birth_days())
         )
+        self.phone_permutation = PairPermutation(seed, "consumer.phone_number", _PHONE_HALF, _PHONE_HALF)
 
     def identity(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(district, sequence number, birth day index) of each consumer, distinct across consumers."""
@@ -177,8 +178,9 @@ class Population:
         prefix = _PHONE_PREFIX_CHOICE.pick_slots(hash_lanes(self.seed, "consumer.phone_prefix", ids)[:, 0])
         codes = np.empty((len(ids), 11), dtype=np.uint8)
         codes[:, 0:3] = np.take(_PHONE_PREFIX_ASCII, prefix, axis=0)
-        subscriber_bytes = hash_bits(self.seed, "consumer.phone_number", ids).view(np.uint8).reshape(len(ids), 8)
-        codes[:, 3:11] = subscriber_bytes % 10 + ord("0")
+        # A bijection of the id onto the 8 subscriber digits: no two consumers (below 10^8) share a number.
+        high, low = self.phone_permutation(ids % _PHONE_SUBSCRIBERS)
+        codes[:, 3:11] = ascii_digits(high * _PHONE_HALF + low, 8)
         return fixed_width_strings(codes)
 
     def _income_bands(self, ids: np.ndarray, city: np.ndarray) -> pa.Array:
@@ -207,5 +209,7 @@ _INCOME_BANDS = string_table(INCOME_BANDS)
 # Rows are city tiers 0..3 (0 unused, so the tier indexes the row directly).
 _INCOME_BAND_CHOICE = WeightedChoice([INCOME_BAND_SHARES_BY_TIER[max(tier, 1)] for tier in range(4)])
 _SURNAME_CHOICE = WeightedChoice(1.0 / (np.arange(len(SURNAMES)) + 8.0))  # frequency falls off with rank
+_PHONE_HALF = 10_000
+_PHONE_SUBSCRIBERS = _PHONE_HALF * _PHONE_HALF
 _PHONE_PREFIX_ASCII = np.array([[ord(c) for c in prefix] for prefix, _ in PHONE_PREFIXES], dtype=np.uint8)
 _PHONE_PREFIX_CHOICE = WeightedChoice([weight for _, weight in PHONE_PREFIXES])

@@ -23,6 +23,7 @@ DAILY_METRICS: dict[str, str] = {
     "bytes_scanned": "bytes_scanned_per_day",
     "bytes_downloaded": "bytes_downloaded_per_day",
     "lookups": "lookups_per_day",
+    "cohort_customers": "cohort_customers_per_day",
 }
 CONCURRENT_QUERIES = "concurrent_queries"
 
@@ -34,6 +35,7 @@ class Limits:
     bytes_scanned_per_day: int = 50 * 1024**3
     bytes_downloaded_per_day: int = 10 * 1024**3
     lookups_per_day: int = 10_000
+    cohort_customers_per_day: int = 1_000_000
     concurrent_queries: int = 2
     max_query_seconds: float = 60
     max_result_rows: int = 1_000_000

@@ -43,6 +43,7 @@ def demo_plan() -> QuotaPlan:
             "bytes_scanned_per_day": 500 * 1024**3,
             "bytes_downloaded_per_day": 100 * 1024**3,
             "lookups_per_day": 100_000,
+            "cohort_customers_per_day": 1_000_000,
             "concurrent_queries": 4,
             "max_query_seconds": 120,
             "max_result_rows": 1_000_000,

@@ -29,6 +29,7 @@ class QuotaPlan(models.Model):
     bytes_scanned_per_day = models.PositiveBigIntegerField(default=50 * 1024**3)
     bytes_downloaded_per_day = models.PositiveBigIntegerField(default=10 * 1024**3)
     lookups_per_day = models.PositiveBigIntegerField(default=10_000)
+    cohort_customers_per_day = models.PositiveBigIntegerField(default=1_000_000)
     concurrent_queries = models.PositiveIntegerField(default=2)
     max_query_seconds = models.PositiveIntegerField(default=60)
     max_result_rows = models.PositiveBigIntegerField(default=1_000_000)
@@ -68,6 +69,15 @@ class Subscription(models.Model):
         default=dict, blank=True, help_text='Limits that differ from the plan\'s, e.g. {"queries_per_day": 5000}.'
     )
     expires_at = models.DateTimeField(null=True, blank=True)
+    lookup_fields = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Lookup datasets: the fields a lookup may return; empty for every field the dataset offers.",
+    )
+    lookup_threshold_only = models.BooleanField(
+        default=False,
+        help_text="Lookup datasets: answer only Y/N against a cut-off (no values, no cohorts).",
+    )
     pinned_version = models.ForeignKey(
         DatasetVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="pinning_subscriptions"
     )

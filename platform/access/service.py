@@ -70,9 +70,8 @@ class Denied(Refusal):
         super().__init__(message, code=code, kind=Kind.FORBIDDEN, details=details)
 
 
-# The modes a partner can use today. Consented lookups are planned (README.md, "Planned"): they
-# can be granted, but the portal offers only what is served.
-SERVED_MODES: tuple[Mode, ...] = (Mode.QUERY, Mode.DOWNLOAD)
+# The modes a partner can use today (every mode there is; a mode added later is offered once it is served).
+SERVED_MODES: tuple[Mode, ...] = (Mode.QUERY, Mode.DOWNLOAD, Mode.LOOKUP)
 
 
 def offered_modes(tier: str) -> tuple[Mode, ...]:

@@ -101,6 +101,11 @@ class DatasetVersion(models.Model):
         return f"{self.dataset.slug} v{self.number}"
 
     @property
+    def data_files(self) -> list[dict]:
+        """The entries of `files` that hold the data rows (not a lookup key's index file)."""
+        return [entry for entry in self.files if not entry.get("index")]
+
+    @property
     def dataset_spec(self) -> DatasetSpec:
         """The spec this version was built from: its tier, column roles, privacy and analysis rules, whatever
         the spec file says today."""

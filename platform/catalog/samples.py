@@ -142,7 +142,9 @@ def _first_rows(paths: list[str], columns: list[str], limit: int) -> list[list[A
 def _data_paths(version: DatasetVersion) -> list[str]:
     store = _store()
     return [
-        store.path(version.location, entry["path"]) for entry in version.files if entry["path"].endswith(".parquet")
+        store.path(version.location, entry["path"])
+        for entry in version.data_files
+        if entry["path"].endswith(".parquet")
     ]
 
 

@@ -16,7 +16,7 @@ from datasets.spec import DatasetSpec, load_specs
 
 def spec_variables() -> dict[str, object]:
     """Values the demo specs' `${...}` placeholders take from settings."""
-    return {"VITAMIN_DEMO_TRANSACTIONS": settings.DEMO_TRANSACTIONS}
+    return {"VITAMIN_DEMO_TRANSACTIONS": settings.DEMO_TRANSACTIONS, "VITAMIN_DEMO_CONSUMERS": settings.DEMO_CONSUMERS}
 
 
 def load_catalog_specs() -> list[DatasetSpec]:

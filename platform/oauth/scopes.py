@@ -9,7 +9,7 @@ SCOPES: dict[str, str] = {
     "subscriptions:write": "Request and cancel dataset subscriptions",
     "query": "Run SQL queries on subscribed datasets",
     "download": "Download subscribed datasets over Delta Sharing",
-    "lookup": "Run consented per-customer lookups (planned: no endpoint yet)",
+    "lookup": "Run consented per-customer lookups and cohort assessments",
     "usage:read": "Read usage and quota figures",
     "audit:read": "Read the audit log of your institution (planned: no endpoint yet)",
 }

@@ -399,11 +399,11 @@ def binding_for(dataset: Dataset, version: DatasetVersion, store: Store) -> Data
         slug=dataset.slug,
         version=version.number,
         tier=spec.tier,
-        files=tuple(store.path(version.location, file["path"]) for file in version.files),
+        files=tuple(store.path(version.location, file["path"]) for file in version.data_files),
         columns={column["name"]: roles.get(column["name"], _UNDESCRIBED_ROLE) for column in version.schema},
         entity=spec.privacy.entity if spec.privacy else None,
         analysis=spec.analysis,
-        size_bytes=sum(file.get("size_bytes", 0) for file in version.files) or version.bytes,
+        size_bytes=sum(file.get("size_bytes", 0) for file in version.data_files) or version.bytes,
     )
 
 

@@ -159,7 +159,7 @@ def files_of(version: DatasetVersion) -> list[SharedFile]:
     partition values its path carries."""
     target = store()
     found = []
-    for entry in version.files:
+    for entry in version.data_files:
         path = entry["path"]
         rows = _row_count(target, target.path(version.location, path), entry.get("sha256", ""))
         values = dict(part.split("=", 1) for part in Path(path).parts[:-1] if "=" in part)

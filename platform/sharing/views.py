@@ -304,7 +304,7 @@ class FileDownload(APIView):
             if (
                 version is None
                 or version.files_removed_at is not None
-                or grant.path not in {entry["path"] for entry in version.files}
+                or grant.path not in {entry["path"] for entry in version.data_files}
             ):
                 raise service.not_found("This file is no longer shared.")
             if not Client.objects.filter(client_id=grant.client_id, disabled_at__isnull=True).exists():

@@ -9,4 +9,5 @@ urlpatterns = [
     path("", include("catalog.api_urls")),
     path("", include("access.api_urls")),
     path("", include("query.api_urls")),
+    path("", include("lookups.api_urls")),
 ]

@@ -107,6 +107,7 @@ INSTALLED_APPS = [
     "catalog",
     "access",
     "query",
+    "lookups",
     "sharing",
     "portal",
 ]
@@ -254,6 +255,12 @@ DATASET_SPECS_DIR = REPO_DIR / Path(  # an absolute value replaces REPO_DIR
 DEMO_TRANSACTIONS = env_int(
     "VITAMIN_DEMO_TRANSACTIONS", 1_000_000, "Source transaction rows the demo datasets are built from.", minimum=1000
 )
+DEMO_CONSUMERS = env_int(
+    "VITAMIN_DEMO_CONSUMERS",
+    50_000,
+    "Consumers in the demo credit_profiles lookup dataset (one row each; the bench uses 10,000,000).",
+    minimum=1000,
+)
 PUBLIC_CATALOG = env_bool(
     "VITAMIN_PUBLIC_CATALOG",
     False,
@@ -314,6 +321,31 @@ SHARING_URL_SECONDS = env_int(
     3600,
     "How long a Delta Sharing file URL stays valid after it is issued (long enough for a large download).",
     minimum=60,
+)
+LOOKUP_MAX_ITEMS = env_int(
+    "VITAMIN_LOOKUP_MAX_ITEMS",
+    10_000,
+    "Most items in one lookup batch (POST /api/v1/datasets/{slug}/lookup); a larger batch is refused whole (413).",
+    minimum=1,
+)
+COHORT_MAX_ITEMS = env_int(
+    "VITAMIN_COHORT_MAX_ITEMS",
+    100_000,
+    "Most customers in one cohort assessment (POST /api/v1/datasets/{slug}/cohorts); more are refused whole (413).",
+    minimum=1,
+)
+LOOKUP_MAX_CUTOFFS_PER_DAY = env_int(
+    "VITAMIN_LOOKUP_MAX_CUTOFFS_PER_DAY",
+    2,
+    "Distinct cut-offs one institution may test against one customer's field per day in threshold-only lookups; "
+    "a further one is refused for that customer (it would narrow the value down).",
+    minimum=1,
+)
+LOOKUP_REPLAY_HOURS = env_int(
+    "VITAMIN_LOOKUP_REPLAY_HOURS",
+    24,
+    "How long a lookup or cohort answer is kept (encrypted) to be replayed for the same transaction id.",
+    minimum=1,
 )
 SHARING_TOKEN_DAYS = env_int(
     "VITAMIN_SHARING_TOKEN_DAYS",

@@ -27,10 +27,20 @@ def tables(db: sqlite3.Connection, prefix: str) -> set[str]:
     return {name for (name,) in rows}
 
 
+LATER_COLUMNS = [
+    ("grants_quotaplan", "cohort_customers_per_day"),
+    ("grants_subscription", "lookup_fields"),
+    ("grants_subscription", "lookup_threshold_only"),
+]
+
+
 def make_it_look_as_before_the_rename(db: sqlite3.Connection) -> None:
     """What a database migrated by the `grants` app looked like: its tables, index, history and content types."""
     for table in tables(db, "access_"):
         db.execute(f'ALTER TABLE "{table}" RENAME TO "grants_{table.removeprefix("access_")}"')
+    # Columns added by later migrations of `access` (0003): the grants era had none of them.
+    for table, column in LATER_COLUMNS:
+        db.execute(f'ALTER TABLE "{table}" DROP COLUMN "{column}"')
     index_sql = db.execute("SELECT sql FROM sqlite_master WHERE name = 'access_subs_status_1759f9_idx'").fetchone()[0]
     db.execute("DROP INDEX access_subs_status_1759f9_idx")
     db.execute(

@@ -19,6 +19,7 @@ def plan_form(**overrides) -> dict:
         "bytes_scanned_per_day": 10**9,
         "bytes_downloaded_per_day": 10**9,
         "lookups_per_day": 0,
+        "cohort_customers_per_day": 0,
         "concurrent_queries": 2,
         "max_query_seconds": 60,
         "max_result_rows": 5000,

@@ -105,10 +105,12 @@ def test_charts_escape_what_they_draw():
     assert 'width="50.0"' in bars and "n/a" in bars
 
 
-def test_the_portal_offers_only_modes_that_are_served(client, fund, catalog, alice):
-    lookup_page = page(client, alice, "/catalog/credit_profiles/")
-    assert "Consented lookups (planned)" in lookup_page
-    assert "Request access</a>" not in lookup_page, "nothing to ask for before lookups are served"
+def test_the_portal_offers_only_modes_that_are_served(client, fund, bank, catalog, alice, dave):
+    lookup_page = page(client, dave, "/catalog/credit_profiles/")
+    assert "Consented lookups" in lookup_page and "(planned)" not in lookup_page
+    assert "Request access</a>" in lookup_page, "lookups are served: a bank may ask for them"
+    lookup_form = page(client, dave, f"/catalog/credit_profiles/request/?institution={bank.pk}")
+    assert 'value="lookup"' in lookup_form and 'value="query"' not in lookup_form
     open_page = page(client, alice, "/catalog/industry_prosperity_monthly/")
     assert "SQL queries, Bulk download (Delta Sharing)." in open_page, "both modes of the open tier, neither planned"
     assert "(planned)" not in open_page

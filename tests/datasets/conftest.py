@@ -156,6 +156,22 @@ BASE_SPEC = {
 
 
 @pytest.fixture
+def lookup_spec_data(spec_data) -> dict:
+    """The base spec made a lookup dataset: `buyer` (a resident ID) is the key, `amount` a threshold field."""
+    spec_data = copy.deepcopy(spec_data)
+    for column in spec_data["columns"]:
+        if column["name"] == "buyer":
+            column["identifier"] = "resident_id"
+    spec_data.update(
+        tier="lookup",
+        analysis=None,
+        sort_by=["buyer"],
+        lookup={"keys": ["buyer"], "thresholds": ["amount"], "consent_scope": "credit_assessment"},
+    )
+    return spec_data
+
+
+@pytest.fixture
 def spec_data() -> dict:
     """A valid aggregate spec as parsed YAML, for a test to change."""
     return copy.deepcopy(BASE_SPEC)

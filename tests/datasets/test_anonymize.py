@@ -255,8 +255,18 @@ def k_spec(k: int, *, entity: bool = True):
         columns.insert(0, {"name": "person", "role": "entity", "action": "pseudonymize", "description": "p"})
         data["privacy"]["entity"] = "person"
     else:
-        columns.insert(0, {"name": "person", "role": "identifier", "action": "pseudonymize", "description": "p"})
-        data["lookup"] = {"key": "person"}
+        columns.insert(
+            0,
+            {
+                "name": "person",
+                "role": "identifier",
+                "action": "pseudonymize",
+                "identifier": "mobile",
+                "description": "p",
+            },
+        )
+        data["lookup"] = {"keys": ["person"], "consent_scope": "test"}
+        data["sort_by"] = ["person"]
     return parse_spec(data)
 
 

@@ -117,10 +117,9 @@ def test_an_aggregate_version_carries_each_entitys_bucket_and_hides_it_from_the_
     assert buckets > 32  # spread over the 64 buckets, not one
 
 
-def test_only_the_aggregate_tier_buckets_its_entity(spec_data):
+def test_only_the_aggregate_tier_buckets_its_entity(spec_data, lookup_spec_data):
     assert parse_spec(spec_data).bucketed_entity == "buyer"
-    spec_data.update(tier="lookup", analysis=None, lookup={"key": "buyer", "threshold": "amount"})
-    assert parse_spec(spec_data).bucketed_entity is None
+    assert parse_spec(lookup_spec_data).bucketed_entity is None
 
 
 def test_rows_are_sorted_by_sort_by(spec_data, arrow_source, transactions, store, scratch):
@@ -259,10 +258,9 @@ def test_build_errors_name_the_problem(spec_data, arrow_source, transactions, st
     assert staging_dirs(store) == []
 
 
-def test_a_lookup_key_must_be_unique(spec_data, arrow_source, transactions, store, scratch):
-    spec_data.update(tier="lookup", analysis=None, lookup={"key": "buyer", "threshold": "amount"})
+def test_a_lookup_key_must_be_unique(lookup_spec_data, arrow_source, transactions, store, scratch):
     with pytest.raises(BuildError, match="lookup key buyer has .* duplicate"):
-        run_build(spec_data, arrow_source(transactions(500)), store, scratch)
+        run_build(lookup_spec_data, arrow_source(transactions(500)), store, scratch)
 
 
 def test_the_build_database_cannot_read_other_files(spec_data, arrow_source, transactions, store, scratch, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from connectors import get_connector
 from datasets.anonymize import PseudonymKey
 from datasets.build import build, connector_for
+from datasets.identifiers import digest
 from datasets.publish import publish, verify_version, version_path
 from datasets.spec import load_specs
 from testenv import REPO_DIR
@@ -42,7 +44,11 @@ def built(specs, tmp_path_factory):
 
 
 def query(store, slug: str, sql: str) -> list[tuple]:
-    files = f"read_parquet('{version_path(store, slug, 1)}/**/*.parquet')"
+    """`sql` over the data files of v1 (a lookup key's index file under _lookup/ is not data)."""
+    paths = sorted(
+        str(path) for path in Path(version_path(store, slug, 1)).rglob("*.parquet") if "_lookup" not in path.parts
+    )
+    files = "read_parquet([" + ", ".join(f"'{path}'" for path in paths) + "])"
     return duckdb.sql(sql.replace("{data}", files)).fetchall()
 
 
@@ -69,10 +75,9 @@ def test_the_demo_specs_load_with_their_documented_defaults():
         "csi_industry",
         "channel",
     }
-    assert (
-        specs["credit_profiles"].lookup.key == "customer"
-        and specs["credit_profiles"].lookup.threshold == "credit_score"
-    )
+    credit = specs["credit_profiles"].lookup
+    assert credit.keys == ("customer", "mobile") and credit.thresholds == ("credit_score",)
+    assert credit.consent_scope == "credit_assessment" and "credit_score" in credit.cohort.measures
 
 
 def test_every_demo_dataset_builds_passes_its_privacy_checks_and_verifies(built, specs):
@@ -110,7 +115,8 @@ def test_credit_profiles_answer_a_lookup_by_pseudonymized_resident_id(built, spe
     [(low, high)] = query(store, "credit_profiles", "SELECT min(credit_score), max(credit_score) FROM {data}")
     assert 350 <= low and high <= 950
 
-    # What the lookup API will do: pseudonymize the ID a bank sends, with this dataset's key, and find the row.
+    # What the lookup API does: normalize and hash the ID a bank sends, pseudonymize it with this dataset's key,
+    # and find the row (by resident ID in the data, by mobile through the index file).
     source = get_connector("synthetic", spec.source.options, batch_rows=1000)
     first = next(source.batches()).slice(0, 50).to_pylist()
     key = PseudonymKey.derive(MASTER_KEY, "credit_profiles", "2025")
@@ -119,10 +125,16 @@ def test_credit_profiles_answer_a_lookup_by_pseudonymized_resident_id(built, spe
         rows = query(
             store,
             "credit_profiles",
-            f"SELECT credit_score FROM {{data}} WHERE customer = '{key.pseudonym(person['id_number'])}'",
+            f"SELECT credit_score FROM {{data}} WHERE customer = '{key.pseudonym(digest(person['id_number']))}'",
         )
         found += len(rows)
         assert rows in ([], [(person["credit_score"],)])  # absent only when k-anonymity suppressed the person
+        index = f"{version_path(store, 'credit_profiles', 1)}/_lookup/mobile.parquet"
+        [(matches,)] = duckdb.execute(
+            "SELECT count(*) FROM read_parquet(?) WHERE mobile = ? AND customer = ?",
+            [index, key.pseudonym(digest(person["phone"])), key.pseudonym(digest(person["id_number"]))],
+        ).fetchall()
+        assert matches == len(rows)
     assert found >= 40
 
 

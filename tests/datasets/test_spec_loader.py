@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 
 import pytest
 import yaml
 
 from datasets.generalize import AgeBand, Region
-from datasets.spec import DEFAULT_AGGREGATES, SpecError, load_spec, load_specs, parse_spec
+from datasets.spec import DEFAULT_AGGREGATES, DatasetSpec, SpecError, load_spec, load_specs, parse_spec
 
 
 def problems_of(data, **kwargs) -> list[tuple[str, str]]:
@@ -141,15 +142,44 @@ def test_structural_rules_are_enforced(spec_data, change, field, reason):
     assert has(problems_of(spec_data), field, reason)
 
 
-def test_lookup_key_must_be_a_pseudonym_and_threshold_numeric(spec_data):
-    spec_data.update(tier="lookup", analysis=None, lookup={"key": "gender", "threshold": "province"})
-    problems = problems_of(spec_data)
-    assert has(problems, "lookup.key", "'gender' is not a pseudonymized column")
-    assert has(problems, "lookup.threshold", "'province' is not a published numeric column")
+def test_lookup_keys_thresholds_and_cohorts_are_checked(lookup_spec_data):
+    spec = parse_spec(lookup_spec_data)
+    assert spec.lookup.keys == ("buyer",) and spec.lookup.primary_key == "buyer"
+    assert spec.lookup.thresholds == ("amount",) and "buyer" not in spec.lookup.fields
+    assert spec.row_group_rows == 8192, "lookup datasets default to small row groups"
 
-    spec_data["lookup"] = {"key": "buyer", "threshold": "amount"}
-    spec = parse_spec(spec_data)
-    assert spec.lookup.key == "buyer" and spec.lookup.threshold == "amount"
+    bad = copy.deepcopy(lookup_spec_data)
+    bad["lookup"] = {
+        "keys": ["gender", "buyer", "buyer"],
+        "fields": ["buyer", "amount", "province"],
+        "thresholds": ["province"],
+        "consent_scope": "Credit Assessment",
+        "cohort": {"dimensions": ["amount"], "measures": ["province"]},
+    }
+    bad["sort_by"] = ["amount"]
+    problems = problems_of(bad)
+    assert has(problems, "lookup.keys", "'gender' is not a pseudonymized column with an identifier kind")
+    assert has(problems, "lookup.keys", "one key per identifier kind")
+    assert has(problems, "lookup.fields", "'buyer' is a pseudonym: lookups never return one")
+    assert has(problems, "lookup.thresholds", "'province' is not numeric")
+    assert has(problems, "lookup.consent_scope", "must be a lower-case name")
+    assert has(problems, "lookup.cohort.dimensions", "'amount' has role measure")
+    assert has(problems, "lookup.cohort.measures", "'province' has role quasi")
+    assert has(problems, "sort_by", "sorted by its primary key first")
+
+
+def test_an_identifier_kind_needs_a_pseudonymized_identifier(spec_data):
+    for column in spec_data["columns"]:
+        if column["name"] == "amount":
+            column["identifier"] = "mobile"
+    assert has(problems_of(spec_data), "columns[amount].identifier", "only identifier and entity columns")
+
+
+def test_a_version_document_of_the_first_lookup_format_still_reads(lookup_spec_data):
+    document = parse_spec(lookup_spec_data).to_document()
+    document["lookup"] = {"key": "buyer", "threshold": "amount"}
+    old = DatasetSpec.from_document(document)
+    assert old.lookup.keys == (), "not matchable: the lookup API refuses the version"
 
 
 def test_placeholders_in_source_options_come_from_variables(spec_data):

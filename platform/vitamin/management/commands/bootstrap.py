@@ -23,6 +23,7 @@ DEMO_STEPS = [
     ("sync_datasets", "dataset specs synced into the catalog"),
     ("build_demo_datasets", "first versions of the demo datasets"),
     ("create_demo_subscriptions", "demo subscriptions"),
+    ("create_demo_customers", "consented demo customers of the demo bank (demo-customers.json)"),
 ]
 
 
