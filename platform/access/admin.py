@@ -58,7 +58,7 @@ class ChangeInline(admin.TabularInline):
 class SubscriptionForm(forms.ModelForm):
     class Meta:
         model = Subscription
-        fields = ["limit_overrides"]
+        fields = ["limit_overrides", "lookup_fields", "lookup_threshold_only"]
 
     def clean_limit_overrides(self):
         try:
@@ -91,7 +91,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
         "reason",
         "expiry_notice_sent_at",
     ]
-    fields = [*readonly_fields, "limit_overrides"]
+    fields = [*readonly_fields, "limit_overrides", "lookup_fields", "lookup_threshold_only"]
     inlines = [ChangeInline]
 
     def has_add_permission(self, request) -> bool:
@@ -105,5 +105,13 @@ class SubscriptionAdmin(admin.ModelAdmin):
             subscriptions.set_limit_overrides(
                 obj, form.cleaned_data["limit_overrides"], by=request.user, request=request
             )
+            if {"lookup_fields", "lookup_threshold_only"} & set(form.changed_data):
+                subscriptions.set_lookup_terms(
+                    obj,
+                    fields=form.cleaned_data["lookup_fields"] or [],
+                    threshold_only=form.cleaned_data["lookup_threshold_only"],
+                    by=request.user,
+                    request=request,
+                )
         except Refusal as exc:  # validated by the form already; kept as a guard
             raise forms.ValidationError(exc.message) from None

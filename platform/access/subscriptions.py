@@ -204,6 +204,39 @@ def set_limit_overrides(subscription: Subscription, overrides: dict, *, by=None,
     return subscription
 
 
+def set_lookup_terms(
+    subscription: Subscription, *, fields: list[str], threshold_only: bool, by=None, request=None
+) -> Subscription:
+    """Narrow what a lookup subscription answers (effective from the next request): `fields`, a subset of the
+    dataset's lookup fields (empty: all of them), and whether it answers only Y/N against a cut-off."""
+    spec = subscription.dataset.current_spec
+    if spec.lookup is None:
+        raise invalid_request(f"{subscription.dataset.slug} is not a lookup dataset.")
+    fields = list(dict.fromkeys(fields))
+    unknown = [name for name in fields if name not in spec.lookup.fields]
+    if unknown:
+        raise invalid_request(
+            f"Not lookup fields of {subscription.dataset.slug}: {', '.join(unknown)}. "
+            f"Known: {', '.join(spec.lookup.fields)}."
+        )
+    with transaction.atomic():
+        current = Subscription.objects.select_for_update().select_related("dataset").get(pk=subscription.pk)
+        before = {"fields": current.lookup_fields, "threshold_only": current.lookup_threshold_only}
+        current.lookup_fields, current.lookup_threshold_only = fields, bool(threshold_only)
+        current.save(update_fields=["lookup_fields", "lookup_threshold_only", "updated_at"])
+        after = {"fields": fields, "threshold_only": bool(threshold_only)}
+        _history_and_audit(
+            current,
+            "change_lookup_terms",
+            current.status,
+            by=by,
+            request=request,
+            details={"from": before, "to": after},
+        )
+    subscription.refresh_from_db()
+    return subscription
+
+
 def expiry_from_date(day: date) -> datetime:
     """Access granted "until `day`" lasts to the end of that day in the platform's time zone."""
     return datetime.combine(day + timedelta(days=1), time.min, tzinfo=timezone.get_default_timezone())

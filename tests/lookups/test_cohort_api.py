@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from lookup_support import item
 from lookups.models import LookupConsent, LookupRequest
 
+from access import subscriptions
 from audit.models import AuditEvent
 
 URL = "/api/v1/datasets/credit_profiles/cohorts"
@@ -114,8 +115,7 @@ def test_threshold_only_subscriptions_and_unknown_groupings_are_refused(client, 
     assert response.status_code == 400 and body["error"]["code"] == "unknown_field", "bands of numeric measures only"
     response, body = cohort(client, bank_lookup.token, items, group_by=[{"band": "credit_score", "width": 0}])
     assert response.status_code == 400 and body["error"]["code"] == "invalid_request"
-    bank_lookup.subscription.lookup_threshold_only = True
-    bank_lookup.subscription.save()
+    subscriptions.set_lookup_terms(bank_lookup.subscription, fields=[], threshold_only=True)
     response, body = cohort(client, bank_lookup.token, items)
     assert response.status_code == 403 and body["error"]["code"] == "threshold_only"
 

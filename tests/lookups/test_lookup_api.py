@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 
 import pytest
 from catalog_support import approved, auth, bearer_token
@@ -21,6 +22,7 @@ from access import subscriptions
 from audit.models import AuditEvent
 from datasets.identifiers import digest
 from quotas.service import Window, peek
+from vitamin.refusals import Refusal
 
 URL = "/api/v1/datasets/credit_profiles/lookup"
 
@@ -208,8 +210,7 @@ def test_changing_the_cutoff_for_one_customer_is_limited_per_day_members_and_str
 
 
 def test_threshold_only_subscription_answers_only_thresholds(client, bank_lookup, members):
-    bank_lookup.subscription.lookup_threshold_only = True
-    bank_lookup.subscription.save()
+    subscriptions.set_lookup_terms(bank_lookup.subscription, fields=[], threshold_only=True)
     response, body = lookup(client, bank_lookup.token, [item(members[0])])
     assert response.status_code == 403 and body["error"]["code"] == "threshold_only"
     response, body = lookup(
@@ -219,8 +220,7 @@ def test_threshold_only_subscription_answers_only_thresholds(client, bank_lookup
 
 
 def test_a_subscription_narrowed_to_some_fields_returns_only_those(client, bank_lookup, members):
-    bank_lookup.subscription.lookup_fields = ["credit_score"]
-    bank_lookup.subscription.save()
+    subscriptions.set_lookup_terms(bank_lookup.subscription, fields=["credit_score"], threshold_only=False)
     response, body = lookup(client, bank_lookup.token, [item(members[0])])
     assert response.status_code == 200 and set(body["results"][0]["fields"]) == {"credit_score"}
     response, body = lookup(client, bank_lookup.token, [item(members[0])], "tx-2", fields=["income_band"])
@@ -345,3 +345,25 @@ def test_no_raw_identifier_is_kept_in_the_database_or_the_logs(client, bank_look
     assert LookupRequest.objects.count() == 3
     for secret in secrets_sent:
         assert secret not in everything
+
+
+def test_lookup_terms_are_changed_through_the_subscription_record(client, bank_lookup, members, olga, admin_client):
+    with pytest.raises(Refusal) as refused:
+        subscriptions.set_lookup_terms(bank_lookup.subscription, fields=["customer"], threshold_only=False)
+    assert refused.value.code == "invalid_request"
+    url = f"/admin/access/subscription/{bank_lookup.subscription.pk}/change/"
+    response = admin_client.post(
+        url,
+        {
+            "limit_overrides": "{}",
+            "lookup_fields": '["credit_score"]',
+            "lookup_threshold_only": "on",
+            "changes-TOTAL_FORMS": "0",
+            "changes-INITIAL_FORMS": "0",
+        },
+    )
+    assert response.status_code == 302, re.findall(r'class="errorlist[^>]*>.*?</ul>', response.content.decode(), re.S)
+    change = bank_lookup.subscription.changes.get(action="change_lookup_terms")
+    assert change.details["to"] == {"fields": ["credit_score"], "threshold_only": True}
+    response, body = lookup(client, bank_lookup.token, [item(members[0])])
+    assert response.status_code == 403 and body["error"]["code"] == "threshold_only", "effective at once"
