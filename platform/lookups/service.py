@@ -144,7 +144,7 @@ class _Use:
     def match(self, items: list[Item], version: DatasetVersion, spec: DatasetSpec) -> dict[int, str]:
         """Position → the dataset's pseudonym of the item's identifier, for every item not refused."""
         key = keys.pseudonym_key(self.dataset.slug, version.pseudonym_release)
-        columns = _key_columns(spec)
+        columns = _key_columns(spec, version)
         found = {}
         for position, item in enumerate(items):
             if item.refusal is not None:
@@ -160,7 +160,7 @@ class _Use:
     ) -> dict[int, dict[str, Any]]:
         """Position → the customer's row (`fields` and the primary key), for the items whose customer exists."""
         table = lookup_table(version, spec)
-        columns = _key_columns(spec)
+        columns = _key_columns(spec, version)
         rows: dict[int, dict[str, Any]] = {}
         for id_type, column in columns.items():
             positions = [p for p in pseudonyms if items[p].id_type == id_type]
@@ -218,9 +218,15 @@ def lookup_table(version: DatasetVersion, spec: DatasetSpec) -> LookupTable:
     )
 
 
-def _key_columns(spec: DatasetSpec) -> dict[str, str]:
-    """Identifier kind → the key column holding its pseudonyms."""
-    return {spec.column(name).identifier: name for name in spec.lookup.keys}
+def _key_columns(spec: DatasetSpec, version: DatasetVersion) -> dict[str, str]:
+    """Identifier kind → the key column holding its pseudonyms, for the keys this version can be read by: the
+    primary key, and each other key whose index file the version has."""
+    indexed = {entry["index"] for entry in version.files if entry.get("index")}
+    return {
+        spec.column(name).identifier: name
+        for name in spec.lookup.keys
+        if name == spec.lookup.primary_key or name in indexed
+    }
 
 
 def _plain(value: Any) -> Any:

@@ -415,7 +415,7 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Vitamin API",
-    "DESCRIPTION": "Open financial data sharing: catalog, subscriptions, SQL queries and jobs, usage. Delta Sharing under /delta-sharing/: whole versions of open datasets for pandas, Spark and other connectors. Planned, not served yet: consented lookups.",
+    "DESCRIPTION": "Open financial data sharing: catalog, subscriptions, SQL queries and jobs, usage. Delta Sharing under /delta-sharing/: whole versions of open datasets for pandas, Spark and other connectors. Consented lookups (scope lookup): batches of consenting customers answered with their fields or Y/N against a cut-off, and cohort assessments of consenting customers with groups below k left out.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",

@@ -5,6 +5,7 @@ consents, quotas, grants, and no raw identifier kept anywhere."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import re
@@ -14,6 +15,9 @@ from catalog_support import approved, auth, bearer_token
 from django.apps import apps
 from django.core import serializers
 from django.utils import timezone
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from lookup_support import consent, item
 from lookups.models import CutoffCheck, LookupConsent, LookupRequest
 from lookups.replays import erase_expired
@@ -367,3 +371,63 @@ def test_lookup_terms_are_changed_through_the_subscription_record(client, bank_l
     assert change.details["to"] == {"fields": ["credit_score"], "threshold_only": True}
     response, body = lookup(client, bank_lookup.token, [item(members[0])])
     assert response.status_code == 403 and body["error"]["code"] == "threshold_only", "effective at once"
+
+
+# --- membership cannot be probed -------------------------------------------------------------
+
+_TRANSACTIONS = itertools.count()
+CONSENT_STATES = {
+    "ok": lambda ref: consent(ref),
+    "missing": lambda ref: None,
+    "expired": lambda ref: consent(ref, days=-0.01),
+    "scope": lambda ref: consent(ref, scope="marketing"),
+}
+EXPECTED_REFUSAL = {"ok": None, "missing": "consent_missing", "expired": "consent_expired", "scope": "consent_scope"}
+
+
+@hypothesis_settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_no_request_tells_a_member_from_a_stranger_except_the_status_of_an_answered_item(
+    client, bank_lookup, members, strangers, data
+):
+    """Whatever mix of members, strangers, identifier forms, consents and answer kinds: every item has the same
+    keys, every refusal follows from what was sent alone, and only an answered item's status differs."""
+    type(bank_lookup.subscription.plan).objects.filter(pk=bank_lookup.subscription.plan_id).update(
+        lookups_per_day=10**6
+    )
+    rows = data.draw(
+        st.lists(
+            st.tuples(
+                st.booleans(),  # a member?
+                st.integers(0, 40),
+                st.sampled_from(["resident_id", "mobile", "resident_id_sha256", "mobile_sha256"]),
+                st.sampled_from(list(CONSENT_STATES)),
+                st.booleans(),  # a valid identifier?
+            ),
+            min_size=1,
+            max_size=12,
+        )
+    )
+    threshold = data.draw(st.sampled_from([None, {"field": "credit_score", "cutoff": 600}]))
+    items = []
+    for member, index, form, state, valid in rows:
+        person = (members if member else strangers)[index]
+        entry = item(person, form=form, consent=CONSENT_STATES[state](f"C-{index}"))
+        if not valid:
+            entry.update({"id_sha256": "0" * 63} if "id_sha256" in entry else {"id": entry["id"][:-2]})
+        items.append(entry)
+    extra = {"threshold": threshold} if threshold else {}
+    response, body = lookup(client, bank_lookup.token, items, f"p-{next(_TRANSACTIONS)}", **extra)
+    assert response.status_code == 200, body
+    assert len({tuple(result) for result in body["results"]}) == 1
+    for (member, _, _, state, valid), result in zip(rows, body["results"], strict=True):
+        expected = EXPECTED_REFUSAL[state] or (None if valid else "invalid_identifier")
+        assert (result["refusal"] or {}).get("code") == expected
+        if expected is None:
+            assert result["status"] == ("matched" if member else "not_found")
+        else:
+            assert result["status"] == "refused"
+        if threshold:
+            assert result["answer"] in (("Y", "N") if result["status"] == "matched" else ("N/A",))
+        else:
+            assert (result["fields"] is not None) == (result["status"] == "matched")

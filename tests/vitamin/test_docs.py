@@ -28,7 +28,6 @@ def test_pages_load_nothing_from_a_cdn():
 # that advertise it. While a URL does not resolve, the words may appear only next to "planned".
 PLANNED = {
     "Delta Sharing": ("/delta-sharing/shares", r"delta sharing"),
-    "consented lookups": ("/api/v1/datasets/credit_profiles/lookup", r"\blookups?\b"),
 }
 
 
