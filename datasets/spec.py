@@ -109,9 +109,9 @@ COLUMN_TYPES = {
 AGGREGATES = ("count", "count_distinct", "sum", "avg", "min", "max")
 DEFAULT_AGGREGATES = ("count", "count_distinct", "sum", "avg")
 DEFAULT_VERSIONS_KEPT = 3
-MIN_ROW_GROUP_ROWS = 1024
+MIN_ROW_GROUP_ROWS = 2048  # DuckDB writes row groups in multiples of its 2048-row vectors
 # Lookup datasets are read a customer at a time: small row groups, so a point read decodes little.
-LOOKUP_ROW_GROUP_ROWS = 8192
+LOOKUP_ROW_GROUP_ROWS = 2048
 DEFAULT_TIME_ZONE = "Asia/Shanghai"
 # Source columns that are direct identifiers by name: only the identifier and entity roles may read them.
 KNOWN_IDENTIFIER_NAMES = frozenset(

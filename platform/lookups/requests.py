@@ -7,7 +7,7 @@ identifier is not one, is refused on its own in the answer (`Item.refusal`), and
 of the batch is answered.
 
 The shapes are documented in docs/lookup.md and, for the OpenAPI schema, by the
-serializers in lookups/schema.py (tests/lookups/test_lookup_api.py keeps the two equal).
+serializers in lookups/views.py.
 """
 
 from __future__ import annotations

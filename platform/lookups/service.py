@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -51,6 +52,8 @@ from lookups.models import CutoffCheck, LookupConsent, LookupRequest
 from lookups.requests import Item, ItemRefusal, Threshold, parse_cohort, parse_lookup
 from vitamin.refusals import Kind, Refusal
 
+log = logging.getLogger("vitamin.lookups")
+
 MATCHED, NOT_FOUND, REFUSED = "matched", "not_found", "refused"
 YES, NO, NOT_AVAILABLE = "Y", "N", "N/A"
 
@@ -75,6 +78,7 @@ class _Use:
         self.dataset: Dataset = get_dataset(slug)
         self.request = request
         self.now = timezone.now()
+        self.transaction_id = ""
         self.metered = MeteredUse(
             institution_id,
             [self.dataset],
@@ -94,8 +98,16 @@ class _Use:
             return ""
         return spec.lookup.consent_scope if spec.lookup is not None else ""
 
+    def refused(self, refusal: Refusal, transaction_id: str) -> Refusal:
+        """Record a refusal of this use (action denied, with its code) and give it back to be raised."""
+        self.metered.on_refused(refusal, {"dataset": self.dataset.slug, "transaction_id": transaction_id})
+        return refusal
+
     def replay(self, transaction_id: str, digest: str) -> Answer | None:
-        earlier = replays.earlier_answer(self.institution_id, transaction_id, digest, self.kind, self.now)
+        try:
+            earlier = replays.earlier_answer(self.institution_id, transaction_id, digest, self.kind, self.now)
+        except Refusal as exc:
+            raise self.refused(exc, transaction_id) from None
         if earlier is None:
             return None
         self.metered.grants({"transaction_id": transaction_id})  # a revoked grant stops replays too
@@ -166,7 +178,15 @@ class _Use:
             positions = [p for p in pseudonyms if items[p].id_type == id_type]
             if not positions:
                 continue
-            found = table.find(column, {pseudonyms[p] for p in positions}, [spec.lookup.primary_key, *fields])
+            try:
+                found = table.find(column, {pseudonyms[p] for p in positions}, [spec.lookup.primary_key, *fields])
+            except (OSError, pa.ArrowException, ValueError):
+                log.exception("lookup read of %s v%s failed", self.dataset.slug, version.number)
+                raise Refusal(
+                    f"Version {version.number} of {self.dataset.slug} cannot be read right now; try again later.",
+                    code="dataset_unavailable",
+                    kind=Kind.UNAVAILABLE,
+                ) from None
             by_key = {row[column]: row for row in found.to_pylist()}
             for position in positions:
                 row = by_key.get(pseudonyms[position])
@@ -189,7 +209,9 @@ class _Use:
 
         self.metered.commit(charges, details, hold=hold)
 
-    def new_request(self, transaction_id: str, digest: str, version: DatasetVersion, items: int, body: bytes):
+    def new_request(
+        self, transaction_id: str, digest: str, version: DatasetVersion, items: int, body: bytes, matched=None
+    ) -> LookupRequest:
         return LookupRequest.objects.create(
             institution_id=self.institution_id,
             client_id=self.client_id,
@@ -199,6 +221,7 @@ class _Use:
             transaction_id=transaction_id,
             request_digest=digest,
             items=items,
+            matched=matched,
             answer=replays.seal(self.institution_id, transaction_id, body),
             created_at=self.now,
             replay_until=replays.replay_until(self.now),
@@ -245,7 +268,7 @@ def _hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _check_field(name: str, offered: tuple[str, ...], allowed: tuple[str, ...], where: str) -> None:
+def _check_field(use: _Use, name: str, offered: tuple[str, ...], allowed: tuple[str, ...], where: str) -> None:
     if name not in offered:
         raise Refusal(
             f"{where}: {name!r} cannot be used here; this dataset offers {', '.join(offered) or 'none'}.",
@@ -254,11 +277,14 @@ def _check_field(name: str, offered: tuple[str, ...], allowed: tuple[str, ...], 
             details={"field": where},
         )
     if name not in allowed:
-        raise Refusal(
-            f"{where}: your subscription does not include {name!r}.",
-            code="field_not_granted",
-            kind=Kind.FORBIDDEN,
-            details={"field": where},
+        raise use.refused(
+            Refusal(
+                f"{where}: your subscription does not include {name!r}.",
+                code="field_not_granted",
+                kind=Kind.FORBIDDEN,
+                details={"field": where},
+            ),
+            use.transaction_id,
         )
 
 
@@ -271,6 +297,7 @@ def lookup(*, institution_id: int, client_id: str, slug: str, data: Any, request
         request=request,
     )  # fmt: skip
     body = parse_lookup(data, max_items=settings.LOOKUP_MAX_ITEMS, consent_scope=use.consent_scope, now=use.now)
+    use.transaction_id = body.transaction_id
     digest = replays.request_digest(use.kind, slug, data)
     if (earlier := use.replay(body.transaction_id, digest)) is not None:
         return earlier
@@ -280,17 +307,20 @@ def lookup(*, institution_id: int, client_id: str, slug: str, data: Any, request
     if threshold is not None and body.fields is not None:
         raise Refusal("Ask for fields or for a threshold answer, not both.", code="invalid_request", kind=Kind.INVALID)
     if threshold is None and grant.subscription.lookup_threshold_only:
-        raise Refusal(
-            "Your subscription answers only threshold checks: send a threshold {field, cutoff}.",
-            code="threshold_only",
-            kind=Kind.FORBIDDEN,
+        raise use.refused(
+            Refusal(
+                "Your subscription answers only threshold checks: send a threshold {field, cutoff}.",
+                code="threshold_only",
+                kind=Kind.FORBIDDEN,
+            ),
+            body.transaction_id,
         )
     if threshold is not None:
-        _check_field(threshold.field, lookup_spec.thresholds, allowed, "threshold.field")
+        _check_field(use, threshold.field, lookup_spec.thresholds, allowed, "threshold.field")
         fields: tuple[str, ...] = (threshold.field,)
     else:
         for index, name in enumerate(body.fields or ()):
-            _check_field(name, lookup_spec.fields, allowed, f"fields[{index}]")
+            _check_field(use, name, lookup_spec.fields, allowed, f"fields[{index}]")
         fields = body.fields or allowed
 
     items = body.items
@@ -351,9 +381,7 @@ def lookup(*, institution_id: int, client_id: str, slug: str, data: Any, request
     }
 
     def keep() -> None:
-        kept = use.new_request(body.transaction_id, digest, version, len(items), encoded)
-        kept.matched = counts[MATCHED]
-        kept.save(update_fields=["matched"])
+        kept = use.new_request(body.transaction_id, digest, version, len(items), encoded, counts[MATCHED])
         LookupConsent.objects.bulk_create(
             [
                 LookupConsent(
@@ -391,15 +419,19 @@ def cohort(*, institution_id: int, client_id: str, slug: str, data: Any, request
         request=request,
     )  # fmt: skip
     body = parse_cohort(data, max_items=settings.COHORT_MAX_ITEMS, consent_scope=use.consent_scope, now=use.now)
+    use.transaction_id = body.transaction_id
     digest = replays.request_digest(use.kind, slug, data)
     if (earlier := use.replay(body.transaction_id, digest)) is not None:
         return earlier
     grant, version, spec, lookup_spec = use.grant(body.transaction_id)
     if grant.subscription.lookup_threshold_only:
-        raise Refusal(
-            "Your subscription answers only threshold checks; cohort assessments need a subscription to the fields.",
-            code="threshold_only",
-            kind=Kind.FORBIDDEN,
+        raise use.refused(
+            Refusal(
+                "Your subscription answers only threshold checks; cohort assessments need a subscription to the fields.",
+                code="threshold_only",
+                kind=Kind.FORBIDDEN,
+            ),
+            body.transaction_id,
         )
     if lookup_spec.cohort is None:
         raise Refusal(f"{slug} offers no cohort assessments.", code="cohorts_not_offered", kind=Kind.INVALID)
@@ -408,17 +440,17 @@ def cohort(*, institution_id: int, client_id: str, slug: str, data: Any, request
     group_names = []
     for index, entry in enumerate(body.group_by):
         if isinstance(entry, Band):
-            _check_field(entry.field, rules.measures, allowed, f"group_by[{index}].band")
+            _check_field(use, entry.field, rules.measures, allowed, f"group_by[{index}].band")
         else:
-            _check_field(entry, rules.dimensions, allowed, f"group_by[{index}]")
+            _check_field(use, entry, rules.dimensions, allowed, f"group_by[{index}]")
         group_names.append(entry.name if isinstance(entry, Band) else entry)
     if len(set(group_names)) != len(group_names):
         raise Refusal("group_by names a field twice.", code="invalid_request", kind=Kind.INVALID)
     for index, name in enumerate(body.measures or ()):
-        _check_field(name, rules.measures, allowed, f"measures[{index}]")
+        _check_field(use, name, rules.measures, allowed, f"measures[{index}]")
     measures = body.measures or tuple(name for name in rules.measures if name in allowed)
     if body.cutoff is not None:
-        _check_field(body.cutoff.field, lookup_spec.thresholds, allowed, "cutoff.field")
+        _check_field(use, body.cutoff.field, lookup_spec.thresholds, allowed, "cutoff.field")
 
     items = body.items
     pseudonyms = use.match(items, version, spec)

@@ -146,7 +146,7 @@ def test_lookup_keys_thresholds_and_cohorts_are_checked(lookup_spec_data):
     spec = parse_spec(lookup_spec_data)
     assert spec.lookup.keys == ("buyer",) and spec.lookup.primary_key == "buyer"
     assert spec.lookup.thresholds == ("amount",) and "buyer" not in spec.lookup.fields
-    assert spec.row_group_rows == 8192, "lookup datasets default to small row groups"
+    assert spec.row_group_rows == 2048, "lookup datasets default to small row groups"
 
     bad = copy.deepcopy(lookup_spec_data)
     bad["lookup"] = {

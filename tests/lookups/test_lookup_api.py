@@ -217,6 +217,8 @@ def test_threshold_only_subscription_answers_only_thresholds(client, bank_lookup
     subscriptions.set_lookup_terms(bank_lookup.subscription, fields=[], threshold_only=True)
     response, body = lookup(client, bank_lookup.token, [item(members[0])])
     assert response.status_code == 403 and body["error"]["code"] == "threshold_only"
+    denied = AuditEvent.objects.get(action="lookup.batch")
+    assert denied.outcome == "denied" and denied.details["code"] == "threshold_only"
     response, body = lookup(
         client, bank_lookup.token, [item(members[0])], threshold={"field": "credit_score", "cutoff": 500}
     )
@@ -431,3 +433,12 @@ def test_no_request_tells_a_member_from_a_stranger_except_the_status_of_an_answe
             assert result["answer"] in (("Y", "N") if result["status"] == "matched" else ("N/A",))
         else:
             assert (result["fields"] is not None) == (result["status"] == "matched")
+
+
+def test_a_version_whose_files_are_gone_is_unavailable_not_a_server_error(
+    client, bank_lookup, members, tmp_path, settings
+):
+    settings.STORE_URL = str(tmp_path / "empty-store")
+    response, body = lookup(client, bank_lookup.token, [item(members[0])])
+    assert response.status_code == 503 and body["error"]["code"] == "dataset_unavailable"
+    assert not LookupRequest.objects.exists()
