@@ -145,6 +145,26 @@ def coverage(dataset: Dataset, version: DatasetVersion | None, dictionary: list[
     )
 
 
+def lookup_terms(spec: DatasetSpec) -> dict | None:
+    """What lookups of this dataset take and give (the catalog API and page show it); None for other tiers."""
+    rules = spec.lookup
+    if rules is None:
+        return None
+    by_name = {column.name: column for column in spec.columns}
+    return {
+        "id_types": [by_name[name].identifier for name in rules.keys if name in by_name],
+        "fields": list(rules.fields),
+        "thresholds": list(rules.thresholds),
+        "consent_scope": rules.consent_scope,
+        "cohort": (
+            {"dimensions": list(rules.cohort.dimensions), "measures": list(rules.cohort.measures)}
+            if rules.cohort
+            else None
+        ),
+        "k": spec.privacy.k if spec.privacy else None,
+    }
+
+
 def preview_dimensions(spec: DatasetSpec) -> list[str]:
     """Columns an aggregate preview may count by: the analysis dimensions, plain dimensions first."""
     columns = spec_columns(spec)

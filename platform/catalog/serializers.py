@@ -65,6 +65,7 @@ class DatasetDetailSerializer(serializers.ModelSerializer):
     latest_version = serializers.SerializerMethodField()
     next_refresh_at = serializers.SerializerMethodField()
     coverage = serializers.SerializerMethodField()
+    lookup = serializers.SerializerMethodField()
 
     class Meta:
         model = Dataset
@@ -84,6 +85,7 @@ class DatasetDetailSerializer(serializers.ModelSerializer):
             "next_refresh_at",
             "coverage",
             "latest_version",
+            "lookup",
         ]
 
     def get_access_modes(self, dataset: Dataset) -> list[str]:
@@ -104,6 +106,10 @@ class DatasetDetailSerializer(serializers.ModelSerializer):
     def get_next_refresh_at(self, dataset: Dataset) -> str | None:
         moment = describe.next_refresh_at(dataset)
         return serializers.DateTimeField().to_representation(moment) if moment else None
+
+    def get_lookup(self, dataset: Dataset) -> dict | None:
+        """Lookup datasets: what a lookup or a cohort may name and read (docs/lookup.md); null otherwise."""
+        return describe.lookup_terms(describe.spec_for(dataset, self.context["version"]))
 
     def get_coverage(self, dataset: Dataset) -> dict:
         return describe.coverage(dataset, self.context["version"], self.context["dictionary"]).to_dict()

@@ -73,6 +73,7 @@ def show_dataset(request, slug: str):
             "privacy_items": _privacy_items(version.privacy_report if version else {}),
             "sample": _sample_block(request, dataset, version, memberships),
             "access": _access_rows(dataset, memberships),
+            "lookup": describe.lookup_terms(describe.spec_for(dataset, version)),
         },
     )
 

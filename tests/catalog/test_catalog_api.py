@@ -71,6 +71,15 @@ def test_dataset_metadata_freshness_and_coverage(client, catalog, token):
         "temporal": {"column": "month", "from": "2025-01-01", "to": "2025-02-01"},
         "spatial": "Mainland China, by province (1 values)",
     }
+    assert body["lookup"] is None
+
+
+def test_a_lookup_dataset_says_what_a_lookup_takes_and_gives(client, catalog, token):
+    terms = get(client, "/api/v1/datasets/credit_profiles", token)["lookup"]
+    assert terms["id_types"] == ["resident_id", "mobile"] and terms["consent_scope"] == "credit_assessment"
+    assert "credit_score" in terms["fields"] and "customer" not in terms["fields"]
+    assert terms["thresholds"] == ["credit_score"] and terms["k"] == 5
+    assert "age_band" in terms["cohort"]["dimensions"]
 
 
 def test_versions_newest_first(client, catalog, token, store_url):

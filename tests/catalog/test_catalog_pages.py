@@ -109,6 +109,7 @@ def test_the_portal_offers_only_modes_that_are_served(client, fund, bank, catalo
     lookup_page = page(client, dave, "/catalog/credit_profiles/")
     assert "Consented lookups" in lookup_page and "(planned)" not in lookup_page
     assert "Request access</a>" in lookup_page, "lookups are served: a bank may ask for them"
+    assert "credit_assessment" in lookup_page and "resident_id, mobile" in lookup_page, "the terms a bank integrates to"
     lookup_form = page(client, dave, f"/catalog/credit_profiles/request/?institution={bank.pk}")
     assert 'value="lookup"' in lookup_form and 'value="query"' not in lookup_form
     open_page = page(client, alice, "/catalog/industry_prosperity_monthly/")
