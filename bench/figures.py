@@ -27,7 +27,7 @@ class Figure:
     name: str
     ours: float | None
     raw: float | None
-    unit: str  # "ms", "s", "MB", "rows/s", "queries/s"
+    unit: str  # "ms", "s", "MB", "rows/s", "queries/s", "lookups/s"
     ratio: float | None  # ours / raw
     goal: str | None = None  # e.g. "≤ 1.15", "≥ 1,000,000 rows/s"
     met: bool | None = None
@@ -126,10 +126,11 @@ def render(sections: list[Section], *, generated: str, machine: dict[str, str], 
     lines += [
         "",
         "Every figure is a median of repeated measurements. *raw* is the baseline each benchmark measures "
-        "in the same run, alternating with ours (raw DuckDB on the same Parquet files and SQL, or numpy "
-        "drawing as many values): on a shared machine single figures move by ±15% between runs, the "
-        "ratios much less. The ratio is ours / raw: below 1 is faster than the baseline, except for "
-        "rates (per second), where higher is better. The goals are the ones each benchmark states.",
+        "in the same run, alternating with ours (raw DuckDB on the same Parquet files and SQL, an indexed "
+        "SQLite table of the same rows, or numpy drawing as many values): on a shared machine single "
+        "figures move by ±15% between runs, the ratios much less. The ratio is ours / raw: below 1 is "
+        "faster than the baseline, except for rates (per second), where higher is better. The goals are "
+        "the ones each benchmark states.",
     ]
     for section in sections:
         took = f" ({_duration(section.seconds)})" if section.seconds is not None else ""
@@ -160,10 +161,12 @@ def _row(figure: Figure) -> str:
 def _value(value: float | None, unit: str) -> str:
     if value is None:
         return "—"
-    if unit in ("rows/s", "queries/s"):
+    if unit in ("rows/s", "queries/s", "lookups/s"):
         return f"{value:,.0f} {unit}"
     if unit == "s":
         return f"{value:.2f} s"
+    if abs(value) < 1:  # e.g. a SQLite point read: 0.0 ms would hide it
+        return f"{value:.3f} {unit}"
     return f"{value:.0f} {unit}" if abs(value) >= 100 else f"{value:.1f} {unit}"
 
 

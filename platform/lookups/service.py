@@ -22,6 +22,7 @@ what the partner sent.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -228,8 +229,13 @@ class _Use:
         )
 
 
+@functools.lru_cache(maxsize=8)
+def _store(url: str) -> Store:
+    return Store.from_url(url)  # resolving it (and making sure the folder exists) is not free: once per URL
+
+
 def lookup_table(version: DatasetVersion, spec: DatasetSpec) -> LookupTable:
-    store = Store.from_url(settings.STORE_URL)
+    store = _store(settings.STORE_URL)
     return LookupTable(
         fs=store.fs,
         data_paths=tuple(store.path(version.location, entry["path"]) for entry in version.data_files),
