@@ -12,6 +12,7 @@ serializers in lookups/views.py.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -242,6 +243,15 @@ def _item(value: Any, where: str, consent_scope: str, now: datetime, reference_r
     return item
 
 
+@functools.lru_cache(maxsize=4096)
+def _datetime(text: str) -> datetime | None:
+    """An ISO 8601 date and time (a batch's consents often share their expiry: parsed once)."""
+    try:
+        return parse_datetime(text)
+    except ValueError:  # well-formed, but no such date or time
+        return None
+
+
 def _consent(value: Any, where: str) -> Consent | None:
     """The consent as the bank stated it; None when it is missing or lacks a part (refused per item)."""
     if value is None:
@@ -258,10 +268,7 @@ def _consent(value: Any, where: str) -> Consent | None:
     expires = consent.get("expires_at")
     expires_at = None
     if expires is not None:
-        try:
-            parsed = parse_datetime(expires) if isinstance(expires, str) else None
-        except ValueError:  # well-formed, but no such date or time
-            parsed = None
+        parsed = _datetime(expires) if isinstance(expires, str) else None
         if parsed is None:
             raise invalid("an ISO 8601 date and time, e.g. 2027-06-30T23:59:59+08:00", f"{where}.consent.expires_at")
         expires_at = parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed)

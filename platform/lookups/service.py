@@ -5,9 +5,9 @@
 
 A lookup batch, step by step (a cohort assessment takes the same steps, with its own shape):
 
- 1. read      the dataset (404), the request (400 whole; an item's own problem refuses only that item)
- 2. replay    a transaction id seen within VITAMIN_LOOKUP_REPLAY_HOURS: after the grant is checked again,
+ 1. replay    a transaction id seen within VITAMIN_LOOKUP_REPLAY_HOURS: after the grant is checked again,
               the first answer, byte for byte, with no quota charged (`lookup.replay` audited)
+ 2. read      the dataset (404), the request (400 whole; an item's own problem refuses only that item)
  3. grant     lookup mode (403); the version it reads (pinned, else the latest); the fields it allows
  4. match     each identifier normalized, hashed and pseudonymized with that version's key; in
               threshold mode, the cut-off limit per customer (lookups.cutoffs)
@@ -33,7 +33,7 @@ from typing import Any
 
 import pyarrow as pa
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from access import service as access
@@ -50,7 +50,7 @@ from datasets.storage import Store
 from lookups import keys, replays
 from lookups.cutoffs import plan_cutoffs
 from lookups.models import CutoffCheck, LookupConsent, LookupRequest
-from lookups.requests import Item, ItemRefusal, Threshold, parse_cohort, parse_lookup
+from lookups.requests import TRANSACTION_ID, Item, ItemRefusal, Threshold, parse_cohort, parse_lookup
 from vitamin.refusals import Kind, Refusal
 
 log = logging.getLogger("vitamin.lookups")
@@ -103,6 +103,14 @@ class _Use:
         """Record a refusal of this use (action denied, with its code) and give it back to be raised."""
         self.metered.on_refused(refusal, {"dataset": self.dataset.slug, "transaction_id": transaction_id})
         return refusal
+
+    def replay_of(self, data: Any, digest: str) -> Answer | None:
+        """The first answer, when `data` names a transaction id seen before (checked before the body is read
+        item by item: a replay costs the JSON and a hash, not the validation of 10,000 items again)."""
+        transaction_id = data.get("transaction_id") if isinstance(data, dict) else None
+        if not isinstance(transaction_id, str) or not TRANSACTION_ID.fullmatch(transaction_id):
+            return None  # the full read refuses it
+        return self.replay(transaction_id, digest)
 
     def replay(self, transaction_id: str, digest: str) -> Answer | None:
         try:
@@ -247,6 +255,23 @@ def lookup_table(version: DatasetVersion, spec: DatasetSpec) -> LookupTable:
     )
 
 
+def _insert_many(model, names: list[str], rows: list[tuple]) -> None:
+    """INSERT rows of `model` in one executemany: a 10,000-item batch's consents in milliseconds, where building
+    and compiling 10,000 model instances took seconds. Values go through the backend's own adapters."""
+    if not rows:
+        return
+    fields = [model._meta.get_field(name) for name in names]
+    table = connection.ops.quote_name(model._meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    sql = f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})"
+    prepared = [
+        tuple(field.get_db_prep_value(value, connection) for field, value in zip(fields, row, strict=True))
+        for row in rows
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, prepared)
+
+
 def _key_columns(spec: DatasetSpec, version: DatasetVersion) -> dict[str, str]:
     """Identifier kind → the key column holding its pseudonyms, for the keys this version can be read by: the
     primary key, and each other key whose index file the version has."""
@@ -302,11 +327,11 @@ def lookup(*, institution_id: int, client_id: str, slug: str, data: Any, request
         LookupRequest.Kind.LOOKUP, "lookup.batch", institution_id=institution_id, client_id=client_id, slug=slug,
         request=request,
     )  # fmt: skip
+    digest = replays.request_digest(use.kind, slug, data)
+    if (earlier := use.replay_of(data, digest)) is not None:
+        return earlier
     body = parse_lookup(data, max_items=settings.LOOKUP_MAX_ITEMS, consent_scope=use.consent_scope, now=use.now)
     use.transaction_id = body.transaction_id
-    digest = replays.request_digest(use.kind, slug, data)
-    if (earlier := use.replay(body.transaction_id, digest)) is not None:
-        return earlier
     grant, version, spec, lookup_spec = use.grant(body.transaction_id)
     allowed = use.allowed_fields(grant, lookup_spec)
     threshold = body.threshold
@@ -388,22 +413,35 @@ def lookup(*, institution_id: int, client_id: str, slug: str, data: Any, request
 
     def keep() -> None:
         kept = use.new_request(body.transaction_id, digest, version, len(items), encoded, counts[MATCHED])
-        LookupConsent.objects.bulk_create(
+        _insert_many(
+            LookupConsent,
             [
-                LookupConsent(
-                    request=kept,
-                    position=position,
-                    item_reference=item.reference,
-                    consent_reference=item.consent.reference if item.consent else "",
-                    consent_scope=" ".join(item.consent.scope) if item.consent else "",
-                    consent_expires_at=item.consent.expires_at if item.consent else None,
-                    outcome=outcomes[position],
+                "request",
+                "position",
+                "item_reference",
+                "consent_reference",
+                "consent_scope",
+                "consent_expires_at",
+                "outcome",
+            ],
+            [
+                (
+                    kept.pk,
+                    position,
+                    item.reference,
+                    item.consent.reference if item.consent else "",
+                    " ".join(item.consent.scope) if item.consent else "",
+                    item.consent.expires_at if item.consent else None,
+                    outcomes[position],
                 )
                 for position, item in enumerate(items)
             ],
-            batch_size=2000,
         )
-        CutoffCheck.objects.bulk_create(cutoff_rows, batch_size=2000)
+        _insert_many(
+            CutoffCheck,
+            ["institution", "dataset", "field", "subject", "day", "cutoff", "slot"],
+            [(r.institution_id, r.dataset_id, r.field, r.subject, r.day, r.cutoff, r.slot) for r in cutoff_rows],
+        )
 
     use.commit({"lookups": len(items)}, details, keep)
     return Answer(body=encoded, replayed=False, version=version.number)
@@ -424,11 +462,11 @@ def cohort(*, institution_id: int, client_id: str, slug: str, data: Any, request
         LookupRequest.Kind.COHORT, "lookup.cohort", institution_id=institution_id, client_id=client_id, slug=slug,
         request=request,
     )  # fmt: skip
+    digest = replays.request_digest(use.kind, slug, data)
+    if (earlier := use.replay_of(data, digest)) is not None:
+        return earlier
     body = parse_cohort(data, max_items=settings.COHORT_MAX_ITEMS, consent_scope=use.consent_scope, now=use.now)
     use.transaction_id = body.transaction_id
-    digest = replays.request_digest(use.kind, slug, data)
-    if (earlier := use.replay(body.transaction_id, digest)) is not None:
-        return earlier
     grant, version, spec, lookup_spec = use.grant(body.transaction_id)
     if grant.subscription.lookup_threshold_only:
         raise use.refused(

@@ -13,6 +13,7 @@ same way: PostgreSQL's text cannot hold one, so a lookup with it would be a 500 
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
@@ -64,22 +65,29 @@ def check_depth(value: Any) -> None:
             if depth > MAX_JSON_DEPTH:
                 raise JsonTooDeep(f"JSON nested deeper than {MAX_JSON_DEPTH} levels.")
             children = item.values() if isinstance(item, dict) else item
-            pending.extend((child, depth + 1) for child in children)
+            pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
 
 
 class JSONParser(parsers.JSONParser):
     """DRF's JSON parser, refusing documents nested deeper than MAX_JSON_DEPTH with ParseError (400)."""
 
     def parse(self, stream, media_type=None, parser_context=None):
+        raw = stream.read() if stream is not None else b""
         try:
-            data = super().parse(stream, media_type, parser_context)
+            data = super().parse(io.BytesIO(raw), media_type, parser_context)
         except RecursionError:
             raise ParseError(f"JSON parse error - nested deeper than {MAX_JSON_DEPTH} levels.") from None
-        try:
-            check_depth(data)
-        except JsonTooDeep as exc:
-            raise ParseError(f"JSON parse error - {exc}") from None
-        refuse_nul(_strings(data))
+        # Both walks are skipped when the bytes rule them out, which for a large body is most of the time:
+        # a document with few brackets cannot nest deeply, and in UTF-8 JSON a NUL can only be written as
+        # the escape \u0000 (a raw control character in a string is a parse error already).
+        utf8 = (parser_context or {}).get("encoding", "utf-8").lower().replace("-", "") in ("utf8", "ascii")
+        if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH or not utf8:
+            try:
+                check_depth(data)
+            except JsonTooDeep as exc:
+                raise ParseError(f"JSON parse error - {exc}") from None
+        if b"\\u0000" in raw or not utf8:
+            refuse_nul(_strings(data))
         return data
 
 

@@ -62,9 +62,9 @@ def test_find_returns_exactly_the_rows_of_the_pseudonyms(files, picks, strangers
 def test_a_large_batch_is_answered_by_a_scan_with_the_same_rows(files, monkeypatch):
     lookup, table = files
     wanted = set(table["customer"].to_pylist()[::13])
-    monkeypatch.setattr(reader, "SCAN_ROW_GROUPS", 0)  # every batch scans
+    monkeypatch.setattr(reader, "SCAN_SHARE", 0)  # every batch scans
     scanned = lookup.find("customer", wanted, ["score"])
-    monkeypatch.setattr(reader, "SCAN_ROW_GROUPS", 10**9)  # every batch reads row groups
+    monkeypatch.setattr(reader, "SCAN_SHARE", 2)  # every batch reads row groups
     point = lookup.find("customer", wanted, ["score"])
     assert scanned.sort_by("customer").equals(point.sort_by("customer"))
     assert point.num_rows == len(wanted)
