@@ -26,6 +26,7 @@ keyboards carry them; a value that is still not in the normalized form is refuse
 from __future__ import annotations
 
 import hashlib
+import operator
 import re
 import unicodedata
 from enum import StrEnum
@@ -41,6 +42,7 @@ SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 ID_CHECK_CHARACTERS = "10X98765432"
+_ASCII_OFFSET = 48 * sum(ID_WEIGHTS)
 _RESIDENT_ID = re.compile(r"[0-9]{17}[0-9X]")
 _MOBILE = re.compile(r"1[3-9][0-9]{9}")
 _MOBILE_TEXT = re.compile(r"[0-9+\-.() ]+")
@@ -54,9 +56,9 @@ class InvalidIdentifier(ValueError):
 
 def check_character(first17: str) -> str:
     """The ISO 7064 MOD 11-2 check character of a resident ID's first 17 digits."""
-    return ID_CHECK_CHARACTERS[
-        sum(int(digit) * weight for digit, weight in zip(first17, ID_WEIGHTS, strict=False)) % 11
-    ]
+    # On the ASCII codes: each digit is off by 48, and 48 * sum(weights) is a constant (a batch checks 10,000).
+    codes = first17.encode("ascii")
+    return ID_CHECK_CHARACTERS[(sum(map(operator.mul, codes, ID_WEIGHTS)) - _ASCII_OFFSET) % 11]
 
 
 def normalize(kind: str, raw: str) -> str:

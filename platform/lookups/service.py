@@ -264,10 +264,14 @@ def _insert_many(model, names: list[str], rows: list[tuple]) -> None:
     table = connection.ops.quote_name(model._meta.db_table)
     columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
     sql = f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})"
-    prepared = [
-        tuple(field.get_db_prep_value(value, connection) for field, value in zip(fields, row, strict=True))
-        for row in rows
-    ]
+    # Text and numbers go in as they are; dates and times through the backend's adapter (SQLite stores text).
+    temporal = [i for i, field in enumerate(fields) if field.get_internal_type() in ("DateField", "DateTimeField")]
+    prepared = []
+    for row in rows:
+        values = list(row)
+        for i in temporal:
+            values[i] = fields[i].get_db_prep_value(values[i], connection)
+        prepared.append(values)
     with connection.cursor() as cursor:
         cursor.executemany(sql, prepared)
 
