@@ -442,3 +442,17 @@ def test_a_version_whose_files_are_gone_is_unavailable_not_a_server_error(
     response, body = lookup(client, bank_lookup.token, [item(members[0])])
     assert response.status_code == 503 and body["error"]["code"] == "dataset_unavailable"
     assert not LookupRequest.objects.exists()
+
+
+def test_a_nul_or_deep_nesting_anywhere_in_a_large_body_is_refused(client, bank_lookup, members):
+    items = [item(person) for person in members[:300]]
+    with_nul = [*items[:-1], {**items[-1], "reference": "end\x00"}]
+    response, body = lookup(client, bank_lookup.token, with_nul)
+    assert response.status_code == 400 and body["error"]["code"] == "malformed_request"
+    nested: object = "x"
+    for _ in range(40):
+        nested = [nested]
+    deep = [*items[:-1], {**items[-1], "reference": nested}]
+    response, body = lookup(client, bank_lookup.token, deep)
+    assert response.status_code == 400 and body["error"]["code"] == "malformed_request"
+    assert not LookupRequest.objects.exists()
