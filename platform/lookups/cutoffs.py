@@ -3,9 +3,10 @@ customer, field and institution per calendar day (VITAMIN_TIME_ZONE).
 
 Asking "score >= 600?", then ">= 650?", then ">= 625?" narrows a value down as surely as
 reading it; one or two cut-offs a day (a bank's products) reveal a band, not the value.
-The limit counts the identifier a partner sent, whether or not the dataset holds that
-customer, so a refusal never tells a member from a stranger. Repeating a cut-off already
-used that day is always answered.
+The caller counts a customer found by their primary key, whichever identifier named them
+(no second budget by switching from resident ID to mobile number), and an identifier found
+nowhere as sent: one identifier meets the same limit whether or not it exists. Repeating a
+cut-off already used that day is always answered.
 """
 
 from __future__ import annotations

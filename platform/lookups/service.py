@@ -9,15 +9,15 @@ A lookup batch, step by step (a cohort assessment takes the same steps, with its
               the first answer, byte for byte, with no quota charged (`lookup.replay` audited)
  2. read      the dataset (404), the request (400 whole; an item's own problem refuses only that item)
  3. grant     lookup mode (403); the version it reads (pinned, else the latest); the fields it allows
- 4. match     each identifier normalized, hashed and pseudonymized with that version's key; in
-              threshold mode, the cut-off limit per customer (lookups.cutoffs)
- 5. read      point reads of the version (datasets.lookup)
+ 4. match     each identifier normalized, hashed and pseudonymized with that version's key
+ 5. read      point reads of the version (datasets.lookup); in threshold mode, then the cut-off limit
+              per customer (lookups.cutoffs), a refused item's row dropped unanswered
  6. commit    one transaction: the request, its consents and cut-offs kept, `lookups` charged per
               item (429 for the whole batch), `lookup.batch` audited; if any of it fails, none is kept
 
 Whether a customer exists never changes the shape of an item's answer, its refusals or the
-error of a batch: consent, identifier and cut-off refusals are decided before the read, on
-what the partner sent.
+error of a batch: consent and identifier refusals are decided before the read, on what the
+partner sent, and the cut-off limit treats one identifier alike whether or not it is found.
 """
 
 from __future__ import annotations
@@ -360,9 +360,17 @@ def lookup(*, institution_id: int, client_id: str, slug: str, data: Any, request
 
     items = body.items
     pseudonyms = use.match(items, version, spec)
+    rows = use.read(items, pseudonyms, version, spec, fields)
     cutoff_rows = []
     if threshold is not None:
-        subjects = {position: keys.subject(institution_id, pseudonym) for position, pseudonym in pseudonyms.items()}
+        # The customer is counted by the primary key of the row found, so that naming one customer by resident ID
+        # and again by mobile number does not give two budgets of cut-offs; an identifier found nowhere is
+        # counted as sent (its answer is N/A whatever the cut-off).
+        primary = lookup_spec.primary_key
+        subjects = {
+            position: keys.subject(institution_id, rows[position][primary] if position in rows else pseudonym)
+            for position, pseudonym in pseudonyms.items()
+        }
         plan = plan_cutoffs(
             institution_id, use.dataset.pk, threshold.field, threshold.cutoff, subjects.values(),
             timezone.localdate(use.now),
@@ -370,9 +378,8 @@ def lookup(*, institution_id: int, client_id: str, slug: str, data: Any, request
         for position, subject in subjects.items():
             if subject in plan.refused:
                 items[position].refuse(ItemRefusal.CUTOFF_LIMIT, limit=settings.LOOKUP_MAX_CUTOFFS_PER_DAY)
-                del pseudonyms[position]
+                rows.pop(position, None)  # read, but never answered
         cutoff_rows = plan.new_rows
-    rows = use.read(items, pseudonyms, version, spec, fields)
 
     results, outcomes = [], []
     for position, item in enumerate(items):

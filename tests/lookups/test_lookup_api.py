@@ -456,3 +456,17 @@ def test_a_nul_or_deep_nesting_anywhere_in_a_large_body_is_refused(client, bank_
     response, body = lookup(client, bank_lookup.token, deep)
     assert response.status_code == 400 and body["error"]["code"] == "malformed_request"
     assert not LookupRequest.objects.exists()
+
+
+def test_naming_a_customer_by_another_identifier_does_not_reset_the_cutoff_limit(client, bank_lookup, members, settings):
+    settings.LOOKUP_MAX_CUTOFFS_PER_DAY = 2
+    member = members[0]
+    forms = ["resident_id", "mobile", "mobile_sha256", "resident_id_sha256"]
+    codes = []
+    for number, (form, cutoff) in enumerate(zip(forms, [600, 650, 625, 612], strict=True)):
+        threshold = {"field": "credit_score", "cutoff": cutoff}
+        _, body = lookup(client, bank_lookup.token, [item(member, form=form)], f"tx-{number}", threshold=threshold)
+        result = body["results"][0]
+        codes.append((result["refusal"] or {}).get("code"))
+        assert result["answer"] == ("N/A" if result["refusal"] else result["answer"])
+    assert codes == [None, None, "cutoff_limit", "cutoff_limit"]
