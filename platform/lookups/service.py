@@ -80,6 +80,7 @@ class _Use:
         self.request = request
         self.now = timezone.now()
         self.transaction_id = ""
+        self.digest = ""
         self.metered = MeteredUse(
             institution_id,
             [self.dataset],
@@ -104,13 +105,20 @@ class _Use:
         self.metered.on_refused(refusal, {"dataset": self.dataset.slug, "transaction_id": transaction_id})
         return refusal
 
-    def replay_of(self, data: Any, digest: str) -> Answer | None:
+    def replay_of(self, data: Any) -> Answer | None:
         """The first answer, when `data` names a transaction id seen before (checked before the body is read
         item by item: a replay costs the JSON and a hash, not the validation of 10,000 items again)."""
+        self.digest = replays.request_digest(self.kind, self.dataset.slug, data)
         transaction_id = data.get("transaction_id") if isinstance(data, dict) else None
         if not isinstance(transaction_id, str) or not TRANSACTION_ID.fullmatch(transaction_id):
             return None  # the full read refuses it
-        return self.replay(transaction_id, digest)
+        return self.replay(transaction_id, self.digest)
+
+    def read_body(self, parse, data: Any, max_items: int):
+        """The request read item by item (`parse_lookup` or `parse_cohort`), under the dataset's consent scope."""
+        body = parse(data, max_items=max_items, consent_scope=self.consent_scope, now=self.now)
+        self.transaction_id = body.transaction_id
+        return body
 
     def replay(self, transaction_id: str, digest: str) -> Answer | None:
         try:
@@ -331,11 +339,10 @@ def lookup(*, institution_id: int, client_id: str, slug: str, data: Any, request
         LookupRequest.Kind.LOOKUP, "lookup.batch", institution_id=institution_id, client_id=client_id, slug=slug,
         request=request,
     )  # fmt: skip
-    digest = replays.request_digest(use.kind, slug, data)
-    if (earlier := use.replay_of(data, digest)) is not None:
+    if (earlier := use.replay_of(data)) is not None:
         return earlier
-    body = parse_lookup(data, max_items=settings.LOOKUP_MAX_ITEMS, consent_scope=use.consent_scope, now=use.now)
-    use.transaction_id = body.transaction_id
+    body = use.read_body(parse_lookup, data, settings.LOOKUP_MAX_ITEMS)
+    digest = use.digest
     grant, version, spec, lookup_spec = use.grant(body.transaction_id)
     allowed = use.allowed_fields(grant, lookup_spec)
     threshold = body.threshold
@@ -473,11 +480,10 @@ def cohort(*, institution_id: int, client_id: str, slug: str, data: Any, request
         LookupRequest.Kind.COHORT, "lookup.cohort", institution_id=institution_id, client_id=client_id, slug=slug,
         request=request,
     )  # fmt: skip
-    digest = replays.request_digest(use.kind, slug, data)
-    if (earlier := use.replay_of(data, digest)) is not None:
+    if (earlier := use.replay_of(data)) is not None:
         return earlier
-    body = parse_cohort(data, max_items=settings.COHORT_MAX_ITEMS, consent_scope=use.consent_scope, now=use.now)
-    use.transaction_id = body.transaction_id
+    body = use.read_body(parse_cohort, data, settings.COHORT_MAX_ITEMS)
+    digest = use.digest
     grant, version, spec, lookup_spec = use.grant(body.transaction_id)
     if grant.subscription.lookup_threshold_only:
         raise use.refused(

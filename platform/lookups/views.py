@@ -91,7 +91,17 @@ class _LookupView(PartnerView):
                 kind=Kind.TOO_LARGE,
             )
 
-    def answer(self, result: service.Answer) -> HttpResponse:
+    def run(self, request, slug: str, answering) -> HttpResponse:
+        """The body bounded in size, then `answering` (service.lookup or service.cohort) as the caller's client."""
+        self.check_size(request)
+        client = request.auth_client
+        result = answering(
+            institution_id=client.institution_id,
+            client_id=client.client_id,
+            slug=slug,
+            data=request.data,
+            request=request,
+        )
         response = HttpResponse(result.body, content_type="application/json")
         response["Cache-Control"] = "no-store"
         response["X-Vitamin-Replayed"] = "true" if result.replayed else "false"
@@ -117,17 +127,7 @@ class Lookup(_LookupView):
         responses={200: OpenApiResponse(description="The answers, in the items' order."), **_ERRORS},
     )
     def post(self, request, slug: str):
-        self.check_size(request)
-        client = request.auth_client
-        return self.answer(
-            service.lookup(
-                institution_id=client.institution_id,
-                client_id=client.client_id,
-                slug=slug,
-                data=request.data,
-                request=request,
-            )
-        )
+        return self.run(request, slug, service.lookup)
 
 
 class Cohort(_LookupView):
@@ -145,14 +145,4 @@ class Cohort(_LookupView):
         responses={200: OpenApiResponse(description="The released groups."), **_ERRORS},
     )
     def post(self, request, slug: str):
-        self.check_size(request)
-        client = request.auth_client
-        return self.answer(
-            service.cohort(
-                institution_id=client.institution_id,
-                client_id=client.client_id,
-                slug=slug,
-                data=request.data,
-                request=request,
-            )
-        )
+        return self.run(request, slug, service.cohort)
