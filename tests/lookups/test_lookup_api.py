@@ -458,7 +458,9 @@ def test_a_nul_or_deep_nesting_anywhere_in_a_large_body_is_refused(client, bank_
     assert not LookupRequest.objects.exists()
 
 
-def test_naming_a_customer_by_another_identifier_does_not_reset_the_cutoff_limit(client, bank_lookup, members, settings):
+def test_naming_a_customer_by_another_identifier_does_not_reset_the_cutoff_limit(
+    client, bank_lookup, members, settings
+):
     settings.LOOKUP_MAX_CUTOFFS_PER_DAY = 2
     member = members[0]
     forms = ["resident_id", "mobile", "mobile_sha256", "resident_id_sha256"]
