@@ -3,7 +3,7 @@
 The server is what `make run` gives on a fresh checkout, in a data directory of its own:
 `manage.py migrate`, `manage.py bootstrap` (the demo partners and their credentials file, the
 `demo` plan, the demo datasets built from a few thousand source rows, the demo subscriptions),
-then `manage.py run` (gunicorn, a Celery worker and beat) on a free port.
+then `manage.py run` (gunicorn, a Celery worker and beat) on a free port (tests/live_demo.py).
 
 An example is changed in its host and credentials only. `http://localhost:8000` becomes the
 server's URL; the environment holds `CLIENT_ID` and `CLIENT_SECRET`, the demo fund company's
@@ -32,18 +32,15 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import requests
 from joserfc.jwk import RSAKey
+from live_demo import DEMO_TRANSACTIONS, DemoServer, start_demo_server
 
 from testenv import REPO_DIR
 
@@ -53,7 +50,6 @@ DOC_FILES = [REPO_DIR / "README.md", *sorted((REPO_DIR / "docs").glob("*.md"))]
 RUNNABLE = {"sh", "bash", "shell", "console", "python", "py"}
 NO_RUN = "no-run"
 PLACEHOLDER_URL = "http://localhost:8000"
-DEMO_TRANSACTIONS = 20_000  # source rows of the demo datasets: enough for every aggregate group to pass k
 EXAMPLE_TIMEOUT = 120
 SHELL_PRELUDE = 'curl() { command curl --fail-with-body "$@"; }\n'
 
@@ -204,40 +200,6 @@ print("DOCS-SETUP " + json.dumps({
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _processes_using(data_dir: Path) -> list[int]:
-    """Every process started with this data directory in its environment: the server's, and only those."""
-    marker = f"VITAMIN_DATA_DIR={data_dir}".encode()
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            if marker in (proc / "environ").read_bytes().split(b"\0"):
-                found.append(int(proc.name))
-        except OSError:
-            continue
-    return found
-
-
-def _manage(env: dict[str, str], *argv: str, extra: dict[str, str] | None = None) -> str:
-    result = subprocess.run(
-        [sys.executable, "manage.py", *argv],
-        cwd=REPO_DIR,
-        env={**env, **(extra or {})},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, f"manage.py {' '.join(argv)}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result.stdout
-
-
 def _needing(name: str) -> int:
     return sum(name in block.code for block in EXAMPLES)
 
@@ -245,71 +207,34 @@ def _needing(name: str) -> int:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """A fresh install's demo server, and the credentials the examples may use."""
-    root = tmp_path_factory.mktemp("docs-demo")
-    data_dir = root / "var"
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "VITAMIN_DATA_DIR": str(data_dir),
-        "VITAMIN_PUBLIC_URL": base,
-        "VITAMIN_DEMO_TRANSACTIONS": str(DEMO_TRANSACTIONS),
-        "VITAMIN_WEB_WORKERS": "1",
-        "VITAMIN_WORKER_CONCURRENCY": "1",
-        "VITAMIN_QUERY_POOL_SIZE": "1",
-        "VITAMIN_LOG_FORMAT": "text",
-        "VITAMIN_LOG_LEVEL": "WARNING",
-    }
-    for name in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "VITAMIN_QUOTA_BACKEND"):
-        env.pop(name, None)
-    env.pop("VITAMIN_STORE_URL", None)
-    _manage(env, "migrate", "-v", "0")
-    _manage(env, "bootstrap")
-
     key = RSAKey.generate_key(2048)
     wanted = {
         "grants": _needing("REFRESH_TOKEN"),
         "initial": _needing("INITIAL_ACCESS_TOKEN"),
         "jwks": {"keys": [key.as_dict(private=False)]},
     }
-    output = _manage(
-        env,
-        "shell",
-        "-v",
-        "0",
-        "-c",
-        SETUP,
-        extra={"DOCS_SETUP": json.dumps(wanted), "DOCS_TESTS_DIR": str(REPO_DIR / "tests")},
-    )
-    made = json.loads(
-        next(line[len("DOCS-SETUP ") :] for line in output.splitlines() if line.startswith("DOCS-SETUP "))
-    )
-    fund = json.loads((data_dir / "demo-credentials.json").read_text())["partners"][0]
+    made = {}
 
-    log = (root / "run.log").open("w+")
-    server = subprocess.Popen(
-        [sys.executable, "manage.py", "run", "--port", str(port)],
-        cwd=REPO_DIR,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while server.poll() is None and time.monotonic() < deadline:
-            try:
-                if requests.get(f"{base}/readyz", timeout=5).status_code == 200:
-                    break
-            except requests.RequestException:  # not listening yet
-                pass
-            time.sleep(0.2)
-        else:
-            raise AssertionError(f"the demo server did not start:\n{Path(log.name).read_text()[-3000:]}")
+    def add_docs_credentials(server: DemoServer) -> None:
+        output = server.manage(
+            "shell",
+            "-v",
+            "0",
+            "-c",
+            SETUP,
+            extra={"DOCS_SETUP": json.dumps(wanted), "DOCS_TESTS_DIR": str(REPO_DIR / "tests")},
+        )
+        line = next(line for line in output.splitlines() if line.startswith("DOCS-SETUP "))
+        made.update(json.loads(line[len("DOCS-SETUP ") :]))
+
+    root = tmp_path_factory.mktemp("docs-demo")
+    with start_demo_server(root, transactions=DEMO_TRANSACTIONS, before_run=add_docs_credentials) as server:
+        fund = server.partner("fund_company")
         yield SimpleNamespace(
-            base=base,
-            env=env,
-            data_dir=data_dir,
-            log=Path(log.name),
+            base=server.base,
+            env=server.env,
+            data_dir=server.data_dir,
+            log=server.log,
             fund={"CLIENT_ID": fund["client_id"], "CLIENT_SECRET": fund["client_secret"]},
             tool=made["tool"],
             grants=made["grants"],
@@ -317,19 +242,6 @@ def demo(tmp_path_factory):
             signed=made["signed"],
             private_pem=key.as_pem(private=True),
         )
-    finally:
-        if server.poll() is None:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-        for pid in _processes_using(data_dir):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        log.close()
 
 
 @pytest.fixture
