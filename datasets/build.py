@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,10 +133,18 @@ def connector_for(spec: DatasetSpec, *, batch_rows: int = DEFAULT_BATCH_ROWS) ->
     return get_connector(spec.source.kind, spec.source.options, batch_rows=batch_rows)
 
 
+def reference_connectors(spec: DatasetSpec) -> dict[str, Connector]:
+    """The connectors of a spec's `references`, by the table name the transform reads each as."""
+    from connectors.registry import get_connector
+
+    return {name: get_connector(source.kind, source.options) for name, source in spec.references.items()}
+
+
 def build(
     spec: DatasetSpec,
     connector: Connector,
     *,
+    references: Mapping[str, Connector] | None = None,
     master_key: bytes,
     release: str,
     store: Store,
@@ -151,8 +159,16 @@ def build(
     `on_progress(rows_read)` is called after every source batch, from the thread
     DuckDB reads the source on; an exception raised from it cancels the build.
     `master_key` is the pseudonym master secret and `release` the key epoch
-    (see docs/privacy.md).
+    (see docs/privacy.md). `references` are the connectors of the spec's
+    reference tables (default: `reference_connectors(spec)`); each is read whole
+    and registered under its name before the transform runs.
     """
+    if references is None:
+        references = reference_connectors(spec)
+    if set(references) != set(spec.references):
+        raise BuildError(
+            f"{spec.slug}: references given for {sorted(references)}, the spec has {sorted(spec.references)}"
+        )
     key = PseudonymKey.derive(master_key, spec.slug, release)
     scratch = Path(scratch_dir) / f"build-{uuid.uuid4().hex}"
     staging = Staging.create(store, spec.slug)
@@ -163,6 +179,8 @@ def build(
         source = _CountedSource(connector, on_progress)
         with _connect(spec, scratch / "duckdb_tmp", output_dir, memory_limit, threads) as con:
             relation_sql = spec.transform or "SELECT * FROM source"
+            for name, reference in references.items():  # a ConnectorError propagates: it may be transient
+                con.register(name, pa.Table.from_batches(list(reference.batches()), schema=reference.schema()))
             source_columns = _source_columns(con, connector.schema(), relation_sql)
             _check_source_columns(spec, source_columns)
             con.register("source", source.reader())

@@ -175,6 +175,22 @@ class SourceSpec:
 
 
 @dataclass(frozen=True)
+class HistorySpec:
+    """The monthly history a dataset's point-in-time reads start from (`manage.py backfill_dataset`).
+
+    The version holding the data up to the end of month M is published on `publish_day` of month M+1 at
+    `publish_time` in the spec's time zone: that is when a partner could first have read it, so an
+    `as_of` read before then does not see month M. The build of month M gets the variable
+    `VITAMIN_DATA_UNTIL` (the last day of M) for its source to stop there.
+    """
+
+    first_month: dt.date  # first day of the first month built
+    last_month: dt.date  # first day of the last month built
+    publish_day: int  # day of the following month the version appears (1-28)
+    publish_time: str  # HH:MM, in the spec's time zone
+
+
+@dataclass(frozen=True)
 class PrivacySpec:
     k: int
     quasi_identifiers: tuple[str, ...] = ()
@@ -239,6 +255,11 @@ class DatasetSpec:
     analysis: AnalysisSpec | None
     lookup: LookupSpec | None
     row_group_rows: int | None = None  # rows per Parquet row group; None: the build's default
+    # Further sources the transform joins with `source`, by the table name it reads them as (small
+    # reference data: a merchant-to-company mapping, a calendar); read whole into the build.
+    references: dict[str, SourceSpec] = field(default_factory=dict)
+    time_column: str | None = None  # the date or time column that says which period the data covers
+    history: HistorySpec | None = None
     file: str = ""
     fingerprint: str = field(default="", compare=False)  # sha256 of the resolved spec: changes when the spec does
 
@@ -494,6 +515,7 @@ class _SpecParser:
         if time_zone not in zoneinfo.available_timezones():
             self.problem("time_zone", f"unknown time zone {time_zone!r}")
         source = self._source(top.mapping("source", required=True))
+        references = self._references(top.mapping("references"))
         transform = self._transform(top.raw("transform"))
         columns = self._columns(top.raw("columns"))
         by_name = {column.name: column for column in columns}
@@ -511,6 +533,8 @@ class _SpecParser:
             default=LOOKUP_ROW_GROUP_ROWS if tier == "lookup" else None,
             required=False,
         )
+        time_column = self._time_column(top.text("time_column", required=False), by_name)
+        history = self._history(top.mapping("history"))
         if lookup is not None and lookup.keys and sort_by[:1] != lookup.keys[:1]:
             self.problem("sort_by", f"a lookup dataset is sorted by its primary key first: [{lookup.keys[0]}, ...]")
         top.finish()
@@ -519,6 +543,10 @@ class _SpecParser:
         if self.problems:
             raise SpecError(self.problems)
         resolved = {**data, "source": {"kind": source.kind, "options": source.options}}
+        if references:
+            resolved["references"] = {
+                name: {"kind": reference.kind, "options": reference.options} for name, reference in references.items()
+            }
         fingerprint = hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()
         return DatasetSpec(
             slug=slug,
@@ -543,6 +571,9 @@ class _SpecParser:
             analysis=analysis,
             lookup=lookup,
             row_group_rows=row_group_rows,
+            references=references,
+            time_column=time_column,
+            history=history,
             file=self.file,
             fingerprint=fingerprint,
         )
@@ -562,6 +593,68 @@ class _SpecParser:
             options = {}
         fields.finish()
         return SourceSpec(kind=kind or "", options=self._substitute(dict(options), "source.options"))
+
+    def _references(self, data: Any) -> dict[str, SourceSpec]:
+        if data is None:
+            return {}
+        if not isinstance(data, Mapping):
+            self.problem("references", "must be a mapping of table name to source")
+            return {}
+        references = {}
+        for name, value in data.items():
+            if not isinstance(name, str) or not _NAME.fullmatch(name) or name == "source":
+                self.problem(f"references.{name}", "must be a lower-case SQL name other than `source`")
+                continue
+            fields = _Fields(self, value, f"references.{name}")
+            kind = fields.text("kind")
+            options = fields.mapping("options")
+            if options is None:
+                options = {}
+            elif not isinstance(options, Mapping):
+                self.problem(f"references.{name}.options", "must be a mapping")
+                options = {}
+            fields.finish()
+            references[name] = SourceSpec(
+                kind=kind or "", options=self._substitute(dict(options), f"references.{name}.options")
+            )
+        return references
+
+    def _time_column(self, name: str | None, by_name: dict[str, ColumnSpec]) -> str | None:
+        if name is None:
+            return None
+        column = by_name.get(name)
+        if column is None or not column.published or column.type not in ("date", "timestamp", "timestamptz"):
+            self.problem("time_column", f"must name a published date or timestamp column (got {name!r})")
+            return None
+        return name
+
+    def _history(self, data: Any) -> HistorySpec | None:
+        if data is None:
+            return None
+        fields = _Fields(self, data, "history")
+        months = []
+        for key in ("from", "to"):
+            value = fields.text(key)
+            try:
+                months.append(dt.date.fromisoformat(f"{value}-01") if value else None)
+            except ValueError:
+                self.problem(f"history.{key}", f"must be a month, YYYY-MM (got {value!r})")
+                months.append(None)
+        published = _Fields(self, fields.mapping("published", required=True) or {}, "history.published")
+        day = published.integer("day", minimum=1)
+        if day is not None and day > 28:
+            self.problem("history.published.day", "must be 1-28 (every month has it)")
+        time = published.text("time", required=False, default="00:00")
+        if time is not None and not re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", time):
+            self.problem("history.published.time", f"must be HH:MM (got {time!r})")
+        published.finish()
+        fields.finish()
+        first, last = months
+        if first and last and last < first:
+            self.problem("history.to", "must not be before history.from")
+        if None in (first, last, day, time):
+            return None
+        return HistorySpec(first_month=first, last_month=last, publish_day=day, publish_time=time)
 
     def _substitute(self, value: Any, path: str) -> Any:
         """Replace `${NAME}` / `${NAME:-default}`; a whole-value placeholder keeps the variable's type."""

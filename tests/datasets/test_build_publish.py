@@ -386,3 +386,27 @@ def test_a_publish_never_committed_is_an_orphan(tmp_path):
     remove_version(store, "card_test", 2)
     assert version_numbers(store, "card_test") == [1] and read_version(store, "card_test", 1) == v1_rows
     assert json.loads((Path(version_path(store, "card_test", 1)) / PUBLISHED_MARKER).read_text())["version"] == 1
+
+
+def test_a_transform_joins_reference_tables_read_whole_into_the_build(
+    spec_data, arrow_source, transactions, store, scratch
+):
+    """A spec's `references` are tables the transform reads by name; a row without a match drops out of the join."""
+    import pyarrow as pa
+
+    table = transactions(2000)
+    provinces = pa.table({"city": ["杭州市", "广州市"], "kept": [True, True]})
+    spec_data["references"] = {"kept_cities": {"kind": "arrow_test", "options": {}}}
+    spec_data["transform"] = "SELECT s.* FROM source AS s JOIN kept_cities AS k ON k.city = s.city"
+    result = run_build(
+        spec_data, arrow_source(table), store, scratch, references={"kept_cities": arrow_source(provinces)}
+    )
+    publish(store, "card_test", 1, result)
+    written = {row[3] for row in read_version(store, "card_test", 1)}
+    assert written and written <= {"浙江省", "广东省"}
+    expected = sum(city in ("杭州市", "广州市") for city in table.column("city").to_pylist())
+    assert result.privacy.rows_in == expected
+
+    with pytest.raises(BuildError, match="references given"):
+        run_build(spec_data, arrow_source(table), store, scratch, references={})
+    assert staging_dirs(store) == []  # refused before anything was staged

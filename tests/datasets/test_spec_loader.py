@@ -245,3 +245,49 @@ def test_a_spec_must_publish_something(spec_data):
     spec_data["tier"] = "open"
     spec_data["sort_by"] = []
     assert has(problems_of(spec_data), "columns", "no column is published")
+
+
+def test_references_time_column_and_history_parse_and_round_trip(spec_data):
+    spec_data["source"]["options"]["until"] = "${VITAMIN_DATA_UNTIL:-null}"
+    spec_data["references"] = {
+        "brands": {"kind": "synthetic", "options": {"table": "listed_brands", "companies": "${COMPANIES:-40}"}}
+    }
+    spec_data["time_column"] = "month"
+    spec_data["history"] = {"from": "2023-01", "to": "2023-12", "published": {"day": 3, "time": "09:00"}}
+    spec = parse_spec(spec_data, variables={"VITAMIN_DATA_UNTIL": dt.date(2023, 5, 31)})
+    assert spec.references["brands"].options == {"table": "listed_brands", "companies": 40}
+    assert spec.source.options["until"] == dt.date(2023, 5, 31)
+    assert spec.time_column == "month"
+    assert (spec.history.first_month, spec.history.last_month) == (dt.date(2023, 1, 1), dt.date(2023, 12, 1))
+    assert (spec.history.publish_day, spec.history.publish_time) == (3, "09:00")
+    assert DatasetSpec.from_document(spec.to_document()) == spec
+    # Without the variable, `until` is null: the whole source.
+    assert parse_spec(spec_data).source.options["until"] is None
+    # A reference's resolved options are part of the fingerprint, as the source's are.
+    other = parse_spec(spec_data, variables={"VITAMIN_DATA_UNTIL": dt.date(2023, 5, 31), "COMPANIES": 41})
+    assert other.fingerprint != spec.fingerprint
+
+
+@pytest.mark.parametrize(
+    "change, field, reason",
+    [
+        ({"references": {"source": {"kind": "synthetic"}}}, "references.source", "other than `source`"),
+        ({"references": {"Brands": {"kind": "synthetic"}}}, "references.Brands", "lower-case SQL name"),
+        ({"references": {"brands": {"options": {}}}}, "references.brands.kind", "is required"),
+        ({"references": ["brands"]}, "references", "must be a mapping"),
+        ({"time_column": "amount"}, "time_column", "date or timestamp"),
+        ({"time_column": "nope"}, "time_column", "date or timestamp"),
+        ({"history": {"from": "2023-13", "to": "2024-01", "published": {"day": 3}}}, "history.from", "YYYY-MM"),
+        ({"history": {"from": "2024-01", "to": "2023-01", "published": {"day": 3}}}, "history.to", "before"),
+        ({"history": {"from": "2023-01", "to": "2023-02", "published": {"day": 31}}}, "history.published.day", "1-28"),
+        (
+            {"history": {"from": "2023-01", "to": "2023-02", "published": {"day": 2, "time": "25:00"}}},
+            "history.published.time",
+            "HH:MM",
+        ),
+        ({"history": {"from": "2023-01", "to": "2023-02"}}, "history.published", "is required"),
+    ],
+)
+def test_references_time_column_and_history_are_checked(spec_data, change, field, reason):
+    spec_data.update(change)
+    assert has(problems_of(spec_data), field, reason)
