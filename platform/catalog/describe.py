@@ -125,14 +125,30 @@ def next_refresh_at(dataset: Dataset, now: datetime | None = None) -> datetime |
     return croniter(dataset.schedule, now.astimezone(zone)).get_next(datetime)
 
 
+def time_range(spec: DatasetSpec, column_stats: dict | None) -> dict | None:
+    """The period the data itself covers, {column, from, to}, from the spec's `time_column` and a version's
+    statistics: shown beside the publication time, so that old data published today does not look fresh."""
+    stats = (column_stats or {}).get(spec.time_column) if spec.time_column else None
+    if not stats or stats.get("min") is None:
+        return None
+    return {"column": spec.time_column, "from": stats["min"], "to": stats["max"]}
+
+
 def coverage(dataset: Dataset, version: DatasetVersion | None, dictionary: list[ColumnEntry]) -> Coverage:
-    """Temporal coverage from the first date or time column's min and max; spatial from a region-generalized column."""
+    """Temporal coverage from the spec's time column (else the first date or time column) min and max; spatial
+    from a region-generalized column."""
+    spec = spec_for(dataset, version)
     temporal = next(
-        (entry for entry in dictionary if entry.type.lower().startswith(TEMPORAL_TYPES) and entry.min is not None),
+        (
+            entry
+            for entry in dictionary
+            if entry.min is not None
+            and (entry.name == spec.time_column if spec.time_column else entry.type.lower().startswith(TEMPORAL_TYPES))
+        ),
         None,
     )
     spatial = None
-    for name, column in spec_columns(spec_for(dataset, version)).items():
+    for name, column in spec_columns(spec).items():
         if isinstance(column.generalize, Region):
             count = next((entry.distinct_count for entry in dictionary if entry.name == name), None)
             spatial = f"Mainland China, by {column.generalize.level}" + (f" ({count} values)" if count else "")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 
+from catalog.describe import time_range
 from catalog.models import Dataset, DatasetVersion
 
 SEARCH_MAX_CHARS = 200
@@ -13,7 +16,7 @@ def search_datasets(
     *, text: str = "", tier: str = "", theme: str = "", update_frequency: str = ""
 ) -> QuerySet[Dataset]:
     """Active datasets matching every given filter, by slug, each annotated with its latest published
-    version (`latest_number`, `last_published_at`, `latest_rows`; None before the first).
+    version (`latest_number`, `last_published_at`, `latest_rows`, `latest_stats`; None before the first).
 
     `text` matches any word against title, description, theme and keywords, case-insensitively.
     """
@@ -39,7 +42,16 @@ def search_datasets(
         latest_number=Subquery(latest.values("number")[:1]),
         last_published_at=Subquery(latest.values("created_at")[:1]),
         latest_rows=Subquery(latest.values("row_count")[:1]),
+        latest_stats=Subquery(latest.values("column_stats")[:1]),
     ).order_by("slug")
+
+
+def listed_time_range(dataset: Dataset) -> dict | None:
+    """The data's own period for a row of `search_datasets`."""
+    stats = dataset.latest_stats
+    if isinstance(stats, str):  # a JSON subquery comes back as text on some databases
+        stats = json.loads(stats)
+    return time_range(dataset.current_spec, stats)
 
 
 def facet_values() -> dict[str, list[str]]:

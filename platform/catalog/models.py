@@ -129,6 +129,7 @@ class RefreshRun(models.Model):
         SCHEDULE = "schedule", "Schedule"
         MANUAL = "manual", "Manual"
         BOOTSTRAP = "bootstrap", "Bootstrap"
+        BACKFILL = "backfill", "Backfill of the monthly history"
 
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="refresh_runs")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)

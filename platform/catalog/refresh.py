@@ -20,8 +20,9 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Callable
-from datetime import timedelta
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
 
 from celery import current_app
 from django.conf import settings
@@ -127,8 +128,18 @@ class _Heartbeat:
             self.report(self.rows)
 
 
-def run_refresh(run_id: int, *, on_progress: Callable[[int], None] | None = None) -> RefreshRun:
-    """Execute a queued refresh run in this process. Idempotent for redelivered messages."""
+def run_refresh(
+    run_id: int,
+    *,
+    on_progress: Callable[[int], None] | None = None,
+    variables: Mapping[str, Any] | None = None,
+    published_at: datetime | None = None,
+) -> RefreshRun:
+    """Execute a queued refresh run in this process. Idempotent for redelivered messages.
+
+    `variables` add to the spec's variables (a backfill's `VITAMIN_DATA_UNTIL`); `published_at` is the
+    publication time a backfilled version gets (default: now), which as-of reads resolve by.
+    """
     run = RefreshRun.objects.select_related("dataset").get(pk=run_id)
     if run.is_finished or run.status == RefreshRun.Status.RUNNING:
         return run  # a redelivered message: the work is done or under way elsewhere
@@ -139,7 +150,7 @@ def run_refresh(run_id: int, *, on_progress: Callable[[int], None] | None = None
 
     target = store()
     try:
-        spec = load_spec(dataset.spec_path, spec_variables())
+        spec = load_spec(dataset.spec_path, {**spec_variables(), **(variables or {})})
         heartbeat = _Heartbeat(run, on_progress)
         with every(HEARTBEAT_SECONDS, heartbeat.beat, name=f"refresh-heartbeat-{run.pk}"):
             result = build(
@@ -195,6 +206,7 @@ def run_refresh(run_id: int, *, on_progress: Callable[[int], None] | None = None
                 pseudonym_release=result.release,
                 spec=spec.to_document(),
                 spec_fingerprint=result.spec_fingerprint,
+                created_at=published_at or timezone.now(),
             )
             _finish(run, RefreshRun.Status.PUBLISHED, version=version)
             record(
@@ -205,6 +217,7 @@ def run_refresh(run_id: int, *, on_progress: Callable[[int], None] | None = None
                     "rows": result.row_count,
                     "bytes": result.size_bytes,
                     "build_id": manifest["build_id"],
+                    **({"published_at": published_at.isoformat()} if published_at else {}),
                 },
             )
     except BaseException:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from catalog import describe
+from catalog.listing import listed_time_range
 from catalog.models import Dataset, DatasetVersion
 from datasets.spec import MODES_BY_TIER
 
@@ -14,6 +15,9 @@ class DatasetSummarySerializer(serializers.ModelSerializer):
 
     latest_version = serializers.IntegerField(source="latest_number", allow_null=True)
     last_published_at = serializers.DateTimeField(allow_null=True)
+    time_range = serializers.SerializerMethodField(
+        help_text="The period the latest version's data covers ({column, from, to}), beside its publication time."
+    )
     access_modes = serializers.SerializerMethodField()
 
     class Meta:
@@ -30,10 +34,14 @@ class DatasetSummarySerializer(serializers.ModelSerializer):
             "access_modes",
             "latest_version",
             "last_published_at",
+            "time_range",
         ]
 
     def get_access_modes(self, dataset: Dataset) -> list[str]:
         return list(MODES_BY_TIER[dataset.tier])
+
+    def get_time_range(self, dataset: Dataset) -> dict | None:
+        return listed_time_range(dataset)
 
 
 class VersionSerializer(serializers.ModelSerializer):
@@ -98,6 +106,7 @@ class DatasetDetailSerializer(serializers.ModelSerializer):
         return {
             "number": version.number,
             "published_at": serializers.DateTimeField().to_representation(version.created_at),
+            "time_range": describe.time_range(version.dataset_spec, version.column_stats),
             "row_count": version.row_count,
             "bytes": version.bytes,
             "source_watermark": version.source_watermark or None,

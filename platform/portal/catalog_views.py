@@ -20,7 +20,7 @@ from access import subscriptions
 from access.models import Subscription
 from audit.service import record
 from catalog import describe, samples
-from catalog.listing import facet_values, search_datasets
+from catalog.listing import facet_values, listed_time_range, search_datasets
 from catalog.models import TIER_CHOICES, Dataset
 from datasets.spec import MODES_BY_TIER, TIERS, Mode
 from institutions.models import MANAGER_ROLES, Institution, InstitutionStatus, Member
@@ -42,7 +42,7 @@ def list_datasets(request):
         request,
         "portal/catalog/list.html",
         {
-            "datasets": search_datasets(**filters),
+            "datasets": [(dataset, listed_time_range(dataset)) for dataset in search_datasets(**filters)],
             "filters": filters,
             "tiers": TIER_CHOICES,
             **facet_values(),

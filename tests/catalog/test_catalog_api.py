@@ -35,6 +35,10 @@ def test_listing_with_search_filters_and_pages(client, catalog, token):
     industry = body["results"][2]
     assert industry["tier"] == "open" and industry["access_modes"] == ["query", "download"]
     assert industry["latest_version"] == 1 and industry["last_published_at"]
+    # The data's own period beside the publication time: the latest version's min and max month.
+    months = sorted(str(month) for month in industry_table().column("month").to_pylist())
+    assert industry["time_range"] == {"column": "month", "from": months[0], "to": months[-1]}
+    assert body["results"][1]["time_range"] is None  # credit_profiles: a snapshot, no time column
     assert body["results"][3]["latest_version"] is None
 
     def slugs(query: str) -> list[str]:
@@ -67,6 +71,7 @@ def test_dataset_metadata_freshness_and_coverage(client, catalog, token):
     assert "re-identify" in body["license"] and body["keywords"][0] == "transactions"
     assert body["schedule"] == "30 2 * * *" and body["next_refresh_at"].endswith("02:30:00+08:00")
     assert body["latest_version"]["number"] == 1 and body["latest_version"]["source_watermark"] == "2025-12-31"
+    assert body["latest_version"]["time_range"] == {"column": "month", "from": "2025-01-01", "to": "2025-02-01"}
     assert body["coverage"] == {
         "temporal": {"column": "month", "from": "2025-01-01", "to": "2025-02-01"},
         "spatial": "Mainland China, by province (1 values)",

@@ -28,8 +28,13 @@ def test_the_listing_is_for_signed_in_users_unless_made_public(client, catalog, 
     assert 'href="/catalog/industry_prosperity_monthly/"' not in html, "metadata only: no dataset pages"
     assert client.get("/catalog/industry_prosperity_monthly/").status_code == 302
 
+    html = page(client, bob, "/catalog/?q=industry+prosperity")
+    # The data's own period beside the publication time: old data published today does not look fresh.
+    assert "last published" in html and "data from 2025-01-01 to 2025-03-01" in html
+
     html = page(client, bob, "/catalog/?q=credit")
     assert "Credit profiles" in html and "Industry prosperity" not in html
+    assert "data from" not in html  # a snapshot without a time column claims no period
     assert 'href="/catalog/credit_profiles/"' in html
 
 

@@ -16,11 +16,12 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command, get_commands
 from django.core.management.base import BaseCommand
 
-# Demo steps, in order; each is a management command that is idempotent.
+# Demo steps, in order; each is a management command (with its arguments) that is idempotent.
 # A step whose command does not exist (yet) is skipped, so bootstrap grows with the apps.
 DEMO_STEPS = [
     ("create_demo_partners", "demo partner institutions and their OAuth clients"),
     ("sync_datasets", "dataset specs synced into the catalog"),
+    ("backfill_dataset --missing", "monthly history of the datasets that have one, for as-of reads"),
     ("build_demo_datasets", "first versions of the demo datasets"),
     ("create_demo_subscriptions", "demo subscriptions"),
     ("create_demo_customers", "consented demo customers of the demo bank (demo-customers.json)"),
@@ -45,10 +46,11 @@ class Command(BaseCommand):
         if no_demo:
             return
         available = get_commands()
-        for command, what in DEMO_STEPS:
+        for step, what in DEMO_STEPS:
+            command, *arguments = step.split()
             if command in available:
-                self.stdout.write(f"• {what} ({command})")
-                call_command(command, stdout=self.stdout, stderr=self.stderr)
+                self.stdout.write(f"• {what} ({step})")
+                call_command(command, *arguments, stdout=self.stdout, stderr=self.stderr)
 
     def ensure_admin(self) -> None:
         users = get_user_model()
