@@ -1,7 +1,9 @@
 """The `synthetic` connector: realistic, deterministic Chinese retail-finance data at any scale.
 
 Tables: consumers, merchants, companies, transactions, loans, repayments,
-credit_profiles, stock_attention (see docs/connectors.md for their columns).
+credit_profiles, stock_attention, listed_brands, market_daily (see docs/connectors.md
+for their columns). listed_brands links merchants to listed companies; their demand
+moves spending at those merchants and, by a planted lag, their market_daily returns.
 Everything is vectorized numpy/Arrow and streamed in blocks, so memory stays
 bounded however many rows are asked for, and the same seed always gives the
 same bytes, whatever the batch size.
@@ -16,10 +18,12 @@ from typing import Any
 import pyarrow as pa
 
 from ..base import DEFAULT_BATCH_ROWS, Connector, Option, split_batches
+from .brands import ListedBrandsTable
 from .commerce import MerchantsTable, TransactionsTable
 from .consumer_tables import ConsumersTable, CreditProfilesTable
 from .lending import LoansTable, RepaymentsTable
-from .markets import CompaniesTable, StockAttentionTable
+from .market_daily import MarketDailyTable
+from .markets import MAX_COMPANIES, CompaniesTable, StockAttentionTable
 from .people import max_consumers
 from .resident_id import (
     is_valid_resident_id,
@@ -49,24 +53,53 @@ TABLES: dict[str, type[SyntheticTable]] = {
         RepaymentsTable,
         CreditProfilesTable,
         StockAttentionTable,
+        ListedBrandsTable,
+        MarketDailyTable,
     )
 }
-TABLE_SPECIFIC_OPTIONS = ("consumers", "merchants", "companies", "loans", "start_date", "end_date", "as_of")
+TABLE_SPECIFIC_OPTIONS = (
+    "consumers",
+    "merchants",
+    "companies",
+    "loans",
+    "start_date",
+    "end_date",
+    "as_of",
+    "until",
+)
 
 
 class SyntheticConnector(Connector):
     kind = "synthetic"
     declared_options = (
         Option("table", str, required=True, choices=tuple(TABLES), help="which table to generate"),
-        Option("rows", int, minimum=0, help="rows to generate (a cap for repayments and stock_attention)"),
+        Option(
+            "rows",
+            int,
+            minimum=0,
+            help="rows to generate (a cap for repayments, stock_attention, listed_brands and market_daily)",
+        ),
         Option("seed", int, default=42, minimum=0, maximum=2**63 - 1, help="same seed, same bytes"),
         Option("consumers", int, minimum=1, maximum=max_consumers(), help="consumer population size"),
         Option("merchants", int, minimum=1, maximum=10**8, help="merchant population size"),
-        Option("companies", int, minimum=1, help="number of companies (stock_attention)"),
+        Option(
+            "companies",
+            int,
+            minimum=1,
+            maximum=MAX_COMPANIES,
+            help="the first N companies of the companies table that stock_attention, market_daily and "
+            "listed_brands cover and whose brands transactions know (default 300)",
+        ),
         Option("loans", int, minimum=1, help="loans whose instalments repayments lists"),
         Option("start_date", dt.date, help="first day (default 2024-01-01)"),
         Option("end_date", dt.date, help="last day, inclusive (default 2025-12-31)"),
         Option("as_of", dt.date, help="the day loan statuses and credit profiles describe (default end_date)"),
+        Option(
+            "until",
+            dt.date,
+            help="emit only the rows up to this day (transactions, stock_attention, market_daily): "
+            "the data as known that day, a prefix of the same stream",
+        ),
     )
 
     def __init__(self, options: Mapping[str, Any], *, batch_rows: int = DEFAULT_BATCH_ROWS):

@@ -2,41 +2,42 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .arrays import from_buffer, lookup, round_cents, string_table
-from .calendar import DailySchedule
-from .keyed import WeightedChoice, block_rng, hash_uniform
+from .brands import brand_owner
+from .calendar import DAY_MS, SHANGHAI_UTC_OFFSET_MS, DailySchedule, days_since_epoch
+from .demand import company_demand, month_number
+from .keyed import WeightedChoice, block_rng
+from .markets import DEFAULT_COMPANIES
+from .merchant_attributes import (
+    CATEGORY_INDUSTRY_NAMES,
+    CATEGORY_NAMES,
+    DEFAULT_MERCHANTS,
+    MERCHANT_ID_BASE,
+    merchant_categories,
+    merchant_cities,
+    merchant_names,
+)
 from .people import CONSUMER_COLUMNS, Population, geography, max_consumers
-from .reference import CATEGORIES, CHANNELS, TRADE_NAMES
+from .reference import CATEGORIES, CHANNELS
 from .table import SyntheticTable
 
-MERCHANT_ID_BASE = 100_000_000  # merchant i has id MERCHANT_ID_BASE + i
-DEFAULT_MERCHANTS = 10_000
+__all__ = ["DEFAULT_MERCHANTS", "MERCHANT_ID_BASE", "MerchantsTable", "TransactionsTable", "merchant_categories"]
+
 MIN_DEFAULT_CONSUMERS = 1_000
 TIMEZONE = "Asia/Shanghai"
 
-_CATEGORY_NAMES = string_table(category.name for category in CATEGORIES)
-_CATEGORY_INDUSTRIES = string_table(category.csi_industry for category in CATEGORIES)
-_CATEGORY_CHOICE = WeightedChoice([category.merchant_share for category in CATEGORIES])
 _CHANNEL_NAMES = string_table(CHANNELS)
 _CHANNEL_CHOICE = WeightedChoice([category.channel_shares for category in CATEGORIES])
 _LOG_MEDIAN_AMOUNT = np.log([category.median_amount_cny for category in CATEGORIES])
 _AMOUNT_SIGMA = np.array([category.amount_sigma for category in CATEGORIES])
-_TRADE_NAMES = string_table(TRADE_NAMES)
-_SHOP_SUFFIXES = string_table(suffix for category in CATEGORIES for suffix in category.shop_suffixes)
-_SHOP_SUFFIX_START = np.cumsum([0] + [len(category.shop_suffixes) for category in CATEGORIES])
 MIN_AMOUNT_CNY = 0.01
-
-
-def merchant_categories(seed: int, merchants: np.ndarray) -> np.ndarray:
-    """The category index of each merchant (by index in the population): fixed by (seed, merchant)."""
-    return _CATEGORY_CHOICE.pick(hash_uniform(seed, "merchant.category", merchants))
 
 
 def skewed_index(uniform: np.ndarray, population: int) -> np.ndarray:
@@ -63,21 +64,13 @@ class MerchantsTable(SyntheticTable):
         geo = geography()
         merchants = np.arange(start, stop, dtype=np.int64)
         category = merchant_categories(self.seed, merchants)
-        city = geo.random_cities(hash_uniform(self.seed, "merchant.city", merchants))
-        trade_name = (hash_uniform(self.seed, "merchant.trade_name", merchants) * len(TRADE_NAMES)).astype(np.int64)
-        suffix_count = np.diff(_SHOP_SUFFIX_START)[category]
-        suffix = _SHOP_SUFFIX_START[category] + (
-            hash_uniform(self.seed, "merchant.suffix", merchants) * suffix_count
-        ).astype(np.int64)
-        name = pc.binary_join_element_wise(
-            lookup(geo.city_short_names, city), lookup(_TRADE_NAMES, trade_name), lookup(_SHOP_SUFFIXES, suffix), ""
-        )
+        city = merchant_cities(self.seed, merchants)
         return self.batch(
             {
                 "merchant_id": pa.array(MERCHANT_ID_BASE + merchants),
-                "merchant_name": name,
-                "category": lookup(_CATEGORY_NAMES, category),
-                "csi_industry": lookup(_CATEGORY_INDUSTRIES, category),
+                "merchant_name": merchant_names(self.seed, merchants),
+                "category": lookup(CATEGORY_NAMES, category),
+                "csi_industry": lookup(CATEGORY_INDUSTRY_NAMES, category),
                 "province": lookup(geo.city_provinces, city),
                 "city": lookup(geo.city_names, city),
             }
@@ -86,11 +79,17 @@ class MerchantsTable(SyntheticTable):
 
 class TransactionsTable(SyntheticTable):
     """Purchases in time order. Consumer and merchant attributes match the consumers and merchants tables
-    of the same seed (consumer_id i is row i of consumers; merchant_id is MERCHANT_ID_BASE + row)."""
+    of the same seed (consumer_id i is row i of consumers; merchant_id is MERCHANT_ID_BASE + row).
+
+    At a merchant that sells under a listed company's brand (see brands.py, among the first `companies`
+    companies), the amount is scaled by exp(L) of the owner's demand level in the month of the purchase
+    (Shanghai time; see demand.py); every other amount is independent of the companies.
+    `until` cuts the stream after that local day; `rows` still counts the whole start..end range.
+    """
 
     name = "transactions"
     default_rows = 1_000_000
-    options = frozenset({"consumers", "merchants", "start_date", "end_date"})
+    options = frozenset({"consumers", "merchants", "companies", "start_date", "end_date", "until"})
     schema = pa.schema(
         [
             ("txn_id", pa.int64()),
@@ -116,7 +115,10 @@ class TransactionsTable(SyntheticTable):
         default_consumers = min(max(self.rows // 20, MIN_DEFAULT_CONSUMERS), max_consumers())
         self.consumers: int = options.get("consumers") or default_consumers
         self.merchants: int = options.get("merchants") or DEFAULT_MERCHANTS
+        self.companies: int = options.get("companies") or DEFAULT_COMPANIES
         self.population = Population(self.seed)
+        self.first_month = month_number(self.start_date)
+        self.demand_levels, _ = company_demand(self.seed, self.companies, self.first_month, month_number(self.end_date))
 
     @cached_property
     def schedule(self) -> DailySchedule:
@@ -131,6 +133,11 @@ class TransactionsTable(SyntheticTable):
         category = merchant_categories(self.seed, merchant)
         channel = _CHANNEL_CHOICE.pick(rng.random(len(rows)), category)
         log_amount = _LOG_MEDIAN_AMOUNT[category] + _AMOUNT_SIGMA[category] * rng.standard_normal(len(rows))
+        owner = brand_owner(self.seed, merchant, self.companies)
+        branded = owner >= 0
+        local_day = (times_ms[branded] + SHANGHAI_UTC_OFFSET_MS) // DAY_MS
+        month = month_number(local_day.astype("datetime64[D]")) - self.first_month
+        log_amount[branded] += self.demand_levels[owner[branded], month]
         amount = np.maximum(round_cents(np.exp(log_amount)), MIN_AMOUNT_CNY)
         return self.batch(
             {
@@ -139,18 +146,21 @@ class TransactionsTable(SyntheticTable):
                 "consumer_id": pa.array(consumer),
                 **self.population.columns(consumer, CONSUMER_COLUMNS[:-1]),
                 "merchant_id": pa.array(MERCHANT_ID_BASE + merchant),
-                "category": lookup(_CATEGORY_NAMES, category),
-                "csi_industry": lookup(_CATEGORY_INDUSTRIES, category),
+                "category": lookup(CATEGORY_NAMES, category),
+                "csi_industry": lookup(CATEGORY_INDUSTRY_NAMES, category),
                 "channel": lookup(_CHANNEL_NAMES, channel),
                 "amount": pa.array(amount),
             }
         )
 
+    def rows_through(self, day: dt.date) -> int:
+        """Rows are spread over the local days in order, so the rows up to `day` are a prefix."""
+        days = days_since_epoch(day) - days_since_epoch(self.start_date) + 1
+        if days <= 0:
+            return 0
+        return int(self.schedule.row_ends[min(days, len(self.schedule.row_ends)) - 1])
+
     def watermark(self) -> str | None:
-        """The time of the last transaction (times never decrease with txn_id)."""
-        if self.rows == 0:
-            return None
-        last_block = (self.rows - 1) // self.block_rows
-        start = last_block * self.block_rows
-        last = self.block(last_block, start, self.rows).column("txn_time")[-1].as_py()
-        return last.isoformat()
+        """The time of the last transaction emitted (times never decrease with txn_id)."""
+        last = self.last_emitted_row()
+        return None if last is None else last.column("txn_time")[0].as_py().isoformat()

@@ -93,7 +93,7 @@ class StockAttentionTable(SyntheticTable):
 
     name = "stock_attention"
     default_rows = 0  # unused: one row per company and day unless `rows` caps it
-    options = frozenset({"companies", "start_date", "end_date"})
+    options = frozenset({"companies", "start_date", "end_date", "until"})
     schema = pa.schema(
         [
             ("ticker", pa.string()),
@@ -156,7 +156,11 @@ class StockAttentionTable(SyntheticTable):
             }
         )
 
+    def rows_through(self, day: dt.date) -> int:
+        return max((day - self.start_date).days + 1, 0) * self.companies
+
     def watermark(self) -> str | None:
-        if self.rows == 0:
+        emitted = self.emitted_rows
+        if emitted == 0:
             return None
-        return (self.start_date + dt.timedelta(days=(self.rows - 1) // self.companies)).isoformat()
+        return (self.start_date + dt.timedelta(days=(emitted - 1) // self.companies)).isoformat()

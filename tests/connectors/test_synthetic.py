@@ -28,7 +28,13 @@ from connectors.synthetic.commerce import MERCHANT_ID_BASE
 from connectors.synthetic.reference import CITIES, PHONE_PREFIXES
 from testenv import REPO_DIR
 
-SMALL_ROWS = {"companies": 120, "stock_attention": 3_000, "repayments": 3_000}
+SMALL_ROWS = {
+    "companies": 120,
+    "stock_attention": 3_000,
+    "repayments": 3_000,
+    "listed_brands": 1_000,
+    "market_daily": 3_000,
+}
 
 
 def read(options: dict, batch_rows: int = 65_536) -> pa.Table:
