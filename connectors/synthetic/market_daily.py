@@ -4,7 +4,7 @@ Synthetic, like every table here: no figure is a real company's. Daily total ret
 factor times the company's beta, plus an industry factor and idiosyncratic noise (daily volatility
 about 1.5-2.5%), limited to ±10%. The link to consumption is planted on purpose, so that a demo index
 has something to find: for a company of an industry that can own brands (see brands.py), the trading
-days of month m+1 carry a drift that adds κ·s(c, m) (κ = 0.25) to its return over that month, where
+days of month m+1 carry a drift that adds κ·s(c, m) (κ = 0.12) to its return over that month, where
 s(c, m) is the company's demand shock of month m (demand.py), the same shock that moves spending at
 its brands' merchants in the transactions table. A backtest on this data finds that signal because
 it was put there; it is no evidence about real markets.
@@ -34,7 +34,7 @@ from .reference import CSI_INDUSTRIES, LISTED_COMPANIES
 from .table import DEFAULT_END_DATE, DEFAULT_START_DATE, SyntheticTable
 from .trading_calendar import check_covered, trading_days
 
-SIGNAL_KAPPA = 0.25  # the planted share of last month's demand shock in this month's excess return
+SIGNAL_KAPPA = 0.12  # the planted share of last month's demand shock in this month's excess return
 PRICE_LIMIT = 0.10  # daily total returns are limited to ±10%
 MARKET_VOLATILITY = 0.010
 INDUSTRY_VOLATILITY = 0.007
