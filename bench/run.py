@@ -38,6 +38,7 @@ BENCHMARKS = {
     "query-api": ("bench_query_api.py", ["--rows", "20000000"], ["--rows", "1000000"]),
     "sharing": ("bench_sharing.py", ["--rows", "10000000"], ["--rows", "1000000"]),
     "lookup": ("bench_lookup.py", ["--rows", "10000000"], ["--rows", "200000", "--repeat", "3"]),
+    "fund-index": ("bench_fund_index.py", ["--rows", "1000000"], ["--rows", "200000", "--repeat", "3"]),
 }
 
 
