@@ -59,6 +59,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 from authlib.integrations.requests_client import OAuth2Session
@@ -196,17 +197,16 @@ class LocalParquetSource:
         self.versions = versions
 
     def consumption(self, as_of: datetime) -> Read:
-        frame, number = self._read(CONSUMPTION, self._version_at(CONSUMPTION, as_of), CONSUMPTION_COLUMNS)
-        return Read(frame[frame["month"] == frame["month"].max()], {CONSUMPTION: number})
+        number = self._version_at(CONSUMPTION, as_of)
+        return Read(self._read_latest(CONSUMPTION, number, CONSUMPTION_COLUMNS, "month"), {CONSUMPTION: number})
 
     def market_snapshot(self, as_of: datetime) -> Read:
-        frame, number = self._read(MARKET, self._version_at(MARKET, as_of), MARKET_COLUMNS)
-        return Read(frame[frame["date"] == frame["date"].max()], {MARKET: number})
+        number = self._version_at(MARKET, as_of)
+        return Read(self._read_latest(MARKET, number, MARKET_COLUMNS, "date"), {MARKET: number})
 
     def total_returns(self) -> Read:
         latest = max(item["number"] for item in self.versions[MARKET] if item["status"] == "published")
-        frame, number = self._read(MARKET, latest, RETURN_COLUMNS)
-        return Read(frame, {MARKET: number})
+        return Read(self._read(MARKET, latest, RETURN_COLUMNS), {MARKET: latest})
 
     def published_at(self, slug: str, number: int) -> datetime:
         return published_at(self.versions[slug], slug, number)
@@ -220,13 +220,24 @@ class LocalParquetSource:
             raise SystemExit(f"{slug} version {newest['number']} (current at {as_of.isoformat()}) is retired")
         return newest["number"]
 
-    def _read(self, slug: str, number: int, columns: list[str]) -> tuple[pd.DataFrame, int]:
+    def _read(self, slug: str, number: int, columns: list[str], filters=None) -> pd.DataFrame:
+        # File by file: the partition folders' names are not read as columns (the files hold them).
+        tables = [pq.read_table(path, columns=columns, filters=filters) for path in self._files(slug, number)]
+        return pa.concat_tables(tables).to_pandas()
+
+    def _read_latest(self, slug: str, number: int, columns: list[str], time_column: str) -> pd.DataFrame:
+        """The rows of the version's latest `time_column` value, as the API's `WHERE t = (SELECT max(t) ...)`:
+        the column's maximum first, then only the row groups that can hold it."""
+        latest = max(
+            pc.max(pq.read_table(path, columns=[time_column])[time_column]) for path in self._files(slug, number)
+        )
+        return self._read(slug, number, columns, filters=[(time_column, "==", latest.as_py())])
+
+    def _files(self, slug: str, number: int) -> list[Path]:
         files = sorted((self.store / "datasets" / slug / f"v{number}").rglob("*.parquet"))
         if not files:
             raise SystemExit(f"no Parquet files for {slug} version {number} under {self.store}")
-        # File by file: the partition folders' names are not read as columns (the files hold them).
-        table = pa.concat_tables(pq.read_table(path, columns=columns) for path in files)
-        return table.to_pandas(), number
+        return files
 
 
 def published_at(versions: list[dict], slug: str, number: int) -> datetime:
