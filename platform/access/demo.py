@@ -25,6 +25,9 @@ DEMO_SUBSCRIPTIONS: dict[str, list[tuple[str, list[str]]]] = {
         ("industry_prosperity_monthly", [Mode.QUERY, Mode.DOWNLOAD]),
         ("stock_attention_daily", [Mode.QUERY, Mode.DOWNLOAD]),
         ("card_transactions", [Mode.QUERY]),
+        ("company_consumption_monthly", [Mode.QUERY, Mode.DOWNLOAD]),
+        ("market_daily", [Mode.QUERY, Mode.DOWNLOAD]),
+        ("listed_brands", [Mode.QUERY, Mode.DOWNLOAD]),
     ],
     InstitutionType.BANK: [
         ("credit_profiles", [Mode.LOOKUP]),

@@ -95,6 +95,9 @@ def test_demo_subscriptions_are_idempotent_and_skip_what_is_missing(
             "stock_attention_daily",
         ): "skipped: the dataset is not in the catalog (run sync_datasets)",
         ("Demo Fund Management Co.", "card_transactions"): "granted",
+        ("Demo Fund Management Co.", "company_consumption_monthly"): "granted",
+        ("Demo Fund Management Co.", "market_daily"): "granted",
+        ("Demo Fund Management Co.", "listed_brands"): "granted",
         ("Demo Commercial Bank", "credit_profiles"): "granted",
         ("Demo Commercial Bank", "card_transactions"): "granted",
     }
@@ -103,7 +106,7 @@ def test_demo_subscriptions_are_idempotent_and_skip_what_is_missing(
 
     again = json.loads(run("create_demo_subscriptions", "--json"))["subscriptions"]
     assert {line["outcome"] for line in again if line["dataset"] != "stock_attention_daily"} == {"unchanged"}
-    assert Subscription.objects.count() == 4
+    assert Subscription.objects.count() == 7
 
 
 def test_expire_subscriptions_marks_passed_expiries(fund, demo_datasets, plan):

@@ -25,32 +25,40 @@ def get(client, url, token):
 
 def test_listing_with_search_filters_and_pages(client, catalog, token):
     body = get(client, "/api/v1/datasets", token)
-    assert body["count"] == 4
+    assert body["count"] == 7
     assert [row["slug"] for row in body["results"]] == [
         "card_transactions",
+        "company_consumption_monthly",
         "credit_profiles",
         "industry_prosperity_monthly",
+        "listed_brands",
+        "market_daily",
         "stock_attention_daily",
     ]
-    industry = body["results"][2]
+    industry = body["results"][3]
     assert industry["tier"] == "open" and industry["access_modes"] == ["query", "download"]
     assert industry["latest_version"] == 1 and industry["last_published_at"]
     # The data's own period beside the publication time: the latest version's min and max month.
     months = sorted(str(month) for month in industry_table().column("month").to_pylist())
     assert industry["time_range"] == {"column": "month", "from": months[0], "to": months[-1]}
-    assert body["results"][1]["time_range"] is None  # credit_profiles: a snapshot, no time column
-    assert body["results"][3]["latest_version"] is None
+    assert body["results"][2]["time_range"] is None  # credit_profiles: a snapshot, no time column
+    assert body["results"][6]["latest_version"] is None and body["results"][6]["time_range"] is None
 
     def slugs(query: str) -> list[str]:
         return [row["slug"] for row in get(client, f"/api/v1/datasets?{query}", token)["results"]]
 
     assert slugs("q=credit+score") == ["credit_profiles"]
-    assert slugs("q=INDEX+factors") == ["industry_prosperity_monthly"]  # a keyword, any case
-    assert slugs("q=industry") == ["card_transactions", "industry_prosperity_monthly", "stock_attention_daily"]
+    assert slugs("q=INDEX+factors") == ["company_consumption_monthly", "industry_prosperity_monthly"]  # any case
+    assert slugs("q=industry") == [
+        "card_transactions",
+        "industry_prosperity_monthly",
+        "listed_brands",
+        "stock_attention_daily",
+    ]
     assert slugs("tier=aggregate") == ["card_transactions"]
-    assert slugs("theme=markets") == ["stock_attention_daily"]
+    assert slugs("theme=markets") == ["listed_brands", "market_daily", "stock_attention_daily"]
     assert slugs("update_frequency=daily&tier=open") == ["stock_attention_daily"]
-    second_page = get(client, "/api/v1/datasets?page_size=3&page=2", token)
+    second_page = get(client, "/api/v1/datasets?page_size=3&page=3", token)
     assert [row["slug"] for row in second_page["results"]] == ["stock_attention_daily"]
     assert second_page["previous"] and second_page["next"] is None
 
@@ -60,7 +68,7 @@ def test_listing_with_search_filters_and_pages(client, catalog, token):
 
 def test_inactive_datasets_leave_the_catalog(client, catalog, token):
     Dataset.objects.filter(slug="stock_attention_daily").update(is_active=False)
-    assert get(client, "/api/v1/datasets", token)["count"] == 3
+    assert get(client, "/api/v1/datasets", token)["count"] == 6
     response = client.get("/api/v1/datasets/stock_attention_daily", **auth(token))
     assert response.status_code == 404 and response.json()["error"]["code"] == "dataset_not_found"
 
@@ -178,7 +186,7 @@ def test_the_listing_makes_the_same_queries_for_one_dataset_or_many(client, cata
     Dataset.objects.update(is_active=True)
     publish_table(catalog.industry, industry_table(), store_url)
     with CaptureQueriesContext(connection) as many:
-        assert get(client, "/api/v1/datasets", token)["count"] == 4
+        assert get(client, "/api/v1/datasets", token)["count"] == 7
     assert len(many) == len(one)
     with CaptureQueriesContext(connection) as versions_one:
         get(client, "/api/v1/datasets/card_transactions/versions", token)

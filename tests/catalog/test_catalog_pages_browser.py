@@ -26,7 +26,7 @@ def test_browse_request_and_approve(live_server, page, catalog, fund, alice, olg
 
     # The fund's owner browses the catalog and filters it.
     sign_in(page, base, alice, "/catalog/")
-    assert page.locator(".dataset-card").count() == 4
+    assert page.locator(".dataset-card").count() == 7
     page.select_option("select[name=tier]", "aggregate")
     page.click("button:has-text('Search')")
     page.wait_for_url(f"{base}/catalog/?*")

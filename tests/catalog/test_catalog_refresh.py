@@ -211,7 +211,7 @@ def test_demo_specs_build_at_small_scale(settings, tmp_path):
     call_command("sync_datasets", stdout=io.StringIO())
     out = io.StringIO()
     call_command("build_demo_datasets", stdout=out)
-    assert out.getvalue().count("published v1") == 4, out.getvalue()
+    assert out.getvalue().count("published v1") == 7, out.getvalue()
     for dataset in Dataset.objects.all():
         assert dataset.latest_version().privacy_report
 

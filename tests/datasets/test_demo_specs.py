@@ -1,4 +1,4 @@
-"""The four demo specs load and build, at small scale, from the synthetic connector."""
+"""The demo specs load and build, at small scale, from the synthetic connector."""
 
 from __future__ import annotations
 
@@ -59,6 +59,9 @@ def test_the_demo_specs_load_with_their_documented_defaults():
         "card_transactions": "aggregate",
         "credit_profiles": "lookup",
         "stock_attention_daily": "open",
+        "listed_brands": "open",
+        "market_daily": "open",
+        "company_consumption_monthly": "open",
     }
     assert specs["card_transactions"].source.options["rows"] == 1_000_000
     assert specs["card_transactions"].source.options["consumers"] == 50_000
@@ -159,3 +162,88 @@ def test_stock_attention_is_one_row_per_ticker_and_day(built):
         store, "stock_attention_daily", "SELECT count(*), count(DISTINCT (ticker, date)) FROM {data}"
     )
     assert rows == keys == results["stock_attention_daily"].row_count
+
+
+def source_table(spec, name: str | None = None):
+    """The rows a spec's source (or one of its references) yields, read straight from the connector."""
+    import pyarrow as pa
+
+    source = spec.source if name is None else spec.references[name]
+    connector = get_connector(source.kind, source.options)
+    return pa.Table.from_batches(list(connector.batches()), schema=connector.schema())
+
+
+def test_company_months_under_k_buyers_are_absent_and_the_rest_are_published(built, specs):
+    """Recounted from the source, independently of the transform: a company-month is published exactly
+    when at least 10 distinct buyers bought at its brands' merchants that month."""
+    store, _ = built
+    spec = specs["company_consumption_monthly"]
+    transactions, brands = source_table(spec), source_table(spec, "brands")  # noqa: F841 (read by DuckDB)
+    counted = duckdb.sql(
+        """
+        SELECT b.ticker, CAST(date_trunc('month', t.txn_time AT TIME ZONE 'Asia/Shanghai') AS DATE) AS month,
+               count(DISTINCT t.consumer_id) AS buyers, count(*) AS orders, sum(t.amount) AS spending
+        FROM transactions AS t JOIN brands AS b USING (merchant_id)
+        GROUP BY ALL
+        """
+    ).fetchall()
+    expected = {(ticker, month): (buyers, orders, spending) for ticker, month, buyers, orders, spending in counted}
+    published = {
+        (ticker, month): (buyers, orders, spending)
+        for ticker, month, buyers, orders, spending in query(
+            store, "company_consumption_monthly", "SELECT ticker, month, buyers, orders, spending FROM {data}"
+        )
+    }
+    under_k = {key for key, (buyers, _, _) in expected.items() if buyers < 10}
+    assert under_k and published, "the small demo has company-months on both sides of k"
+    assert not under_k & set(published)
+    assert set(published) == set(expected) - under_k
+    for key, (buyers, orders, spending) in published.items():
+        assert (buyers, orders) == expected[key][:2]
+        assert spending == pytest.approx(expected[key][2], abs=0.01)
+
+
+def test_company_growth_compares_with_the_published_previous_month_only(built):
+    store, _ = built
+    rows = query(store, "company_consumption_monthly", "SELECT ticker, month, spending, mom_growth FROM {data}")
+    spending = {(ticker, month): value for ticker, month, value, _ in rows}
+    for ticker, month, value, growth in rows:
+        previous = spending.get((ticker, (month - dt.timedelta(days=1)).replace(day=1)))
+        assert growth == (None if previous is None else pytest.approx(value / previous - 1, abs=1e-3))
+
+
+def test_market_daily_has_only_trading_days_no_exchange_holiday(built):
+    """The holidays are read here from the calendar's data file, not from the generator's code."""
+    import csv
+
+    store, _ = built
+    holidays_file = REPO_DIR / "connectors" / "synthetic" / "data" / "cn_exchange_holidays.csv"
+    with holidays_file.open(encoding="utf-8") as stream:
+        holidays = {dt.date.fromisoformat(row["date"]) for row in csv.DictReader(stream)}
+    assert dt.date(2024, 10, 1) in holidays and dt.date(2025, 1, 29) in holidays  # National Day, Spring Festival
+    days = [row[0] for row in query(store, "market_daily", "SELECT DISTINCT date FROM {data} ORDER BY date")]
+    assert days[0] == dt.date(2023, 1, 3) and days[-1] == dt.date(2025, 12, 31)  # 2 January 2023 was a holiday
+    assert not set(days) & holidays
+    assert all(day.weekday() < 5 for day in days)
+    every_weekday = [
+        days[0] + dt.timedelta(days=n)
+        for n in range((days[-1] - days[0]).days + 1)
+        if (days[0] + dt.timedelta(days=n)).weekday() < 5
+    ]
+    assert days == [day for day in every_weekday if day not in holidays]
+    [(rows, keys, companies)] = query(
+        store, "market_daily", "SELECT count(*), count(DISTINCT (ticker, date)), count(DISTINCT ticker) FROM {data}"
+    )
+    assert rows == keys == companies * len(days)
+
+
+def test_an_until_day_cuts_the_market_data_as_it_stood_then(specs, tmp_path):
+    """A backfilled month's build sees the data up to that month's end, identical to the full build's rows."""
+    from datasets.spec import load_spec
+
+    until = dt.date(2024, 2, 29)
+    cut = load_spec(SPECS_DIR / "market_daily.yaml", {**SMALL, "VITAMIN_DATA_UNTIL": until})
+    assert cut.source.options["until"] == until and cut.fingerprint != specs["market_daily"].fingerprint
+    full, part = source_table(specs["market_daily"]), source_table(cut)
+    assert part.num_rows and max(part.column("date").to_pylist()) <= until
+    assert part.equals(full.slice(0, part.num_rows))
