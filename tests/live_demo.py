@@ -35,7 +35,10 @@ import requests
 
 from testenv import REPO_DIR
 
-DEMO_TRANSACTIONS = 20_000  # source rows of the demo datasets: enough for every aggregate group to pass k
+# Source rows and listed companies of the demo datasets: enough for every aggregate group to pass k,
+# and for every month of the company-level consumption history to have companies past its k.
+DEMO_TRANSACTIONS = 50_000
+DEMO_COMPANIES = 100
 START_TIMEOUT_S = 90
 STOP_TIMEOUT_S = 30
 # The test run's own services are not the demo server's: it uses its embedded defaults, like `make run`.
@@ -109,6 +112,7 @@ def start_demo_server(
         "VITAMIN_DATA_DIR": str(data_dir),
         "VITAMIN_PUBLIC_URL": base,
         "VITAMIN_DEMO_TRANSACTIONS": str(transactions),
+        "VITAMIN_DEMO_COMPANIES": str(DEMO_COMPANIES),
         "VITAMIN_WEB_WORKERS": "1",
         "VITAMIN_WORKER_CONCURRENCY": "1",
         "VITAMIN_QUERY_POOL_SIZE": "1",

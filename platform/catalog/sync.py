@@ -16,7 +16,11 @@ from datasets.spec import DatasetSpec, load_specs
 
 def spec_variables() -> dict[str, object]:
     """Values the demo specs' `${...}` placeholders take from settings."""
-    return {"VITAMIN_DEMO_TRANSACTIONS": settings.DEMO_TRANSACTIONS, "VITAMIN_DEMO_CONSUMERS": settings.DEMO_CONSUMERS}
+    return {
+        "VITAMIN_DEMO_TRANSACTIONS": settings.DEMO_TRANSACTIONS,
+        "VITAMIN_DEMO_CONSUMERS": settings.DEMO_CONSUMERS,
+        "VITAMIN_DEMO_COMPANIES": settings.DEMO_COMPANIES,
+    }
 
 
 def load_catalog_specs() -> list[DatasetSpec]:

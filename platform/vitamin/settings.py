@@ -261,6 +261,12 @@ DEMO_CONSUMERS = env_int(
     "Consumers in the demo credit_profiles lookup dataset (one row each; the bench uses 10,000,000).",
     minimum=1000,
 )
+DEMO_COMPANIES = env_int(
+    "VITAMIN_DEMO_COMPANIES",
+    1000,
+    "Listed companies in the demo market, brand, consumption and attention datasets (at most 2051).",
+    minimum=10,
+)
 PUBLIC_CATALOG = env_bool(
     "VITAMIN_PUBLIC_CATALOG",
     False,
