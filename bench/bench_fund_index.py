@@ -44,6 +44,7 @@ START, END = "2023-03", "2025-12"
 def load_program():
     spec = importlib.util.spec_from_file_location("build_index", PROGRAM)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
     spec.loader.exec_module(module)
     return module
 
