@@ -30,10 +30,6 @@ TOP = 30
 CAP = 0.10
 START, END = "2023-03", "2025-12"
 DATASETS = ("company_consumption_monthly", "market_daily")
-# Fewer companies than `make run`'s 300 keep the bootstrap short; enough transactions that most
-# company-months pass the k = 10 buyers rule.
-DEMO_ENV = {"VITAMIN_DEMO_COMPANIES": "80"}
-DEMO_TRANSACTIONS = 200_000
 
 
 def _run_program(root: Path, *arguments: str) -> None:
@@ -88,9 +84,10 @@ def _versions(session: requests.Session, base: str, slug: str) -> dict[int, date
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """The demo server, the program's runs against it, and what the API says about the data."""
+    """The demo server (its 100 companies: TOP is less than that), the program's runs against it, and what
+    the API says about the data."""
     root = tmp_path_factory.mktemp("fund-demo")
-    with start_demo_server(root, transactions=DEMO_TRANSACTIONS, extra_env=DEMO_ENV) as demo:
+    with start_demo_server(root) as demo:
         credentials = str(demo.data_dir / "demo-credentials.json")
         first, second, local = root / "first", root / "second", root / "local"
         saved_versions = root / "versions.json"
