@@ -71,7 +71,9 @@ def same_outputs(first: Path, second: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000, help="demo source transactions (make run: 1,000,000)")
-    parser.add_argument("--companies", type=int, default=300, help="listed companies in the demo universe")
+    parser.add_argument(
+        "--companies", type=int, default=1000, help="listed companies in the demo universe (make run: 1,000)"
+    )
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--top", type=int, default=100)
     args = parser.parse_args()
