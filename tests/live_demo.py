@@ -173,3 +173,23 @@ def _stop(server: subprocess.Popen, data_dir: Path) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def run_partner_program(program: Path, *arguments: str, cwd: Path, timeout: int = 600, log: Path | None = None) -> str:
+    """Run one of the partners' own programs (examples/) as its users would: this interpreter, outside the
+    checkout, with a bare PATH and HOME, so it can use nothing of the platform. Returns its stdout."""
+    result = subprocess.run(
+        [sys.executable, str(program), *arguments],
+        cwd=cwd,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(cwd)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    server_log = f"\n--- server log\n{log.read_text()[-2000:]}" if log is not None else ""
+    assert result.returncode == 0, (
+        f"{program.name} exited {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr[-4000:]}"
+        + server_log
+    )
+    return result.stdout

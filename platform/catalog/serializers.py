@@ -46,6 +46,9 @@ class DatasetSummarySerializer(serializers.ModelSerializer):
 
 class VersionSerializer(serializers.ModelSerializer):
     files = serializers.SerializerMethodField()
+    time_range = serializers.SerializerMethodField(
+        help_text="The period this version's data covers ({column, from, to}); null without a time column."
+    )
 
     class Meta:
         model = DatasetVersion
@@ -54,6 +57,7 @@ class VersionSerializer(serializers.ModelSerializer):
             "status",
             "created_at",
             "retired_at",
+            "time_range",
             "row_count",
             "bytes",
             "schema_hash",
@@ -61,6 +65,9 @@ class VersionSerializer(serializers.ModelSerializer):
             "files",
             "privacy_report",
         ]
+
+    def get_time_range(self, version: DatasetVersion) -> dict | None:
+        return describe.time_range(version.dataset_spec, version.column_stats)
 
     def get_files(self, version: DatasetVersion) -> list[dict]:
         return [{key: entry.get(key) for key in ("path", "size_bytes", "sha256")} for entry in version.files]

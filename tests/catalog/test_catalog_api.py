@@ -96,9 +96,14 @@ def test_a_lookup_dataset_says_what_a_lookup_takes_and_gives(client, catalog, to
 
 
 def test_versions_newest_first(client, catalog, token, store_url):
-    publish_table(catalog.industry, industry_table(), store_url)
+    publish_table(catalog.industry, industry_table().slice(0, 2), store_url)  # January only
     body = get(client, "/api/v1/datasets/industry_prosperity_monthly/versions", token)
     assert [row["number"] for row in body["results"]] == [2, 1]
+    # Each version says which period its data covers, beside when it was published.
+    assert [row["time_range"] for row in body["results"]] == [
+        {"column": "month", "from": "2025-01-01", "to": "2025-01-01"},
+        {"column": "month", "from": "2025-01-01", "to": "2025-03-01"},
+    ]
     assert body["results"][0]["files"][0]["path"] == "part-0.parquet"
     assert body["results"][0]["privacy_report"]["passed"] is True
 

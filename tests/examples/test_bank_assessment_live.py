@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import requests
-from live_demo import start_demo_server
+from live_demo import run_partner_program, start_demo_server
 
 from testenv import REPO_DIR
 
@@ -38,31 +36,21 @@ def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("bank-demo")
     with start_demo_server(root) as demo:
         out = root / "assessment"
-        result = subprocess.run(
-            [
-                sys.executable,
-                str(PROGRAM),
-                "--base-url",
-                demo.base,
-                "--credentials",
-                str(demo.data_dir / "demo-credentials.json"),
-                "--customers",
-                str(demo.data_dir / "demo-customers.json"),
-                "--out",
-                str(out),
-                "--cutoff",
-                str(CUTOFF),
-            ],
+        stdout = run_partner_program(
+            PROGRAM,
+            "--base-url",
+            demo.base,
+            "--credentials",
+            str(demo.data_dir / "demo-credentials.json"),
+            "--customers",
+            str(demo.data_dir / "demo-customers.json"),
+            "--out",
+            str(out),
+            "--cutoff",
+            str(CUTOFF),
             cwd=root,  # not the checkout: the program needs nothing of the platform
-            env={"PATH": "/usr/bin:/bin", "HOME": str(root)},
-            capture_output=True,
-            text=True,
             timeout=300,
-            check=False,
-        )
-        assert result.returncode == 0, (
-            f"assess.py exited {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr[-4000:]}"
-            f"\n--- server log\n{demo.log.read_text()[-2000:]}"
+            log=demo.log,
         )
         bank = demo.partner("bank")
         token = requests.post(
@@ -78,7 +66,7 @@ def run(tmp_path_factory):
         )
         sample.raise_for_status()
         yield SimpleNamespace(
-            stdout=result.stdout,
+            stdout=stdout,
             out=out,
             demo=json.loads((demo.data_dir / "demo-customers.json").read_text()),
             k=sample.json()["k"],

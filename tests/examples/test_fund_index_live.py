@@ -10,8 +10,6 @@ versions with their publication times.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import date, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,7 +17,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 import requests
-from live_demo import start_demo_server
+from live_demo import run_partner_program, start_demo_server
 
 from testenv import REPO_DIR
 
@@ -33,29 +31,11 @@ DATASETS = ("company_consumption_monthly", "market_daily")
 
 
 def _run_program(root: Path, *arguments: str) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(PROGRAM),
-            "--top",
-            str(TOP),
-            "--cap",
-            str(CAP),
-            "--start",
-            START,
-            "--end",
-            END,
-            *arguments,
-        ],
+    run_partner_program(
+        PROGRAM,
+        *("--top", str(TOP), "--cap", str(CAP), "--start", START, "--end", END),
+        *arguments,
         cwd=root,  # not the checkout: the program needs nothing of the platform
-        env={"PATH": "/usr/bin:/bin", "HOME": str(root)},
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, (
-        f"build_index.py exited {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr[-4000:]}"
     )
 
 
