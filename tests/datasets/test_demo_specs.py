@@ -244,6 +244,9 @@ def test_an_until_day_cuts_the_market_data_as_it_stood_then(specs, tmp_path):
     until = dt.date(2024, 2, 29)
     cut = load_spec(SPECS_DIR / "market_daily.yaml", {**SMALL, "VITAMIN_DATA_UNTIL": until})
     assert cut.source.options["until"] == until and cut.fingerprint != specs["market_daily"].fingerprint
+    last_month = {**SMALL, "VITAMIN_DATA_UNTIL": dt.date(2025, 12, 31)}
+    for slug in ("market_daily", "company_consumption_monthly"):  # a refresh after the history is unchanged
+        assert load_spec(SPECS_DIR / f"{slug}.yaml", last_month).fingerprint == specs[slug].fingerprint
     full, part = source_table(specs["market_daily"]), source_table(cut)
     assert part.num_rows and max(part.column("date").to_pylist()) <= until
     assert part.equals(full.slice(0, part.num_rows))
