@@ -533,6 +533,9 @@ class _SpecParser:
             default=LOOKUP_ROW_GROUP_ROWS if tier == "lookup" else None,
             required=False,
         )
+        if row_group_rows is not None and row_group_rows % MIN_ROW_GROUP_ROWS:
+            # DuckDB would round it up: the files would not have the row groups the spec declares.
+            self.problem("row_group_rows", f"must be a multiple of {MIN_ROW_GROUP_ROWS} (DuckDB's vector size)")
         time_column = self._time_column(top.text("time_column", required=False), by_name)
         history = self._history(top.mapping("history"))
         if lookup is not None and lookup.keys and sort_by[:1] != lookup.keys[:1]:

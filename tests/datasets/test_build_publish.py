@@ -129,6 +129,32 @@ def test_rows_are_sorted_by_sort_by(spec_data, arrow_source, transactions, store
     assert amounts == sorted(amounts)
 
 
+def test_the_files_have_the_layout_the_spec_declares_and_the_report_does_not_change(
+    spec_data, arrow_source, transactions, store, scratch
+):
+    table = transactions(12_000)
+    plain = run_build({**spec_data, "sort_by": []}, arrow_source(table), store, scratch)
+    spec_data.update(sort_by=["province", "month", "amount"], row_group_rows=2048)
+    laid_out = run_build(spec_data, arrow_source(table), store, scratch)
+
+    files = [laid_out.staging.path_of(entry.path) for entry in laid_out.files]
+    con = duckdb.connect()
+    groups = con.execute(
+        "SELECT file_name, row_group_id, any_value(row_group_num_rows), count(stats_min) FILTER (WHERE path_in_schema"
+        " IN ('province', 'month', 'amount')) FROM parquet_metadata(?) GROUP BY ALL ORDER BY ALL",
+        [files],
+    ).fetchall()
+    assert len(groups) > 3 and all(rows == 2048 for _, _, rows, _ in groups[:-1]) and groups[-1][2] <= 2048
+    assert all(with_min_max == 3 for *_, with_min_max in groups)  # the statistics DuckDB skips row groups by
+    rows = con.execute("SELECT province, month, amount FROM read_parquet(?)", [files]).fetchall()
+    assert rows == sorted(rows, key=lambda row: tuple((value is None, value) for value in row))
+
+    # The layout moves rows, never changes them: same rows, statistics and privacy report.
+    assert laid_out.content_hash == plain.content_hash and laid_out.row_count == plain.row_count
+    assert laid_out.privacy == plain.privacy and laid_out.column_stats == plain.column_stats
+    assert len(plain.files) == 1 and pq.ParquetFile(plain.staging.path_of(plain.files[0].path)).num_row_groups == 1
+
+
 def test_partitioned_output_keeps_the_full_schema_in_every_file(spec_data, arrow_source, transactions, store, scratch):
     spec_data["partitioning"] = ["month"]
     result = run_build(spec_data, arrow_source(transactions(2000)), store, scratch)

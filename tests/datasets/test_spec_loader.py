@@ -122,6 +122,9 @@ def test_generalization_rules_are_validated(spec_data, change, field, reason):
         (lambda d: d["privacy"].update(entity="amount"), "privacy.entity", "not a column with role entity"),
         (lambda d: d.pop("privacy"), "privacy", "required for aggregate"),
         (lambda d: d.update(sort_by=["name"]), "sort_by", "'name' is not a published column"),
+        (lambda d: d.update(sort_by=["month", "province", "month"]), "sort_by", "lists a name more than once"),
+        (lambda d: d.update(row_group_rows=5000), "row_group_rows", "multiple of 2048"),
+        (lambda d: d.update(row_group_rows=1024), "row_group_rows", "integer >= 2048"),
         (lambda d: d.update(partitioning=["amount"]), "partitioning", "has role measure"),
         (lambda d: d.update(tier="open", analysis=None), "columns[buyer].role", "open datasets publish no person-level columns"),
         (lambda d: d.update(lookup={"key": "buyer"}), "lookup", "only lookup datasets"),
@@ -135,7 +138,7 @@ def test_generalization_rules_are_validated(spec_data, change, field, reason):
         (lambda d: d.update(time_zone="Mars/Olympus"), "time_zone", "unknown time zone"),
         (lambda d: d.update(update_frequency="sometimes"), "update_frequency", "must be one of hourly"),
     ],
-    ids=["quasi-missing-from-list", "quasi-list-names-measure", "entity-not-entity", "privacy-missing", "sort-by-dropped", "partition-by-measure", "open-with-entity", "lookup-on-aggregate", "unknown-aggregate", "entity-as-dimension", "threshold-below-k", "transform-not-select", "transform-two-statements", "transform-syntax", "slug", "time-zone", "frequency"],
+    ids=["quasi-missing-from-list", "quasi-list-names-measure", "entity-not-entity", "privacy-missing", "sort-by-dropped", "sort-by-twice", "row-groups-not-vectors", "row-groups-too-small", "partition-by-measure", "open-with-entity", "lookup-on-aggregate", "unknown-aggregate", "entity-as-dimension", "threshold-below-k", "transform-not-select", "transform-two-statements", "transform-syntax", "slug", "time-zone", "frequency"],
 )  # fmt: skip
 def test_structural_rules_are_enforced(spec_data, change, field, reason):
     change(spec_data)
