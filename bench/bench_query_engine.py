@@ -16,6 +16,11 @@ alternating the two sides, takes the median of each figure:
 - arrow 1M rekeyed: the same with the buyer column, which the gateway re-keys per partner (raw: no re-keying)
 - json 1M:          the same rows as our JSON, against raw DuckDB's Arrow stream
 - small query:      a selective COUNT, to show the fixed cost per query
+- selective filter: ~120 rows of 20M (province, month, category and a minimum amount), on files laid out
+                    as a spec's `sort_by` and `row_group_rows` declare them (written by the build's own Parquet
+                    writer: sorted by month, province, category) and on the files as generated; raw DuckDB on
+                    the laid-out files against raw DuckDB on the others shows what the layout buys, and the same
+                    for the aggregate shows that the scan does not pay for it
 
 The aggregate, arrow 1M and small-query figures are also taken through the isolated gateway
 (`datasets.query.isolation.IsolatedGateway`: the query runs in a worker process under an address-space
@@ -48,6 +53,7 @@ import pyarrow.parquet as pq
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "platform")]
 
+from datasets.build import _write_parquet  # noqa: E402
 from datasets.query import formats  # noqa: E402
 from datasets.query.bindings import DatasetBinding  # noqa: E402
 from datasets.query.gateway import Gateway  # noqa: E402
@@ -56,7 +62,15 @@ from datasets.query.limits import Limits  # noqa: E402
 from datasets.query.rekey import derive_partner_key  # noqa: E402
 from datasets.query.results import BATCH_ROWS  # noqa: E402
 from datasets.query.sandbox import SandboxConfig  # noqa: E402
-from datasets.spec import ENTITY_BUCKET_COLUMN, AnalysisSpec, entity_bucket_sql  # noqa: E402
+from datasets.spec import (  # noqa: E402
+    ENTITY_BUCKET_COLUMN,
+    AnalysisSpec,
+    ColumnSpec,
+    DatasetSpec,
+    SourceSpec,
+    Tier,
+    entity_bucket_sql,
+)
 
 ROWS_PER_FILE = 5_000_000
 ROWS_PER_GROUP = 1_000_000
@@ -76,6 +90,15 @@ K_HAVING = f" HAVING count(DISTINCT buyer) >= {K}"
 ARROW_SQL = "SELECT province, month, category, channel, amount FROM {t} LIMIT 1000000"
 REKEYED_SQL = "SELECT province, month, buyer, amount FROM {t} LIMIT 1000000"
 SMALL_SQL = "SELECT count(*) AS n FROM {t} WHERE province = 'P07' AND month = '2024-03'"
+# The selective filter of issue 15: a dashboard's "large transactions in one province, month and category",
+# about 120 of 20M rows (6 of 1M). Laid out as LAYOUT declares, DuckDB reads one or two row groups of it.
+SELECTIVE_SQL = (
+    "SELECT province, month, category, channel, amount FROM {t} "
+    "WHERE month = '2024-03' AND province = 'P07' AND category = 'category-03' AND amount >= 200"
+)
+# The publish-time layout for that filter, as a spec would declare it (sort_by, row_group_rows).
+LAYOUT_SORT_BY = ("month", "province", "category")
+LAYOUT_ROW_GROUP_ROWS = 122_880
 
 
 def with_entity_bucket(files: list[str], folder: Path) -> list[str]:
@@ -92,6 +115,24 @@ def with_entity_bucket(files: list[str], folder: Path) -> list[str]:
         out.append(str(target))
     con.close()
     return out
+
+
+def laid_out(files: list[str], folder: Path, row_group_rows: int = LAYOUT_ROW_GROUP_ROWS) -> list[str]:
+    """The same rows written by the build's own Parquet writer with LAYOUT_SORT_BY and `row_group_rows`."""
+    spec = DatasetSpec(
+        slug="bench_cards", title="", description="", publisher="", contact="", license="", keywords=(),
+        theme="", tier=Tier.OPEN, update_frequency="daily", schedule="", time_zone="UTC",
+        source=SourceSpec("parquet", {}), transform=None,
+        columns=tuple(ColumnSpec(name, name, role, "", "string") for name, role in COLUMNS.items()),
+        privacy=None, partitioning=(), sort_by=LAYOUT_SORT_BY, versions_kept=1, analysis=None, lookup=None,
+        row_group_rows=row_group_rows,
+    )  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(config={"threads": THREADS, "memory_limit": f"{MEMORY_LIMIT_BYTES}B"})
+    con.execute(f"CREATE VIEW source AS SELECT * FROM read_parquet({files!r})")
+    _write_parquet(con, spec, "source", folder, row_group_rows)
+    con.close()
+    return sorted(str(path) for path in folder.glob("*.parquet"))
 
 
 def generate(rows: int, folder: Path) -> list[str]:
@@ -168,11 +209,30 @@ def report(name: str, ours_ms: float, raw_ms: float, goal: float | None = None) 
     figures.record(name, ours_ms, raw_ms, "ms", goal=goal_text, met=met)
 
 
+def selective(ours_batches, raw_batches, isolated, repeat: int) -> None:
+    """The selective filter on the laid-out files and on the files as generated, ours and raw DuckDB."""
+    ours, isolated_ms, raw_ms, ours_plain, raw_plain = medians_ms(
+        lambda: ours_batches(SELECTIVE_SQL.format(t="cards_laid_out")),
+        lambda: ours_batches(SELECTIVE_SQL.format(t="cards_laid_out"), isolated),
+        lambda: raw_batches(SELECTIVE_SQL.format(t="raw_laid_out")),
+        lambda: ours_batches(SELECTIVE_SQL.format(t="cards_open")),
+        lambda: raw_batches(SELECTIVE_SQL.format(t="raw_cards")),
+        repeat=repeat,
+    )
+    report("selective filter, laid out", ours, raw_ms)
+    report("selective filter, laid out, isolated", isolated_ms, raw_ms)
+    report("selective filter, files as generated", ours_plain, raw_plain)
+    report("selective filter: raw DuckDB on the laid-out files (raw: on the files as generated)", raw_ms, raw_plain)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=20_000_000)
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--data-dir", help="keep the generated Parquet here and reuse it (default: a temp dir)")
+    parser.add_argument(
+        "--row-group-rows", type=int, default=LAYOUT_ROW_GROUP_ROWS, help="row groups of the laid-out files"
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-query-"))
@@ -189,6 +249,16 @@ def main() -> None:
         published.mkdir(parents=True)
         with_entity_bucket(files, published)
     published_files = sorted(str(p) for p in published.glob("*.parquet"))
+    layout = store / f"card_transactions_{args.rows}_laid_out_{args.row_group_rows}"
+    if not layout.exists():
+        start = time.perf_counter()
+        laid_out(files, layout, args.row_group_rows)
+        print(
+            f"laid out (sorted by {', '.join(LAYOUT_SORT_BY)}, row groups of {args.row_group_rows:,}) in "
+            f"{time.perf_counter() - start:.1f} s",
+            flush=True,
+        )
+    layout_files = sorted(str(p) for p in layout.glob("*.parquet"))
     size_bytes = sum(os.path.getsize(f) for f in files)
     print(f"{len(files)} files, {size_bytes / 1e6:.0f} MB; {THREADS} threads; median of {args.repeat}", flush=True)
 
@@ -206,7 +276,15 @@ def main() -> None:
     legacy_binding = DatasetBinding(
         "cards_legacy", 1, "aggregate", files, COLUMNS, entity="buyer", analysis=analysis, size_bytes=size_bytes
     )
-    bindings = {"cards_open": open_binding, "cards": aggregate_binding, "cards_legacy": legacy_binding}
+    layout_binding = DatasetBinding(
+        "cards_laid_out", 1, "open", layout_files, COLUMNS, size_bytes=sum(os.path.getsize(f) for f in layout_files)
+    )
+    bindings = {
+        "cards_open": open_binding,
+        "cards": aggregate_binding,
+        "cards_legacy": legacy_binding,
+        "cards_laid_out": layout_binding,
+    }
     config = SandboxConfig(
         store_root=str(store),
         temp_directory=str(work / "tmp"),
@@ -222,6 +300,7 @@ def main() -> None:
     raw = duckdb.connect(config={"threads": THREADS, "memory_limit": f"{MEMORY_LIMIT_BYTES}B"})
     raw.execute("SET parquet_metadata_cache = true")
     raw.execute(f"CREATE VIEW raw_cards AS SELECT * FROM read_parquet({files!r})")
+    raw.execute(f"CREATE VIEW raw_laid_out AS SELECT * FROM read_parquet({layout_files!r})")
 
     def ours_batches(sql: str, engine=gateway) -> int:
         return sum(batch.num_rows for batch in engine.run(sql, bindings, key, limits).record_batches())
@@ -288,6 +367,13 @@ def main() -> None:
     )
     report("small query", ours, raw_ms)
     report("small query, isolated", isolated_ms, raw_ms)
+    selective(ours_batches, raw_batches, isolated, repeat=max(r, 21))
+    ours, raw_ms = medians_ms(
+        lambda: raw_batches(AGGREGATE_SQL.format(t="raw_laid_out")),
+        lambda: raw_batches(AGGREGATE_SQL.format(t="raw_cards")),
+        repeat=r,
+    )
+    report("aggregate: raw DuckDB on the laid-out files (raw: on the files as generated)", ours, raw_ms)
     isolated.close()
     gateway.close()
     raw.close()
