@@ -36,6 +36,7 @@ BENCHMARKS = {
     "build": ("bench_build.py", ["--rows", "10000000"], ["--rows", "500000"]),
     "query-engine": ("bench_query_engine.py", ["--rows", "20000000"], ["--rows", "1000000"]),
     "query-api": ("bench_query_api.py", ["--rows", "20000000"], ["--rows", "1000000"]),
+    "datasette": ("bench_datasette.py", ["--rows", "20000000"], ["--rows", "1000000"]),
     "sharing": ("bench_sharing.py", ["--rows", "10000000"], ["--rows", "1000000"]),
     "lookup": ("bench_lookup.py", ["--rows", "10000000"], ["--rows", "200000", "--repeat", "3"]),
     "fund-index": ("bench_fund_index.py", ["--rows", "1000000"], ["--rows", "200000", "--repeat", "3"]),
