@@ -176,8 +176,10 @@ def build(
         scratch.mkdir(parents=True)
         output_dir = Path(staging.path) if store.is_local else scratch / "out"
         output_dir.mkdir(parents=True, exist_ok=True)
+        rows_dir = scratch / "rows"  # the anonymizer's staged rows
+        rows_dir.mkdir()
         source = _CountedSource(connector, on_progress)
-        with _connect(spec, scratch / "duckdb_tmp", output_dir, memory_limit, threads) as con:
+        with _connect(spec, scratch / "duckdb_tmp", output_dir, rows_dir, memory_limit, threads) as con:
             relation_sql = spec.transform or "SELECT * FROM source"
             for name, reference in references.items():  # a ConnectorError propagates: it may be transient
                 con.register(name, pa.Table.from_batches(list(reference.batches()), schema=reference.schema()))
@@ -185,7 +187,7 @@ def build(
             _check_source_columns(spec, source_columns)
             con.register("source", source.reader())
             try:
-                anonymized = anonymize(con, spec, key, relation_sql)
+                anonymized = anonymize(con, spec, key, relation_sql, scratch_dir=rows_dir)
                 row_group_rows = spec.row_group_rows or row_group_rows
                 _write_parquet(con, spec, anonymized.view, output_dir, row_group_rows)
             except duckdb.Error as exc:
@@ -267,7 +269,9 @@ class _CountedSource:
 class _connect:
     """A hardened, single-use DuckDB connection for one build."""
 
-    def __init__(self, spec: DatasetSpec, temp_dir: Path, output_dir: Path, memory_limit: str, threads: int):
+    def __init__(
+        self, spec: DatasetSpec, temp_dir: Path, output_dir: Path, rows_dir: Path, memory_limit: str, threads: int
+    ):
         temp_dir.mkdir(parents=True, exist_ok=True)
         self.con = duckdb.connect(
             ":memory:",
@@ -285,9 +289,10 @@ class _connect:
             self.con.execute(f"SET TimeZone = {sql_literal(spec.time_zone)}")
             install_reference_tables(self.con)
             install_identifier_macros(self.con)
-            # The output directory itself (COPY checks it) and everything below it and the temp directory.
+            # The output directory itself (COPY checks it) and everything below it, the temp and the rows directory.
             self.con.execute("SET allowed_paths = $paths", {"paths": [str(output_dir)]})
-            self.con.execute("SET allowed_directories = $dirs", {"dirs": [f"{output_dir}/", f"{temp_dir}/"]})
+            directories = [f"{output_dir}/", f"{temp_dir}/", f"{rows_dir}/"]
+            self.con.execute("SET allowed_directories = $dirs", {"dirs": directories})
             self.con.execute("SET enable_external_access = false")
             self.con.execute("SET lock_configuration = true")
         except BaseException:

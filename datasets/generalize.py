@@ -167,11 +167,14 @@ class Region(_Rule):
     LEVELS: ClassVar[tuple[str, ...]] = ("province", "region")
     level: str
 
+    def prepare(self, value: str) -> str:
+        return f"trim(CAST({value} AS VARCHAR))"
+
     def sql(self, value: str) -> str:
         # A correlated scalar subquery: DuckDB turns it into a hash join, several times faster than a MAP literal.
-        return (
-            f"(SELECT {quote_identifier(self.level)} FROM {REGION_TABLE} WHERE name = trim(CAST({value} AS VARCHAR)))"
-        )
+        # Correlated on the prepared column itself, not an expression of it: DuckDB then joins the rows directly
+        # instead of first buffering every row of the input to join back (a delim join, memory growing with rows).
+        return f"(SELECT {quote_identifier(self.level)} FROM {REGION_TABLE} WHERE name = {value})"
 
     def describe(self) -> str:
         return f"coarsen place to {self.level}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import tempfile
 
 import duckdb
 import pyarrow as pa
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 
 from datasets.anonymize import (
     PSEUDONYM_HEX_CHARS,
+    STAGED_FILE,
     PseudonymKey,
     anonymize,
     install_reference_tables,
@@ -195,6 +197,19 @@ def test_region_coarsens_cities_and_provinces():
     ]
 
 
+def test_the_region_rule_joins_rows_without_buffering_the_input():
+    # Correlated on an expression of the row, DuckDB would first buffer every input row to join back (a delim
+    # join, memory growing with the rows of a build); correlated on the prepared column it joins row by row.
+    rule = parse_rule({"rule": "region", "level": "province"})
+    con = duckdb.connect()
+    install_reference_tables(con)
+    con.register("t", pa.table({"v": [" 杭州 ", "广东"]}))
+    sql = f"SELECT {rule.sql('p')} FROM (SELECT {rule.prepare('v')} AS p FROM t)"
+    plan = con.execute(f"EXPLAIN {sql}").fetchall()[0][1]
+    assert "CTE" not in plan and "DELIM" not in plan.upper()
+    assert [row[0] for row in con.execute(sql).fetchall()] == ["浙江省", "广东省"]
+
+
 def test_the_31_provinces_map_onto_the_7_regions():
     assert len(PROVINCES) == 31
     assert {region for _, _, region, _ in PROVINCES} == set(REGIONS) and len(REGIONS) == 7
@@ -274,8 +289,10 @@ def run_anonymize(spec, rows: dict) -> tuple[list[tuple], int]:
     con = duckdb.connect()
     install_reference_tables(con)
     con.register("source", pa.table(rows))
-    result = anonymize(con, spec, PseudonymKey.derive(MASTER, spec.slug, "r1"), "SELECT * FROM source")
-    return con.execute(f"SELECT * FROM {result.view} ORDER BY ALL").fetchall(), result.rows_in
+    with tempfile.TemporaryDirectory() as scratch:
+        key = PseudonymKey.derive(MASTER, spec.slug, "r1")
+        result = anonymize(con, spec, key, "SELECT * FROM source", scratch_dir=scratch)
+        return con.execute(f"SELECT * FROM {result.view} ORDER BY ALL").fetchall(), result.rows_in
 
 
 def test_groups_with_fewer_than_k_distinct_entities_are_suppressed():
@@ -290,6 +307,24 @@ def test_groups_with_fewer_than_k_distinct_entities_are_suppressed():
     zones = [row[1] for row in published]
     assert zones.count("A") == 3 and zones.count(None) == 3  # NULL is a group of its own, kept when large enough
     assert "B" not in zones  # five rows, but one person: not 3-anonymous
+
+
+def test_the_rows_wait_for_the_k_decision_in_a_file_not_in_the_database(tmp_path):
+    # A table of every row would sit in DuckDB's memory up to its limit; only per-person and per-group tables may.
+    people = [f"p{i % 50}" for i in range(5000)]
+    con = duckdb.connect()
+    install_reference_tables(con)
+    con.register("source", pa.table({"person": people, "zone": ["A"] * 5000, "amount": [1.0] * 5000}))
+    spec = k_spec(3)
+    result = anonymize(
+        con, spec, PseudonymKey.derive(MASTER, spec.slug, "r1"), "SELECT * FROM source", scratch_dir=tmp_path
+    )
+    assert result.rows_in == 5000 and (tmp_path / STAGED_FILE).is_file()
+    assert con.execute(f"SELECT count(*) FROM {result.view}").fetchall()[0][0] == 5000
+    sizes = con.execute(
+        "SELECT table_name, estimated_size FROM duckdb_tables() WHERE table_name <> 'vitamin_region_names'"
+    )
+    assert all(rows <= 50 for _, rows in sizes.fetchall())
 
 
 def test_without_an_entity_k_counts_rows():
