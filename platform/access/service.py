@@ -10,6 +10,8 @@ Sharing, lookups) calls `ensure`; no view decides access on its own. Nothing
 is cached: each call reads the subscription, the institution and the dataset
 from the database and compares the expiry with the current time, so a
 revocation, an expiry or a suspension takes effect on the very next request.
+That read is one query whose SQL is compiled once per thread (`vitamin.prepared`):
+only the compiling is saved, never what it reads.
 
 `institution` is an Institution or its id; `dataset` a Dataset or its slug.
 """
@@ -28,6 +30,7 @@ from catalog.models import Dataset, DatasetVersion
 from datasets.query.limits import Limits
 from datasets.spec import MODES, MODES_BY_TIER, Mode
 from institutions.models import Institution, InstitutionStatus
+from vitamin.prepared import PreparedLookup
 from vitamin.refusals import Kind, Refusal
 
 S = Subscription.Status
@@ -172,8 +175,10 @@ def _check(institution, dataset, mode: str, now: datetime | None) -> tuple[Grant
         raise ValueError(f"unknown access mode {mode!r}; known: {', '.join(MODES)}")
     now = now or timezone.now()
     institution_id = _pk(institution)
-    by_dataset = {"dataset": dataset} if isinstance(dataset, Dataset) else {"dataset__slug": dataset}
-    subscription = _subscriptions().filter(institution_id=institution_id, **by_dataset).first()
+    if isinstance(dataset, Dataset):
+        subscription = _SUBSCRIPTION_BY_DATASET_ID.first(institution_id, dataset.pk)
+    else:
+        subscription = _SUBSCRIPTION_BY_SLUG.first(institution_id, dataset)
     if subscription is None:
         institution_row = Institution.objects.filter(pk=institution_id).only("legal_name", "status").first()
         status = institution_row.status if institution_row else InstitutionStatus.CLOSED
@@ -231,6 +236,24 @@ def _grant(subscription: Subscription, mode: str) -> Grant:
 
 def _subscriptions():
     return Subscription.objects.select_related("institution", "dataset", "plan", "pinned_version")
+
+
+# The one decision's read, on every request of every path: compiled once per thread, read anew each call
+# (unique per institution and dataset, so the order only makes `first` well defined).
+_SUBSCRIPTION_BY_SLUG = PreparedLookup(
+    lambda institution_id, slug: (
+        _subscriptions().filter(institution_id=institution_id, dataset__slug=slug).order_by("pk")
+    ),
+    int,
+    str,
+)
+_SUBSCRIPTION_BY_DATASET_ID = PreparedLookup(
+    lambda institution_id, dataset_id: (
+        _subscriptions().filter(institution_id=institution_id, dataset_id=dataset_id).order_by("pk")
+    ),
+    int,
+    int,
+)
 
 
 def _pk(institution: Institution | int) -> int:

@@ -23,8 +23,14 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 
 from oauth.credentials import hash_secret
 from oauth.models import Token
+from vitamin.prepared import PreparedLookup
 
 REALM = "vitamin"
+# On every API request: compiled once, read anew each time (a revoked token is refused at once).
+_TOKEN_BY_HASH = PreparedLookup(
+    lambda token_hash: Token.objects.select_related("client__institution", "user").filter(access_token_hash=token_hash),
+    str,
+)
 _PROBLEMS = {
     "unknown": "The access token is not valid.",
     "revoked": "The access token has been revoked.",
@@ -68,11 +74,7 @@ class BearerTokenAuthentication(BaseAuthentication):
         value = value.strip()
         token = None
         if value:
-            token = (
-                Token.objects.select_related("client__institution", "user")
-                .filter(access_token_hash=hash_secret(value))
-                .first()
-            )
+            token = _TOKEN_BY_HASH.first(hash_secret(value))
         problem = "unknown" if token is None else token.problem()
         if problem is not None:
             request.bearer_error = _PROBLEMS[problem]

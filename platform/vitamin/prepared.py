@@ -1,0 +1,128 @@
+"""Lookups on every request's path, compiled to SQL once per thread and database, run with new values each time.
+
+    TOKEN = PreparedLookup(lambda token_hash: Token.objects.select_related("client").filter(access_token_hash=token_hash))
+    token = TOKEN.first(hash_secret(value))     # the same instance (and related instances) `.first()` would give
+
+Compiling a queryset (its joins, the columns of every `select_related` model, their converters)
+costs several times more Python than running the SQL it makes: about 0.5 ms of a 0.85 ms grant
+lookup on SQLite. The queryset is built once with stand-in values, compiled, and its SQL kept with
+the positions of the stand-ins among its parameters; each call runs that SQL with the real values
+and builds the instances exactly as Django's own iterator does. Nothing read is kept: every call
+queries the database, so it sees every change committed before it, like the queryset it replaces.
+
+Values must be strings or integers (slugs, hashes, primary keys), each passed where its stand-in was.
+The queryset's own ordering decides the first row; build it with `order_by`, as `.first()` would.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connections
+from django.db.models import Model, QuerySet
+from django.db.models.query import get_related_populators
+
+# Stand-ins no real value equals: a string with a NUL byte, and integers below any primary key.
+_TEXT_STAND_IN = "\x00vitamin-prepared-{}"
+_INT_STAND_IN = -7_000_000_000
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    params: tuple
+    slots: tuple[tuple[int, int], ...]  # (position among the SQL's parameters, index of the caller's value)
+    model: type[Model]
+    init_list: list[str]
+    model_slice: slice
+    related_populators: list
+    converters: list
+    width: int
+
+
+class PreparedLookup:
+    def __init__(self, build: Callable[..., QuerySet], *kinds: type):
+        """`build(*values)` makes the queryset; `kinds` are the values' types (str or int), in order."""
+        for kind in kinds:
+            if kind not in (str, int):
+                raise TypeError(f"a prepared lookup takes str or int values, not {kind.__name__}")
+        self._build = build
+        self._kinds = kinds
+        self._local = threading.local()
+
+    def first(self, *values: Any) -> Model | None:
+        """The first instance of the queryset built with `values`, or None."""
+        if len(values) != len(self._kinds):
+            raise TypeError(f"expected {len(self._kinds)} values, got {len(values)}")
+        checked = [kind(value) for kind, value in zip(self._kinds, values, strict=True)]
+        if any(isinstance(value, str) and "\x00" in value for value in checked):
+            return None  # no stored slug, hash or name holds a NUL byte
+        db, compiled = self._compiled()
+        params = list(compiled.params)
+        for position, index in compiled.slots:
+            params[position] = checked[index]
+        connection = connections[db]
+        with connection.cursor() as cursor:
+            cursor.execute(compiled.sql, params)
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        row = list(row[: compiled.width])
+        for position, converters, expression in compiled.converters:
+            value = row[position]
+            for converter in converters:
+                value = converter(value, expression, connection)
+            row[position] = value
+        instance = compiled.model.from_db(db, compiled.init_list, row[compiled.model_slice])
+        for populator in compiled.related_populators:
+            populator.populate(row, instance)
+        return instance
+
+    def _template(self) -> QuerySet:
+        stand_ins = [
+            _TEXT_STAND_IN.format(index) if kind is str else _INT_STAND_IN - index
+            for index, kind in enumerate(self._kinds)
+        ]
+        return self._build(*stand_ins)[:1]
+
+    def _compiled(self) -> tuple[str, _Compiled]:
+        """The database this lookup reads and its compiled form, made once per thread (a compiler holds
+        the thread's connection)."""
+        compiled = getattr(self._local, "compiled", None)
+        if compiled is None:
+            template = self._template()
+            compiled = self._local.compiled = (template.db, self._compile(template, template.db))
+        return compiled
+
+    def _compile(self, template: QuerySet, alias: str) -> _Compiled:
+        if template.query.annotations or template._known_related_objects or template._prefetch_related_lookups:
+            raise ValueError(
+                "a prepared lookup takes a plain queryset (no annotations, prefetching or related manager)"
+            )
+        compiler = template.query.get_compiler(using=alias)
+        sql, params = compiler.as_sql()
+        stand_ins = {
+            (_TEXT_STAND_IN.format(index) if kind is str else _INT_STAND_IN - index): index
+            for index, kind in enumerate(self._kinds)
+        }
+        slots = tuple((position, stand_ins[param]) for position, param in enumerate(params) if param in stand_ins)
+        if sorted({index for _, index in slots}) != list(range(len(self._kinds))):
+            raise ValueError("every value of a prepared lookup must reach the SQL as a parameter of its own")
+        select, klass_info = compiler.select, compiler.klass_info
+        fields = klass_info["select_fields"]
+        width = len(select)
+        converters = compiler.get_converters([column for column, _, _ in select[:width]])
+        return _Compiled(
+            sql=sql,
+            params=tuple(params),
+            slots=slots,
+            model=klass_info["model"],
+            init_list=[column.target.attname for column, _, _ in select[fields[0] : fields[-1] + 1]],
+            model_slice=slice(fields[0], fields[-1] + 1),
+            related_populators=get_related_populators(klass_info, select, alias),
+            converters=[(position, convs, expression) for position, (convs, expression) in converters.items()],
+            width=width,
+        )
