@@ -117,6 +117,13 @@ class Anonymized:
 
     view: str
     rows_in: int
+    tables: tuple[str, ...] = ()  # what the view reads besides the staged rows: one row per group or per identifier
+
+    def drop(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Free the view's tables once its rows are written (they grow with the distinct identifiers)."""
+        con.execute(f"DROP VIEW IF EXISTS {self.view}")
+        for table in self.tables:
+            con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 def anonymize(
@@ -157,7 +164,7 @@ def anonymize(
             f" SELECT {', '.join([entity, *quasi])} FROM {STAGED_VIEW} GROUP BY ALL"
         )
 
-    rows = STAGED_VIEW
+    rows, tables = STAGED_VIEW, []
     if quasi:
         # With an entity, k counts distinct people per group: one person's many transactions are not k people.
         groups, size = (ENTITIES_TABLE, f"count({entity})") if entity else (STAGED_VIEW, "count(*)")
@@ -168,6 +175,7 @@ def anonymize(
         # IS NOT DISTINCT FROM: a NULL quasi-identifier is a group of its own, not a reason to drop the row.
         matches = " AND ".join(f"s.{q} IS NOT DISTINCT FROM g.{q}" for q in quasi)
         rows = f"(SELECT s.* FROM {STAGED_VIEW} AS s SEMI JOIN {KEPT_GROUPS_TABLE} AS g ON {matches})"
+        tables.append(KEPT_GROUPS_TABLE)
 
     outputs, joins = [], []
     for index, column in enumerate(columns):
@@ -184,7 +192,10 @@ def anonymize(
         )
         joins.append(f"LEFT JOIN {table} AS p{index} ON p{index}.value = r.{name}")
         outputs.append(f"p{index}.pseudonym AS {name}")
+        tables.append(table)
+    if entity:
+        con.execute(f"DROP TABLE {ENTITIES_TABLE}")  # the groups and pseudonyms are known: free it before the write
     con.execute(
         f"CREATE OR REPLACE TEMP VIEW {PUBLISHED_VIEW} AS SELECT {', '.join(outputs)} FROM {rows} AS r {' '.join(joins)}"
     )
-    return Anonymized(view=PUBLISHED_VIEW, rows_in=rows_in)
+    return Anonymized(view=PUBLISHED_VIEW, rows_in=rows_in, tables=tuple(tables))

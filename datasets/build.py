@@ -190,6 +190,7 @@ def build(
                 anonymized = anonymize(con, spec, key, relation_sql, scratch_dir=rows_dir)
                 row_group_rows = spec.row_group_rows or row_group_rows
                 _write_parquet(con, spec, anonymized.view, output_dir, row_group_rows)
+                anonymized.drop(con)
             except duckdb.Error as exc:
                 source.raise_error()  # the connector's (or on_progress's) own exception, when it caused this
                 raise BuildError(f"{spec.slug}: {exc}") from exc

@@ -145,6 +145,8 @@ def privacy_report(
         if duck_type in _SCANNED_TYPES and spec.column(name).role != "measure":
             values_from = WRITTEN_ENTITIES_TABLE if quote_identifier(name) == entity else relation_sql
             findings += scan_identifiers(con, values_from, name)
+    if entity:
+        con.execute(f"DROP TABLE {WRITTEN_ENTITIES_TABLE}")  # one row per entity: free it for what follows
 
     published_sources = {c.source for c in spec.published_columns}
     return PrivacyReport(
