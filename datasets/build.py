@@ -10,8 +10,8 @@ not pass, deletes the staging directory and raises.
 Each build gets its own in-memory DuckDB with a memory limit, a temp directory
 inside the caller's scratch directory (it spills there), two threads, the
 session time zone of the spec, no access to Python variables by name, and
-external access switched off except for the output and temp directories; its
-configuration is then locked. The transform
+external access switched off except for the output, temp and staged-rows
+directories; its configuration is then locked. The transform
 SQL of a spec is trusted (specs are reviewed files), but it still cannot read
 or write files elsewhere.
 """
