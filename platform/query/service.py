@@ -30,6 +30,7 @@ charged to every subscription it uses, each the full amounts.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import threading
@@ -92,7 +93,7 @@ _gateway_lock = threading.Lock()
 
 
 def sandbox_config() -> SandboxConfig:
-    store = Store.from_url(settings.STORE_URL)
+    store = _store(settings.STORE_URL)
     if not store.is_local:
         raise Refusal("Queries need a local store on this server.", code="internal_error", kind=Kind.FAILED)
     return SandboxConfig(
@@ -124,7 +125,19 @@ def get_gateway() -> IsolatedGateway:
 
 def partner_key(institution_id: int) -> bytes:
     """The institution's re-keying key: HKDF-SHA256 of the pseudonym master secret, per institution id."""
-    return derive_partner_key(settings.PSEUDONYM_MASTER_KEY.encode(), str(institution_id))
+    return _derived_partner_key(settings.PSEUDONYM_MASTER_KEY, int(institution_id))
+
+
+# Per request, both are pure functions of settings (and an id), so they are computed once per value:
+# neither decides access (the grant does, read anew each request).
+@functools.lru_cache(maxsize=1024)
+def _derived_partner_key(master_key: str, institution_id: int) -> bytes:
+    return derive_partner_key(master_key.encode(), str(institution_id))
+
+
+@functools.lru_cache(maxsize=8)
+def _store(url: str) -> Store:
+    return Store.from_url(url)
 
 
 # --- one query ---------------------------------------------------------------------------
@@ -337,7 +350,7 @@ def _bind(
         if requested:
             raise Refusal("Give `versions` or `as_of`, not both.", code="invalid_request")
         requested = {slug: _version_at(grant, as_of) for slug, grant in granted.items()}
-    store = Store.from_url(settings.STORE_URL)
+    store = _store(settings.STORE_URL)
     bindings = {}
     for slug, grant in granted.items():
         version = _version(grant, requested.get(slug))
