@@ -225,6 +225,13 @@ CELERY_BEAT_SCHEDULE: dict = {}  # filled by vitamin.celery from the apps' perio
 # --- Process supervisor (manage.py run) -----------------------------------------
 PORT = env_int("PORT", 8000, "TCP port `make run` serves the portal and API on.", minimum=1)
 WEB_WORKERS = env_int("VITAMIN_WEB_WORKERS", 2, "Gunicorn worker processes started by `make run`.", minimum=1)
+WEB_THREADS = env_int(
+    "VITAMIN_WEB_THREADS",
+    4,
+    "Threads per gunicorn worker process started by `make run` (requests each process serves at once; "
+    "docs/operations.md says how the serving model was chosen).",
+    minimum=1,
+)
 WORKER_CONCURRENCY = env_int(
     "VITAMIN_WORKER_CONCURRENCY", 2, "Celery worker processes started by `make run`.", minimum=1
 )

@@ -57,7 +57,7 @@ def children(bind: str, port: int) -> list[Child]:
                 "--workers",
                 str(settings.WEB_WORKERS),
                 "--threads",
-                "4",
+                str(settings.WEB_THREADS),
                 "--graceful-timeout",
                 str(GRACE_SECONDS - 5),
                 "--timeout",
