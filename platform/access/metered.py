@@ -90,9 +90,10 @@ class MeteredUse:
                 amounts = charges() if callable(charges) else charges
                 uses = [(grant, metric, amount) for grant in grants for metric, amount in amounts.items()]
                 metering.charge_all(uses)
-                try:  # a savepoint of its own: a failed write leaves the transaction usable for the refund
-                    with transaction.atomic():
-                        record(self.action, target=self.target, details=details, request=self.request, **self.actor)
+                # `record` writes in a savepoint of its own (its atomic block, inside this one): a failed
+                # write leaves the transaction usable for the refund, without a second savepoint around it.
+                try:
+                    record(self.action, target=self.target, details=details, request=self.request, **self.actor)
                 except Exception:  # noqa: BLE001 - whatever broke the audit write, the use must not happen unaudited
                     log.exception("audit write failed; %s refused", self.action)
                     for grant, metric, amount in uses:  # a quota backend outside the database is not rolled back

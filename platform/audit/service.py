@@ -65,7 +65,9 @@ def record(
     back with it, and if the caller's transaction rolls back the event goes too.
     An action that must not happen unaudited therefore wraps its writes and this
     call in one atomic block (or uses `audited`). Called outside any transaction
-    it commits on its own.
+    it commits on its own. Inside one, its writes are a savepoint of their own: a
+    caller that catches the failure (to give back a charge, say) can go on using its
+    transaction, on PostgreSQL too, without a savepoint around the call.
 
     Concurrency: appends are serialized (PostgreSQL: a transaction-scoped advisory
     lock; SQLite: the write lock that BEGIN IMMEDIATE takes), and unique

@@ -83,3 +83,21 @@ def test_a_use_that_cannot_be_recorded_is_refused_and_its_charge_given_back(
         use.commit({"queries": 2}, {})
     assert refused.value.code == "audit_unavailable" and refused.value.kind.ours
     assert peek(use.grants()[0].quota_subject, "queries", Window.DAY) == 0  # Redis too: given back, not rolled back
+
+
+def test_an_audit_write_the_database_refuses_is_contained_and_the_use_refused(
+    fund, demo_datasets, plan, backend, monkeypatch
+):
+    """A real database error in the audit insert (a hash already in the chain) rolls back only the
+    audit's own savepoint: the refund still runs in the same transaction, on PostgreSQL too."""
+    approved(fund, demo_datasets.industry, plan, ["query"])
+    use = use_of(fund, demo_datasets.industry)
+    use.commit({"queries": 1}, {})
+    taken = AuditEvent.objects.order_by("-seq").values_list("hash", flat=True).first()
+    monkeypatch.setattr("audit.service.compute_hash", lambda record: taken)
+
+    with pytest.raises(Refusal) as refused:
+        use_of(fund, demo_datasets.industry).commit({"queries": 2}, {})
+    assert refused.value.code == "audit_unavailable"
+    assert peek(use.grants()[0].quota_subject, "queries", Window.DAY) == 1  # the first use's only
+    assert len(recorded("success")) == 1
