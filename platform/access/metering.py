@@ -64,9 +64,12 @@ def meter(uses: Sequence[Use], *, now: datetime | None = None) -> None:
     The limit then refuses the next `charge` of that metric, which checks it first.
     """
     _check_metrics(metric for _, metric, _ in uses)
-    consume_all(
-        [Charge(grant.quota_subject, metric, amount, _NO_LIMIT, Window.DAY) for grant, metric, amount in uses], now=now
-    )
+    # Nothing to count for an amount of 0, and nothing can refuse it: no statement for it.
+    charges = [
+        Charge(grant.quota_subject, metric, amount, _NO_LIMIT, Window.DAY) for grant, metric, amount in uses if amount
+    ]
+    if charges:
+        consume_all(charges, now=now)
 
 
 def refund(grant: Grant, metric: str, amount: int, *, now: datetime | None = None) -> int:
