@@ -325,7 +325,9 @@ def selective(env: dict[str, str], data_dir: Path, files: list[str], api, raw_ba
         f"SORT_BY = {LAYOUT_SORT_BY!r}\nROW_GROUP_ROWS = {LAYOUT_ROW_GROUP_ROWS!r}\n" + SETUP_LAID_OUT
     )
     manage = [sys.executable, str(REPO / "manage.py"), "shell", "-c", script]
-    subprocess.run(manage, env=env, check=True, stdout=subprocess.DEVNULL)  # noqa: S603 (it prints the notice e-mail)
+    done = subprocess.run(manage, env=env, capture_output=True, text=True)  # noqa: S603 (it prints the notice e-mail)
+    if done.returncode:
+        raise SystemExit(f"registering {slug} failed:\n{done.stderr[-3000:]}")
     raw = duckdb.connect(config={"threads": THREADS, "memory_limit": f"{MEMORY_LIMIT_MB}MB"})
     raw.execute("SET parquet_metadata_cache = true")
     raw.execute(f"CREATE VIEW raw_laid_out AS SELECT * FROM read_parquet({layout_files!r})")

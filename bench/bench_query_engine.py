@@ -98,7 +98,7 @@ SELECTIVE_SQL = (
 )
 # The publish-time layout for that filter, as a spec would declare it (sort_by, row_group_rows).
 LAYOUT_SORT_BY = ("month", "province", "category")
-LAYOUT_ROW_GROUP_ROWS = 122_880
+LAYOUT_ROW_GROUP_ROWS = 245_760  # measured at 20M rows: the selective filter and the scan both best here
 
 
 def with_entity_bucket(files: list[str], folder: Path) -> list[str]:
