@@ -114,6 +114,10 @@ def env_secret(name: str, help: str, *, generate_into: Path | None = None) -> st
     return generate_into.read_text().strip()
 
 
+# psycopg prepares a query after this many executions: never, unless the caller asks (prepare=True).
+PREPARE_ONLY_WHEN_ASKED = 2**31 - 1
+
+
 def database_from_url(url: str, *, variable: str = "DATABASE_URL") -> dict:
     """Translate postgres://user:pass@host:port/name?opt=val or sqlite:///path into Django's form."""
     parts = urlsplit(url)
@@ -121,6 +125,13 @@ def database_from_url(url: str, *, variable: str = "DATABASE_URL") -> dict:
     if parts.scheme in ("postgres", "postgresql", "pgsql"):
         if not parts.path.strip("/"):
             raise ImproperlyConfigured(f"{variable} must name a database: postgres://host/NAME")
+        # Django turns psycopg's prepared statements off (None); a threshold no query reaches keeps
+        # its own queries unprepared while the request path's lookups prepare theirs explicitly
+        # (vitamin.prepared). `?prepare_threshold=N` in the URL overrides it.
+        try:
+            options["prepare_threshold"] = int(options.get("prepare_threshold", PREPARE_ONLY_WHEN_ASKED))
+        except ValueError:
+            raise ImproperlyConfigured(f"{variable}: prepare_threshold must be an integer") from None
         return {
             "ENGINE": "django.db.backends.postgresql",
             "NAME": unquote(parts.path.lstrip("/")),

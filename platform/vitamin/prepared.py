@@ -10,6 +10,12 @@ the positions of the stand-ins among its parameters; each call runs that SQL wit
 and builds the instances exactly as Django's own iterator does. Nothing read is kept: every call
 queries the database, so it sees every change committed before it, like the queryset it replaces.
 
+On PostgreSQL the statement is also prepared on the server, once per connection (psycopg's
+`prepare=True`): PostgreSQL otherwise plans it again on every execution, which for the grant's
+five-table join took longer than running it (1.2 ms of planning, 0.3 ms of execution). A pooler
+in front of PostgreSQL must keep prepared statements per client (PgBouncer's session mode, or
+`max_prepared_statements` from 1.21 on).
+
 Values must be strings or integers (slugs, hashes, primary keys), each passed where its stand-in was.
 The queryset's own ordering decides the first row; build it with `order_by`, as `.first()` would.
 """
@@ -17,11 +23,17 @@ The queryset's own ordering decides the first row; build it with `order_by`, as 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import connections
+
+try:  # psycopg is installed wherever PostgreSQL is used; SQLite needs none of this
+    from psycopg import Cursor as ServerCursor
+except ImportError:  # pragma: no cover
+    ServerCursor = None
 from django.db.models import Model, QuerySet
 from django.db.models.query import get_related_populators
 
@@ -65,9 +77,7 @@ class PreparedLookup:
         for position, index in compiled.slots:
             params[position] = checked[index]
         connection = connections[db]
-        with connection.cursor() as cursor:
-            cursor.execute(compiled.sql, params)
-            row = cursor.fetchone()
+        row = _fetch_one(connection, compiled.sql, params)
         if row is None:
             return None
         row = list(row[: compiled.width])
@@ -126,3 +136,20 @@ class PreparedLookup:
             converters=[(position, convs, expression) for position, (convs, expression) in converters.items()],
             width=width,
         )
+
+
+def _fetch_one(connection, sql: str, params: list) -> tuple | None:
+    """The first row of `sql` run with `params` on `connection` (Django's wrapper), in its transaction."""
+    with connection.cursor() as cursor:  # Django's checks: the thread, the health check, an open connection
+        if connection.vendor != "postgresql":
+            cursor.execute(sql, params)
+            return cursor.fetchone()
+        started = time.monotonic()
+        # Django's cursors bind values on the client, which psycopg cannot prepare; a cursor of the same
+        # connection that binds on the server can, and runs in the same transaction.
+        with connection.wrap_database_errors, ServerCursor(connection.connection) as prepared:
+            prepared.execute(sql, params, prepare=True)
+            row = prepared.fetchone()
+        if connection.queries_logged:  # counted like any other query (tests, the debug toolbar)
+            connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
+        return row
