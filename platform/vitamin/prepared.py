@@ -30,10 +30,11 @@ from typing import Any
 
 from django.db import connections
 
-try:  # psycopg is installed wherever PostgreSQL is used; SQLite needs none of this
+try:  # psycopg (3) is what requirements.txt installs for PostgreSQL; SQLite needs none of this
+    from psycopg import Connection as PsycopgConnection
     from psycopg import Cursor as ServerCursor
 except ImportError:  # pragma: no cover
-    ServerCursor = None
+    PsycopgConnection = ServerCursor = None
 from django.db.models import Model, QuerySet
 from django.db.models.query import get_related_populators
 
@@ -141,8 +142,8 @@ class PreparedLookup:
 def _fetch_one(connection, sql: str, params: list) -> tuple | None:
     """The first row of `sql` run with `params` on `connection` (Django's wrapper), in its transaction."""
     with connection.cursor() as cursor:  # Django's checks: the thread, the health check, an open connection
-        if connection.vendor != "postgresql":
-            cursor.execute(sql, params)
+        if PsycopgConnection is None or not isinstance(connection.connection, PsycopgConnection):
+            cursor.execute(sql, params)  # SQLite (or psycopg2): as Django runs it
             return cursor.fetchone()
         started = time.monotonic()
         # Django's cursors bind values on the client, which psycopg cannot prepare; a cursor of the same

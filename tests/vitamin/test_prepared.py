@@ -130,3 +130,17 @@ def test_a_subscription_change_between_two_calls_is_seen(fund, catalog, plan):
     assert SUBSCRIPTION.first(fund.pk, "industry_prosperity_monthly").status == Subscription.Status.APPROVED
     subscriptions.revoke(subscription, reason="Test.")
     assert SUBSCRIPTION.first(fund.pk, "industry_prosperity_monthly").status == Subscription.Status.REVOKED
+
+
+def test_on_postgresql_the_lookup_is_prepared_on_the_server_once(fund, catalog, plan):
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only: SQLite has nothing to plan again")
+    approved(fund, catalog.industry, plan, ["query"])
+    for _ in range(3):
+        assert SUBSCRIPTION.first(fund.pk, "industry_prosperity_monthly") is not None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s", ["%access_subscription%"])
+        assert cursor.fetchone()[0] == 1
+    with CaptureQueriesContext(connection) as queries:
+        SUBSCRIPTION.first(fund.pk, "industry_prosperity_monthly")
+    assert len(queries) == 1  # still counted like any query
