@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from datasets.generalize import REGION_TABLE
 from datasets.identifiers import digest_sql
+from datasets.privacy import GROUP_ID, create_entity_groups
 from datasets.regions import region_names
 from datasets.spec import COLUMN_TYPES, ColumnSpec, DatasetSpec
 from datasets.sql import quote_identifier, sql_literal
@@ -157,21 +158,22 @@ def anonymize(
     privacy = spec.privacy
     quasi = [quote_identifier(name) for name in privacy.quasi_identifiers] if privacy else []
     entity = quote_identifier(privacy.entity) if privacy and privacy.entity else None
+    quasi_groups = None
     if entity:
         # One row per (entity, quasi-identifiers): ~20x fewer rows than transactions, and all k needs.
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {ENTITIES_TABLE} AS"
-            f" SELECT {', '.join([entity, *quasi])} FROM {STAGED_VIEW} GROUP BY ALL"
-        )
+        quasi_groups = create_entity_groups(con, STAGED_VIEW, entity, quasi, ENTITIES_TABLE)
 
     rows, tables = STAGED_VIEW, []
     if quasi:
         # With an entity, k counts distinct people per group: one person's many transactions are not k people.
-        groups, size = (ENTITIES_TABLE, f"count({entity})") if entity else (STAGED_VIEW, "count(*)")
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {KEPT_GROUPS_TABLE} AS SELECT {', '.join(quasi)} FROM {groups}"
-            f" GROUP BY ALL HAVING {size} >= {int(privacy.k)}"
-        )
+        if entity:
+            kept = (
+                f"SELECT {', '.join(quasi)} FROM {quasi_groups} WHERE {GROUP_ID} IN"
+                f" (SELECT {GROUP_ID} FROM {ENTITIES_TABLE} GROUP BY {GROUP_ID} HAVING count({entity}) >= {int(privacy.k)})"
+            )
+        else:
+            kept = f"SELECT {', '.join(quasi)} FROM {STAGED_VIEW} GROUP BY ALL HAVING count(*) >= {int(privacy.k)}"
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {KEPT_GROUPS_TABLE} AS {kept}")
         # IS NOT DISTINCT FROM: a NULL quasi-identifier is a group of its own, not a reason to drop the row.
         matches = " AND ".join(f"s.{q} IS NOT DISTINCT FROM g.{q}" for q in quasi)
         rows = f"(SELECT s.* FROM {STAGED_VIEW} AS s SEMI JOIN {KEPT_GROUPS_TABLE} AS g ON {matches})"
@@ -193,8 +195,9 @@ def anonymize(
         joins.append(f"LEFT JOIN {table} AS p{index} ON p{index}.value = r.{name}")
         outputs.append(f"p{index}.pseudonym AS {name}")
         tables.append(table)
-    if entity:
-        con.execute(f"DROP TABLE {ENTITIES_TABLE}")  # the groups and pseudonyms are known: free it before the write
+    # The kept groups and the pseudonyms are known: free what grows with the entities before the write.
+    for table in filter(None, (ENTITIES_TABLE if entity else None, quasi_groups)):
+        con.execute(f"DROP TABLE {table}")
     con.execute(
         f"CREATE OR REPLACE TEMP VIEW {PUBLISHED_VIEW} AS SELECT {', '.join(outputs)} FROM {rows} AS r {' '.join(joins)}"
     )

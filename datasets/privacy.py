@@ -25,6 +25,7 @@ MOBILE_PATTERN = r"(?:^|[^0-9A-Za-z])(?:\+?86[- ]?)?1[3-9][0-9]{9}(?:[^0-9A-Za-z
 # Integer types are scanned too: a phone number fits in a BIGINT.
 _SCANNED_TYPES = ("VARCHAR", "BIGINT", "INTEGER", "HUGEINT", "UBIGINT")
 WRITTEN_ENTITIES_TABLE = "vitamin_written_entities"
+GROUP_ID = "vitamin_group_id"
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,35 @@ def install_identifier_macros(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def create_entity_groups(
+    con: duckdb.DuckDBPyConnection, relation_sql: str, entity: str, quasi: list[str], table: str
+) -> str | None:
+    """Create `table`: the distinct (entity, quasi-identifier combination) pairs of `relation_sql`, all k needs.
+
+    Each combination is a number, `vitamin_group_id`, that the returned table
+    (`{table}_groups`) maps back to the quasi-identifier values; without
+    quasi-identifiers `table` holds the distinct entities and None is returned.
+    These tables grow with the distinct entities (2M at 40M demo rows), not the
+    rows; grouping by a number instead of the values takes half the memory.
+    `entity` and `quasi` are quoted column names.
+    """
+    if not quasi:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT DISTINCT {entity} FROM {relation_sql}")
+        return None
+    groups = f"{table}_groups"
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {groups} AS SELECT row_number() OVER () AS {GROUP_ID}, *"
+        f" FROM (SELECT DISTINCT {', '.join(quasi)} FROM {relation_sql})"
+    )
+    # IS NOT DISTINCT FROM: a NULL quasi-identifier is a combination of its own.
+    matches = " AND ".join(f"r.{q} IS NOT DISTINCT FROM g.{q}" for q in quasi)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT r.{entity} AS {entity}, g.{GROUP_ID}"
+        f" FROM {relation_sql} AS r JOIN {groups} AS g ON {matches} GROUP BY ALL"
+    )
+    return groups
+
+
 def scan_identifiers(con: duckdb.DuckDBPyConnection, values_sql: str, column: str) -> list[IdentifierFinding]:
     """Distinct values of `column` (read from `values_sql`) that contain a resident ID or a mobile number.
 
@@ -122,20 +152,21 @@ def privacy_report(
     entity = quote_identifier(privacy.entity) if privacy and privacy.entity else None
     rows_published = con.execute(f"SELECT count(*) FROM {relation_sql}").fetchall()[0][0]
 
-    k_achieved = distinct_entities = None
+    k_achieved = distinct_entities = quasi_groups = None
     if entity:
         # The distinct (entity, quasi-identifiers) combinations of the output, read once; k and entity counts come from it.
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {WRITTEN_ENTITIES_TABLE} AS"
-            f" SELECT {', '.join([entity, *quasi])} FROM {relation_sql} GROUP BY ALL"
-        )
+        quasi_groups = create_entity_groups(con, relation_sql, entity, quasi, WRITTEN_ENTITIES_TABLE)
         distinct_entities = con.execute(f"SELECT count(DISTINCT {entity}) FROM {WRITTEN_ENTITIES_TABLE}").fetchall()[0][
             0
         ]
     if quasi:
-        groups, size = (WRITTEN_ENTITIES_TABLE, f"count({entity})") if entity else (relation_sql, "count(*)")
+        groups, size, keys = (
+            (WRITTEN_ENTITIES_TABLE, f"count({entity})", GROUP_ID)
+            if entity
+            else (relation_sql, "count(*)", ", ".join(quasi))
+        )
         k_achieved = con.execute(
-            f"SELECT min(size) FROM (SELECT {size} AS size FROM {groups} GROUP BY {', '.join(quasi)})"
+            f"SELECT min(size) FROM (SELECT {size} AS size FROM {groups} GROUP BY {keys})"
         ).fetchall()[0][0]
 
     written_types = {row[0]: row[1] for row in con.execute(f"DESCRIBE SELECT * FROM {relation_sql}").fetchall()}
@@ -145,8 +176,8 @@ def privacy_report(
         if duck_type in _SCANNED_TYPES and spec.column(name).role != "measure":
             values_from = WRITTEN_ENTITIES_TABLE if quote_identifier(name) == entity else relation_sql
             findings += scan_identifiers(con, values_from, name)
-    if entity:
-        con.execute(f"DROP TABLE {WRITTEN_ENTITIES_TABLE}")  # one row per entity: free it for what follows
+    for table in filter(None, (WRITTEN_ENTITIES_TABLE if entity else None, quasi_groups)):
+        con.execute(f"DROP TABLE {table}")  # they grow with the entities: free them for what follows
 
     published_sources = {c.source for c in spec.published_columns}
     return PrivacyReport(
