@@ -250,3 +250,25 @@ def test_an_until_day_cuts_the_market_data_as_it_stood_then(specs, tmp_path):
     full, part = source_table(specs["market_daily"]), source_table(cut)
     assert part.num_rows and max(part.column("date").to_pylist()) <= until
     assert part.equals(full.slice(0, part.num_rows))
+
+
+def test_the_last_backfilled_month_and_a_later_refresh_build_the_same_version(built, specs, tmp_path):
+    """Exact sums (DECIMAL) make the content hash a function of the rows: a scheduled refresh after the
+    history (until its default, the data's end) is recognised as unchanged, not published again."""
+    from datasets.spec import load_spec
+    from datasets.storage import Store
+
+    _, results = built
+    for slug in ("company_consumption_monthly", "industry_prosperity_monthly", "market_daily"):
+        spec = load_spec(SPECS_DIR / f"{slug}.yaml", {**SMALL, "VITAMIN_DATA_UNTIL": dt.date(2025, 12, 31)})
+        again = build(
+            spec,
+            connector_for(spec),
+            master_key=MASTER_KEY,
+            release="2025",
+            store=Store.from_url(str(tmp_path / slug)),
+            scratch_dir=tmp_path / "scratch",
+            threads=2,
+        )
+        assert again.spec_fingerprint == results[slug].spec_fingerprint
+        assert again.content_hash == results[slug].content_hash
