@@ -221,15 +221,20 @@ class LocalParquetSource:
         return newest["number"]
 
     def _read(self, slug: str, number: int, columns: list[str], filters=None) -> pd.DataFrame:
-        # File by file: the partition folders' names are not read as columns (the files hold them).
-        tables = [pq.read_table(path, columns=columns, filters=filters) for path in self._files(slug, number)]
+        # File by file: the partition folders' names are not read as columns (the files hold them). Without
+        # pyarrow's reader threads: a program that read Parquet on them can abort as it exits (apache/arrow#34314).
+        tables = [
+            pq.read_table(path, columns=columns, filters=filters, use_threads=False)
+            for path in self._files(slug, number)
+        ]
         return pa.concat_tables(tables).to_pandas()
 
     def _read_latest(self, slug: str, number: int, columns: list[str], time_column: str) -> pd.DataFrame:
         """The rows of the version's latest `time_column` value, as the API's `WHERE t = (SELECT max(t) ...)`:
         the column's maximum first, then only the row groups that can hold it."""
         latest = max(
-            pc.max(pq.read_table(path, columns=[time_column])[time_column]) for path in self._files(slug, number)
+            pc.max(pq.read_table(path, columns=[time_column], use_threads=False)[time_column])
+            for path in self._files(slug, number)
         )
         return self._read(slug, number, columns, filters=[(time_column, "==", latest.as_py())])
 
