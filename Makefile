@@ -25,11 +25,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(RUNTIME_STAMP): requirements.txt | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -r requirements.txt
+# The partners' example programs (examples/) need pandas and matplotlib: installed too, so that after
+# `make run` they run with .venv/bin/python against the demo server.
+$(RUNTIME_STAMP): requirements.txt examples/requirements.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r requirements.txt -r examples/requirements.txt
 	touch $@
 
-$(DEV_STAMP): requirements.txt requirements-dev.txt | $(BIN)/python
+$(DEV_STAMP): requirements.txt requirements-dev.txt examples/requirements.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $@ $(RUNTIME_STAMP)
 
