@@ -187,10 +187,16 @@ def setup(env: dict[str, str], folder: Path) -> str:
 
 
 def start_server(
-    env: dict[str, str], port: int, workers: int = WEB_WORKERS, threads: int = WEB_THREADS
+    env: dict[str, str],
+    port: int,
+    workers: int = WEB_WORKERS,
+    threads: int = WEB_THREADS,
+    wrapper: list[str] | None = None,
 ) -> subprocess.Popen:
+    """gunicorn serving the API on `port`, once it answers; `wrapper` runs it under another command (a profiler)."""
     server = subprocess.Popen(  # noqa: S603
         [
+            *(wrapper or []),
             sys.executable,
             "-m",
             "gunicorn",

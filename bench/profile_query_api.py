@@ -24,7 +24,6 @@ import os
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,42 +31,20 @@ from pathlib import Path
 
 import duckdb
 import requests
-from bench_query_api import SLUG, free_port, server_environment, setup, small_concurrently
+from bench_query_api import SLUG, free_port, server_environment, setup, small_concurrently, start_server
 from bench_query_engine import SMALL_SQL, THREADS, generate
 
 
-def start_server(env: dict[str, str], port: int, workers: int, threads: int, flamegraph: Path | None):
-    gunicorn = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "vitamin.wsgi:application",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        str(workers),
-        "--threads",
-        str(threads),
-        "--log-level",
-        "warning",
-    ]
-    command = gunicorn
+def profiled_server(env: dict[str, str], port: int, workers: int, threads: int, flamegraph: Path | None):
+    """The benchmark's server, under py-spy when a flame graph is asked for."""
+    wrapper = None
     if flamegraph is not None:
         py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
         # A .txt output gets py-spy's collapsed stacks (one line per stack with its sample count) instead of SVG.
         kind = "raw" if flamegraph.suffix == ".txt" else "flamegraph"
-        command = [py_spy, "record", "--subprocesses", "--rate", "100", "--format", kind, "--output", str(flamegraph)]
-        command += ["--", *gunicorn]
-    server = subprocess.Popen(command, env=env)  # noqa: S603
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok:
-                return server
-        except requests.RequestException:
-            time.sleep(0.2)
-    server.terminate()
-    raise SystemExit("the server did not start")
+        wrapper = [py_spy, "record", "--subprocesses", "--rate", "100", "--format", kind, "--output", str(flamegraph)]
+        wrapper.append("--")
+    return start_server(env, port, workers, threads, wrapper)
 
 
 def main() -> None:
@@ -97,7 +74,7 @@ def main() -> None:
     try:
         for workers, threads in models:
             port = free_port()
-            server = start_server(env, port, workers, threads, flamegraph)
+            server = profiled_server(env, port, workers, threads, flamegraph)
             try:
                 print(f"gunicorn {workers} workers x {threads} threads", flush=True)
                 measure(f"http://127.0.0.1:{port}/api/v1/query", token, raw, args)
