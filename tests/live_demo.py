@@ -67,8 +67,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def processes_using(data_dir: Path) -> list[int]:
-    """Every process started with this data directory in its environment: the server's, and only those."""
+def processes_using(data_dir: Path) -> list[tuple[int, str]]:
+    """(pid, command line) of every process started with this data directory in its environment: the
+    server's, and only those."""
     marker = f"VITAMIN_DATA_DIR={data_dir}".encode()
     found = []
     for proc in Path("/proc").iterdir():
@@ -76,7 +77,7 @@ def processes_using(data_dir: Path) -> list[int]:
             continue
         try:
             if marker in (proc / "environ").read_bytes().split(b"\0"):
-                found.append(int(proc.name))
+                found.append((int(proc.name), (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()))
         except OSError:
             continue
     return found
@@ -168,7 +169,7 @@ def _stop(server: subprocess.Popen, data_dir: Path) -> None:
             server.wait(timeout=STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             server.kill()
-    for pid in processes_using(data_dir):
+    for pid, _ in processes_using(data_dir):
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:

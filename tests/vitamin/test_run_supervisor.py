@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,31 +11,11 @@ from pathlib import Path
 
 import pytest
 import requests
+from live_demo import free_port, processes_using
 
 from testenv import REPO_DIR
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def processes_using(data_dir: Path) -> list[tuple[int, str]]:
-    """(pid, command line) of every process started with this data directory in its environment."""
-    marker = f"VITAMIN_DATA_DIR={data_dir}".encode()
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            if marker in (proc / "environ").read_bytes().split(b"\0"):
-                found.append((int(proc.name), (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()))
-        except OSError:
-            continue
-    return found
 
 
 def parent_of(pid: int) -> int:
