@@ -174,3 +174,14 @@ def test_a_restatement_is_a_new_version_and_an_as_of_read_before_it_returns_the_
     assert (rows, versions) == ([["2024-01-01", 303]], "branch_monthly=1")
     # The old versions' files and rows are untouched by the restatement.
     assert history_dataset.versions.get(number=1).row_count == 3
+
+
+def test_a_dataset_without_a_history_is_not_backfilled(history_dataset, tmp_path):
+    spec_file = tmp_path / "specs" / "branch_monthly.yaml"
+    text = spec_file.read_text()
+    spec_file.write_text(text[: text.index("history:")] + text[text.index("retention:") :])
+    call_command("sync_datasets", stdout=io.StringIO())
+    with pytest.raises(CommandError, match="has no `history`"):
+        call_command("backfill_dataset", "branch_monthly", stdout=io.StringIO())
+    call_command("backfill_dataset", "--missing", stdout=io.StringIO())  # not one of those --missing builds
+    assert not history_dataset.versions.exists()
