@@ -20,6 +20,8 @@ under which plan (the limits), and records what `QueryResult` reports
 from __future__ import annotations
 
 import functools
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -30,11 +32,12 @@ from datasets.query.errors import Code, QueryError, QueryRejected
 from datasets.query.limits import Limits
 from datasets.query.parser import SqlParser
 from datasets.query.rekey import check_partner_key
-from datasets.query.results import QueryResult
+from datasets.query.results import BoundStatement, QueryResult
 from datasets.query.sandbox import Sandbox, SandboxConfig, Session
 from datasets.query.watchdog import Deadline, Watchdog
 
 PARSE_CACHE_SIZE = 512
+BIND_CACHE_SIZE = 512
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,9 @@ class Gateway:
         self._watchdog = Watchdog()
         # The parse and the walk depend on the text alone; repeated dashboards send the same text.
         self._shape = functools.lru_cache(maxsize=PARSE_CACHE_SIZE)(self._inspect)
+        # What DuckDB's binder said about a query over given dataset versions: its columns and their types.
+        self._bound: OrderedDict[tuple, BoundStatement] = OrderedDict()
+        self._bound_lock = threading.Lock()
 
     def _inspect(self, sql: str) -> QueryShape:
         statement = self._parser.parse(sql)
@@ -109,7 +115,7 @@ class Gateway:
             session.prepare(checked.prepare)
             return QueryResult(
                 session=session,
-                relation=session.cursor.sql(checked.sql),
+                statement=self._bind(session, checked),
                 own_row_limit=checked.row_limit,
                 limits=limits,
                 deadline=deadline,
@@ -123,6 +129,23 @@ class Gateway:
         except Exception as exc:  # noqa: BLE001 - whatever DuckDB raised while binding becomes a QueryFailed
             self._give_back(session, deadline)
             raise self._sandbox.translate_error(exc, timed_out=deadline.fired) from None
+
+    def _bind(self, session: Session, checked: CheckedQuery) -> BoundStatement:
+        """The query's columns and types: bound by DuckDB the first time (binder errors are raised here, with
+        positions in the partner's text), then remembered for the same text over the same dataset versions,
+        whose views (built from the fingerprinted binding) give the same types for every partner."""
+        key = (checked.sql, tuple(binding.fingerprint for binding in checked.bindings))
+        with self._bound_lock:
+            bound = self._bound.get(key)
+            if bound is not None:
+                self._bound.move_to_end(key)
+                return bound
+        bound = BoundStatement.of(session.cursor.sql(checked.sql))
+        with self._bound_lock:
+            self._bound[key] = bound
+            while len(self._bound) > BIND_CACHE_SIZE:
+                self._bound.popitem(last=False)
+        return bound
 
     def _give_back(self, session: Session, deadline: Deadline) -> None:
         deadline.cancel()

@@ -39,6 +39,19 @@ class Column:
     type: str  # DuckDB's type name, e.g. VARCHAR, DOUBLE, DECIMAL(18,2), DATE, VARCHAR[]
 
 
+@dataclass(frozen=True)
+class BoundStatement:
+    """A checked query as DuckDB bound it: its text (as the relation API renders it) and its output columns."""
+
+    text: str
+    names: tuple[str, ...]
+    types: tuple[Any, ...]  # DuckDBPyType
+
+    @classmethod
+    def of(cls, relation: duckdb.DuckDBPyRelation) -> BoundStatement:
+        return cls(relation.sql_query(), tuple(relation.columns), tuple(relation.types))
+
+
 class QueryResult:
     """The result of `Gateway.run`: read it once with `record_batches()` or `json_rows()` (or `formats.stream`)."""
 
@@ -46,7 +59,7 @@ class QueryResult:
         self,
         *,
         session: Session,
-        relation: duckdb.DuckDBPyRelation,
+        statement: BoundStatement,
         own_row_limit: int | None,
         limits: Limits,
         deadline: Deadline,
@@ -54,11 +67,12 @@ class QueryResult:
         translate_error: Callable[..., QueryFailed],
         unfinished_bytes: int,
     ):
-        self.columns = [Column(name, str(type_)) for name, type_ in zip(relation.columns, relation.types, strict=True)]
-        self._types = list(relation.types)
+        self.columns = [Column(name, str(type_)) for name, type_ in zip(statement.names, statement.types, strict=True)]
+        self._types = list(statement.types)
+        self._text = statement.text
         # A query whose own LIMIT is within the cap cannot be truncated, and needs no second LIMIT on top.
         capped = own_row_limit is not None and own_row_limit <= limits.max_result_rows
-        self._relation = relation if capped else relation.limit(limits.max_result_rows + 1)
+        self._limit = None if capped else limits.max_result_rows + 1
         self._max_rows = limits.max_result_rows
         self._session = session
         self._deadline = deadline
@@ -83,15 +97,14 @@ class QueryResult:
         `nested_as_text` renders lists, structs and maps as DuckDB's text form, for formats
         without nested types (CSV).
         """
-        relation = self._relation
         if nested_as_text and any(type_.id in _NESTED_TYPES for type_ in self._types):
-            relation = relation.project(
+            return self._open(
                 ", ".join(
                     f"CAST(#{i + 1} AS VARCHAR)" if type_.id in _NESTED_TYPES else f"#{i + 1}"
                     for i, type_ in enumerate(self._types)
                 )
             )
-        return self._open(relation)
+        return self._open(None)
 
     def json_rows(self, prefix: str = "") -> Iterator[pa.Array]:
         """The rows as JSON arrays, `prefix` + `[v1, v2, ...]` per row, rendered by DuckDB in batches.
@@ -101,17 +114,27 @@ class QueryResult:
         """
         expressions = ", ".join(_json_safe(f"#{i + 1}", type_, 0) for i, type_ in enumerate(self._types))
         row = f"json_array({expressions})::VARCHAR"
-        relation = self._relation.project(f"{sql_literal(prefix)} || {row}" if prefix else row)
-        return (batch.column(0) for batch in self._open(relation))
+        return (batch.column(0) for batch in self._open(f"{sql_literal(prefix)} || {row}" if prefix else row))
 
-    def _open(self, relation: duckdb.DuckDBPyRelation) -> Iterator[pa.RecordBatch]:
+    def _statement(self, select: str | None) -> duckdb.DuckDBPyRelation:
+        """The query as it runs: `select` (a select list over its columns by position, None for all of them)
+        and the row cap's LIMIT, composed as one statement around the query's text, so DuckDB binds it once
+        (deriving a relation per step, `.limit().project()`, binds once per step: ~0.3 ms each)."""
+        text = self._text
+        if select is not None or self._limit is not None:
+            text = f"SELECT {select or '*'} FROM (\n{text}\n) AS vitamin_result"
+        if self._limit is not None:
+            text += f" LIMIT {self._limit}"
+        return self._session.cursor.sql(text)
+
+    def _open(self, select: str | None) -> Iterator[pa.RecordBatch]:
         if self._started or self._closed:
             raise RuntimeError("a query result can be read only once")
         self._started = True
         try:
             if self._cancelled:  # before DuckDB started: an interrupt now would be ignored
                 raise duckdb.InterruptException("cancelled before it started")
-            self._reader = relation.to_arrow_reader(BATCH_ROWS)
+            self._reader = self._statement(select).to_arrow_reader(BATCH_ROWS)
             self.schema = self._reader.schema
             first = _next_batch(self._reader)
         except Exception as exc:  # noqa: BLE001 - DuckDB and Arrow raise many types; all become QueryFailed

@@ -103,6 +103,7 @@ class Session:
         self.cursor = cursor
         self.views: dict[str, str] = {}  # slug → what the view was built from
         self.prepared_bytes = 0  # scanned by this query's `prepare` statements
+        self.scratch = False  # a `prepare` statement ran: the TEMP tables it may have made are dropped on reset
 
     def bind(self, bindings: Iterable[DatasetBinding], partner_key: bytes) -> None:
         """Make the connection's views exactly `bindings`, built for this partner."""
@@ -156,12 +157,20 @@ class Session:
         """Run the plan's preparing statements (they fill TEMP tables the query then reads)."""
         self.prepared_bytes = 0
         for statement in statements:
+            self.scratch = True
             self.cursor.execute(statement)
             self.prepared_bytes += self._last_scanned() or 0
 
     def reset(self) -> None:
-        """Drop what a query left in the connection's TEMP schema, except the views."""
+        """Drop what a query left in the connection's TEMP schema, except the views.
+
+        Only the plan's `prepare` statements make TEMP tables (a partner's statement is one SELECT), so
+        a query without them left nothing to drop (three DROPs cost 0.7 ms, a tenth of a small query).
+        """
         self.prepared_bytes = 0
+        if not self.scratch:
+            return
+        self.scratch = False
         try:
             for table in SCRATCH_TABLES:
                 self.cursor.execute(f"DROP TABLE IF EXISTS temp.main.{quote_identifier(table)}")

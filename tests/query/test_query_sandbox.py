@@ -4,6 +4,7 @@ a bounded pool, bytes scanned, and error messages that never show the server's p
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import threading
 import time
@@ -220,6 +221,42 @@ def test_a_new_version_replaces_the_old_one_for_the_next_query(gateway, bindings
         assert [b.column(0).to_pylist() for b in result.record_batches()] == [["BOC"]]
     assert run("SELECT count(*) FROM accounts")[1] == [(10,)]
 
+
+
+def test_the_same_text_over_a_version_with_other_types_is_bound_again(gateway, bindings, store_root):
+    """The binder's answer is remembered per text and dataset version: a new version whose column
+    changed type gets its own columns, and a query that failed to bind fails again, with its position."""
+    folder = store_root / "datasets" / "accounts" / "v3"
+    folder.mkdir(parents=True)
+    pq.write_table(pa.table({"customer": ["cust-200"], "bank": [7]}), folder / "part-0.parquet")
+    v3 = dataclasses.replace(bindings["accounts"], version=3, files=(str(folder / "part-0.parquet"),))
+    sql = "SELECT bank FROM accounts ORDER BY bank LIMIT 1"
+    for binding, expected_type, expected in [
+        (bindings["accounts"], "VARCHAR", '[["CMB"]]'),
+        (v3, "BIGINT", "[[7]]"),
+        (bindings["accounts"], "VARCHAR", '[["CMB"]]'),
+    ]:
+        document = json.loads(
+            b"".join(formats.stream(gateway.run(sql, {"accounts": binding}, FUND.key, Limits()), "json"))
+        )
+        assert [column["type"] for column in document["columns"]] == [expected_type]
+        assert json.dumps(document["rows"]) == expected
+    for _ in range(2):
+        with pytest.raises(QueryFailed) as failed:
+            gateway.run("SELECT bank, no_such_column FROM accounts", bindings, FUND.key, Limits())
+        assert failed.value.code == Code.QUERY_ERROR
+        assert "no_such_column" in failed.value.message
+
+
+def test_scratch_tables_of_an_aggregate_plan_do_not_outlive_their_query(gateway, bindings, run):
+    assert run("SELECT category, count(*) AS n FROM cards GROUP BY category ORDER BY category")[1]
+    for _ in range(gateway._sandbox.config.max_concurrent_queries):  # every pooled connection
+        session = gateway._sandbox.acquire()
+        try:
+            left = session.cursor.execute("SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall()
+        finally:
+            gateway._sandbox.release(session)
+        assert left == []
 
 # -- bytes scanned ---------------------------------------------------------------------------------
 
