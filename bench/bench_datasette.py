@@ -36,6 +36,7 @@ from pathlib import Path
 import figures
 import pyarrow.parquet as pq
 import requests
+from http_client import KeepAlive
 from bench_query_api import AGGREGATE_SQL, SLUG, free_port, server_environment, setup, start_server
 from bench_query_engine import SELECTIVE_SQL, SMALL_SQL, generate, laid_out, medians_ms
 
@@ -126,23 +127,21 @@ def main() -> None:
     ours_port, datasette_port = free_port(), free_port()
     server = start_server(env, ours_port)
     datasette = None
-    ours_http = requests.Session()
-    ours_http.headers["Authorization"] = f"Bearer {token}"
-    datasette_http = requests.Session()
+    # The same lean client for both servers (bench/http_client.py).
+    ours_http = KeepAlive(f"http://127.0.0.1:{ours_port}", {"Authorization": f"Bearer {token}"})
+    datasette_http = KeepAlive(f"http://127.0.0.1:{datasette_port}")
 
     def ours(sql: str) -> int:
-        response = ours_http.post(f"http://127.0.0.1:{ours_port}/api/v1/query", json={"sql": sql, "format": "json"})
-        if response.status_code != 200:
-            raise SystemExit(f"ours: {response.status_code} {response.text[:300]}")
-        return len(json.loads(response.content)["rows"])
+        status, body = ours_http.post_json("/api/v1/query", {"sql": sql, "format": "json"})
+        if status != 200:
+            raise SystemExit(f"ours: {status} {body[:300]!r}")
+        return len(json.loads(body)["rows"])
 
     def theirs(sql: str) -> int:
-        response = datasette_http.get(
-            f"http://127.0.0.1:{datasette_port}/{TABLE}.json", params={"sql": sql, "_shape": "array"}
-        )
-        if response.status_code != 200:
-            raise SystemExit(f"datasette: {response.status_code} {response.text[:300]}")
-        return len(json.loads(response.content))
+        status, body = datasette_http.get(f"/{TABLE}.json", {"sql": sql, "_shape": "array"})
+        if status != 200:
+            raise SystemExit(f"datasette: {status} {body[:300]!r}")
+        return len(json.loads(body))
 
     def compare(name: str, sql: str, repeat: int, goal: float | None = None) -> None:
         ours_ms, theirs_ms = medians_ms(

@@ -5,7 +5,8 @@
 Generates card_transactions-like Parquet (bench_query_engine.generate) as version 1 of an
 open dataset in a temporary VITAMIN_DATA_DIR, creates an institution, a client, a bearer
 token and an approved subscription there (manage.py shell), starts a real multi-process
-gunicorn on a free 127.0.0.1 port, and times requests with `requests`: every API figure
+gunicorn on a free 127.0.0.1 port, and times requests over keep-alive connections of the
+standard library's `http.client` (bench/http_client.py says why not `requests`): every API figure
 includes authentication, the grant check, quota charging, the audit events and HTTP.
 
 - aggregate:   SUM/COUNT by province, month over N rows (goal: ratio <= 1.15)
@@ -42,6 +43,7 @@ import duckdb
 import figures
 import pyarrow.ipc as ipc
 import requests
+from http_client import KeepAlive
 from bench_query_engine import (
     ARROW_SQL,
     BATCH_ROWS,
@@ -58,6 +60,7 @@ from bench_query_engine import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
+QUERY_PATH = "/api/v1/query"
 SLUG = "bench_cards"
 AGGREGATE_SQL = "SELECT province, month, sum(amount) AS amount, count(*) AS n FROM {t} GROUP BY province, month"
 MEMORY_LIMIT_MB = 4096
@@ -256,19 +259,18 @@ def main() -> None:
     token = setup(env, folder)
     port = free_port()
     server = start_server(env, port, args.web_workers, args.web_threads)
-    http = requests.Session()
-    http.headers["Authorization"] = f"Bearer {token}"
-    url = f"http://127.0.0.1:{port}/api/v1/query"
+    base_url = f"http://127.0.0.1:{port}"
+    http = KeepAlive(base_url, {"Authorization": f"Bearer {token}"})
 
     raw = duckdb.connect(config={"threads": THREADS, "memory_limit": f"{MEMORY_LIMIT_MB}MB"})
     raw.execute("SET parquet_metadata_cache = true")
     raw.execute(f"CREATE VIEW raw_cards AS SELECT * FROM read_parquet({files!r})")
 
-    def api(sql: str, fmt: str, session: requests.Session = http) -> int:
-        with session.post(url, json={"sql": sql, "format": fmt}, stream=True) as response:
-            if response.status_code != 200:
-                raise SystemExit(f"{response.status_code}: {response.text[:500]}")
-            return sum(len(chunk) for chunk in response.iter_content(chunk_size=1 << 20))
+    def api(sql: str, fmt: str) -> int:
+        status, size = http.post_json(QUERY_PATH, {"sql": sql, "format": fmt}, count_only=True)
+        if status != 200:
+            raise SystemExit(f"{status}: {http.post_json(QUERY_PATH, {'sql': sql, 'format': fmt})[1][:500]!r}")
+        return size
 
     def raw_batches(sql: str) -> int:
         return sum(batch.num_rows for batch in raw.sql(sql).to_arrow_reader(BATCH_ROWS))
@@ -305,7 +307,7 @@ def main() -> None:
         )
         report("json 1M (raw: arrow)", ours, raw_ms)
         small_sequentially(api, raw_batches, SMALL_SQL, max(r, 41), database_label(args.database_url))
-        small_concurrently(url, token, SMALL_SQL.format(t=SLUG), args.small_requests, raw)
+        small_concurrently(base_url, token, SMALL_SQL.format(t=SLUG), args.small_requests, raw)
         selective(env, data_dir, files, api, raw_batches, r)
     finally:
         server.terminate()
@@ -391,7 +393,7 @@ def small_sequentially(api, raw_batches, sql: str, repeat: int, database: str) -
     )
 
 
-def small_concurrently(url: str, token: str, sql: str, total: int, raw: duckdb.DuckDBPyConnection) -> None:
+def small_concurrently(base_url: str, token: str, sql: str, total: int, raw: duckdb.DuckDBPyConnection) -> None:
     """`total` small queries from CLIENT_THREADS threads at once: through the API, then raw DuckDB in process.
 
     The raw side runs the same number of threads, each with its own cursor on one DuckDB database,
@@ -400,14 +402,13 @@ def small_concurrently(url: str, token: str, sql: str, total: int, raw: duckdb.D
     """
 
     def api_client():
-        session = requests.Session()
-        session.headers["Authorization"] = f"Bearer {token}"
+        http = KeepAlive(base_url, {"Authorization": f"Bearer {token}"})
 
         def one() -> None:
-            response = session.post(url, json={"sql": sql, "format": "json"})
-            if response.status_code != 200:
-                raise RuntimeError(f"{response.status_code} {response.text[:200]}")
-            json.loads(response.content)
+            status, body = http.post_json(QUERY_PATH, {"sql": sql, "format": "json"})
+            if status != 200:
+                raise RuntimeError(f"{status} {body[:200]!r}")
+            json.loads(body)
 
         return one
 

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import duckdb
-import requests
+from http_client import KeepAlive
 from bench_query_api import SLUG, free_port, server_environment, setup, small_concurrently, start_server
 from bench_query_engine import SMALL_SQL, THREADS, generate
 
@@ -77,7 +77,7 @@ def main() -> None:
             server = profiled_server(env, port, workers, threads, flamegraph)
             try:
                 print(f"gunicorn {workers} workers x {threads} threads", flush=True)
-                measure(f"http://127.0.0.1:{port}/api/v1/query", token, raw, args)
+                measure(f"http://127.0.0.1:{port}", token, raw, args)
             finally:
                 # SIGINT stops py-spy, which then writes the flame graph; gunicorn stops on it too.
                 server.send_signal(signal.SIGINT if flamegraph else signal.SIGTERM)
@@ -89,16 +89,15 @@ def main() -> None:
         print(f"flame graph: {flamegraph}")
 
 
-def measure(url: str, token: str, raw: duckdb.DuckDBPyConnection, args: argparse.Namespace) -> None:
-    http = requests.Session()
-    http.headers["Authorization"] = f"Bearer {token}"
+def measure(base_url: str, token: str, raw: duckdb.DuckDBPyConnection, args: argparse.Namespace) -> None:
+    http = KeepAlive(base_url, {"Authorization": f"Bearer {token}"})
     body = {"sql": SMALL_SQL.format(t=SLUG), "format": "json"}
     raw_sql = SMALL_SQL.format(t="raw_cards")
 
     def api() -> None:
-        response = http.post(url, json=body)
-        if response.status_code != 200:
-            raise SystemExit(f"{response.status_code}: {response.text[:500]}")
+        status, content = http.post_json("/api/v1/query", body)
+        if status != 200:
+            raise SystemExit(f"{status}: {content[:500]!r}")
 
     for _ in range(20):  # warm-up: the query workers, connections, caches
         api()
@@ -118,7 +117,7 @@ def measure(url: str, token: str, raw: duckdb.DuckDBPyConnection, args: argparse
         flush=True,
     )
     if args.clients:
-        small_concurrently(url, token, SMALL_SQL.format(t=SLUG), 50 * args.clients, raw)
+        small_concurrently(base_url, token, SMALL_SQL.format(t=SLUG), 50 * args.clients, raw)
 
 
 if __name__ == "__main__":

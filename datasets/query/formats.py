@@ -24,6 +24,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -42,6 +43,24 @@ MEDIA_TYPES = {
 }
 TRUNCATED_KEY = "vitamin.truncated"
 _ROW_SEPARATOR = ",\n"
+
+
+@dataclass(frozen=True)
+class Read:
+    """How a format reads a result: JSON rows (`prefix` before each) or Arrow batches (nested values as text)."""
+
+    kind: str  # "json" or "arrow"
+    nested_as_text: bool = False
+    prefix: str = ""
+
+
+# What `stream` reads for each format: a query worker can be told with the query, and start at once.
+READS = {
+    "json": Read("json", prefix=_ROW_SEPARATOR),
+    "csv": Read("arrow", nested_as_text=True),
+    "arrow": Read("arrow"),
+    "parquet": Read("arrow"),
+}
 
 
 def stream(result: QueryResult, format_name: str) -> Iterator[bytes]:
@@ -78,7 +97,7 @@ class _Chunks(io.RawIOBase):
 
 
 def _json(result: QueryResult) -> Iterator[bytes]:
-    rows = result.json_rows(prefix=_ROW_SEPARATOR)  # starts the query: errors raise here
+    rows = result.json_rows(prefix=READS["json"].prefix)  # starts the query: errors raise here
     return _json_document(result, rows)
 
 
@@ -117,7 +136,7 @@ def _string_bytes(texts: pa.Array) -> bytes:
 
 
 def _csv(result: QueryResult) -> Iterator[bytes]:
-    batches = result.record_batches(nested_as_text=True)
+    batches = result.record_batches(nested_as_text=READS["csv"].nested_as_text)
     # The partner's column names, as in JSON (the Arrow schema has duplicates renamed: a, a_1).
     schema = _renamed(result.schema, [column.name for column in result.columns])
     return _binary(result, batches, schema, pa_csv.CSVWriter, lambda writer, metadata: None)

@@ -24,6 +24,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from datasets.query import aggregate_rules
 from datasets.query.bindings import DatasetBinding
@@ -33,6 +34,9 @@ from datasets.query.limits import Limits
 from datasets.query.parser import SqlParser
 from datasets.query.rekey import check_partner_key
 from datasets.query.results import BoundStatement, QueryResult
+
+if TYPE_CHECKING:
+    from datasets.query.formats import Read
 from datasets.query.sandbox import Sandbox, SandboxConfig, Session
 from datasets.query.watchdog import Deadline, Watchdog
 
@@ -95,8 +99,13 @@ class Gateway:
         """`check` then `execute`: check `sql` against `bindings` (the partner's granted dataset versions, by slug) and start it."""
         return self.execute(self.check(sql, bindings), partner_key, limits)
 
-    def execute(self, checked: CheckedQuery, partner_key: bytes, limits: Limits) -> QueryResult:
+    def execute(
+        self, checked: CheckedQuery, partner_key: bytes, limits: Limits, *, read: Read | None = None
+    ) -> QueryResult:
         """Start a query that `check` passed (each query is checked, and its aggregate plan made, once).
+
+        `read` says how the result will be read (`formats.READS`): a hint that lets a query worker
+        start computing at once (`IsolatedGateway`); here the first read starts it anyway.
 
         Raises QueryRejected (the query must change) or QueryFailed (it could not
         run now: busy, dataset unavailable, or an error DuckDB raised while

@@ -54,6 +54,7 @@ import pyarrow.ipc as ipc
 
 from datasets.query.bindings import DatasetBinding
 from datasets.query.errors import Code, QueryError, QueryFailed, QueryRejected
+from datasets.query.formats import Read
 from datasets.query.gateway import CheckedQuery, Gateway
 from datasets.query.limits import Limits
 from datasets.query.results import Column
@@ -174,12 +175,15 @@ class _Worker:
         except (EOFError, OSError):
             raise self.death() from None
 
-    def cancel(self, query_id: int) -> None:
-        self.arm(time.monotonic() + CANCEL_KILL_SECONDS, Code.QUERY_CANCELLED)
+    def cancel(self, query_id: int) -> float:
+        """Ask the worker to stop `query_id`; it is killed if still busy CANCEL_KILL_SECONDS later (returned: when)."""
+        kill_at = time.monotonic() + CANCEL_KILL_SECONDS
+        self.arm(kill_at, Code.QUERY_CANCELLED)
         try:
             self.control.send_bytes(f"cancel {query_id}".encode())
         except OSError:
             pass  # gone already; the reader finds out
+        return kill_at
 
     def death(self) -> QueryFailed:
         """The error for a query whose worker is gone: the reason it was killed, else memory."""
@@ -217,7 +221,10 @@ class WorkerPool:
         self._busy: set[_Worker] = set()
         self._count = 0  # workers idle, busy or starting
         self._closed = False
-        self._condition = threading.Condition()
+        self._condition = threading.Condition()  # a worker became idle, or the pool closed
+        # The monitor's own wake-up, on the same lock: a deadline earlier than the one it sleeps until.
+        self._deadlines_changed = threading.Condition(self._condition._lock)  # type: ignore[attr-defined]
+        self._monitor_wakes_at = float("inf")
         self._monitor = threading.Thread(target=self._watch, name="query-worker-monitor", daemon=True)
         self._monitor.start()
 
@@ -300,17 +307,20 @@ class WorkerPool:
                     threading.Thread(target=fresh.discard, daemon=True).start()
             self._condition.notify_all()
 
-    def armed(self) -> None:
-        """A deadline was set or moved: let the monitor re-plan its sleep."""
+    def armed(self, at: float) -> None:
+        """A deadline was set at `at`: the monitor re-plans its sleep if it would wake up later than that
+        (the usual new query's deadline is later than one already planned, and wakes nobody)."""
         with self._condition:
-            self._condition.notify_all()
+            if at < self._monitor_wakes_at:
+                self._deadlines_changed.notify_all()
 
     def _watch(self) -> None:
         with self._condition:
             while not self._closed:
                 now = time.monotonic()
                 due = [at for worker in list(self._busy) if (at := worker.kill_if_due(now)) is not None]
-                self._condition.wait(max(0.0, min(due) - now) + 0.001 if due else None)
+                self._monitor_wakes_at = min(due) if due else float("inf")
+                self._deadlines_changed.wait(max(0.0, min(due) - now) + 0.001 if due else None)
 
     def pids(self) -> list[int]:
         with self._condition:
@@ -322,6 +332,7 @@ class WorkerPool:
             workers = [*self._idle, *self._busy]
             self._idle.clear()
             self._condition.notify_all()
+            self._deadlines_changed.notify_all()  # the monitor ends
         for worker in workers:
             worker.discard()
 
@@ -371,17 +382,23 @@ class IsolatedGateway:
         """`Gateway.run`: checked here, executed in a worker."""
         return self.execute(self.check(sql, bindings), partner_key, limits)
 
-    def execute(self, checked: CheckedQuery, partner_key: bytes, limits: Limits) -> IsolatedResult:
+    def execute(
+        self, checked: CheckedQuery, partner_key: bytes, limits: Limits, *, read: Read | None = None
+    ) -> IsolatedResult:
         """`Gateway.execute` in a worker: raises QueryRejected or QueryFailed as it does, or returns the started query.
 
         The worker executes the checked query as it is sent (the parent is trusted); it does not check it again.
+        With `read` (how the result will be read: `formats.READS`) the worker starts streaming right after
+        it started the query, without waiting for the read request: one round trip less. The result must
+        then be read that way (or closed).
         """
         worker = self._pool.acquire()
         query_id = next(self._query_ids)
-        worker.arm(time.monotonic() + limits.max_query_seconds + self.kill_grace_seconds, Code.TIME_LIMIT_EXCEEDED)
-        self._pool.armed()
+        kill_at = time.monotonic() + limits.max_query_seconds + self.kill_grace_seconds
+        worker.arm(kill_at, Code.TIME_LIMIT_EXCEEDED)
+        self._pool.armed(kill_at)
         try:
-            worker.send(("execute", query_id, checked, partner_key, limits))
+            worker.send(("execute", query_id, checked, partner_key, limits, _read_message(read)))
             reply = json.loads(worker.receive())
         except BaseException:
             self._pool.release(worker)
@@ -395,6 +412,7 @@ class IsolatedGateway:
             query_id=query_id,
             columns=[Column(name, type_) for name, type_ in reply["started"]],
             unfinished_bytes=sum(binding.size_bytes for binding in checked.bindings),
+            read=read,
         )
 
     def worker_pids(self) -> list[int]:
@@ -410,7 +428,14 @@ class IsolatedResult:
     """`QueryResult`'s surface for a query running in a worker: read it once, close it, or cancel it."""
 
     def __init__(
-        self, *, pool: WorkerPool, worker: _Worker, query_id: int, columns: list[Column], unfinished_bytes: int
+        self,
+        *,
+        pool: WorkerPool,
+        worker: _Worker,
+        query_id: int,
+        columns: list[Column],
+        unfinished_bytes: int,
+        read: Read | None = None,
     ):
         self.columns = columns
         self.schema: pa.Schema | None = None
@@ -427,6 +452,7 @@ class IsolatedResult:
         self._unfinished_bytes = unfinished_bytes
         self._lock = threading.Lock()
         self._started = False
+        self._sent_read = read  # the read the worker was told with the query: it is streaming already
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -447,7 +473,10 @@ class IsolatedResult:
         self._started = True
         worker = self._worker
         try:
-            worker.send(("read", kind, nested_as_text, prefix))
+            if self._sent_read is None:
+                worker.send(("read", kind, nested_as_text, prefix))
+            elif self._sent_read != Read(kind, nested_as_text, prefix):
+                raise RuntimeError(f"the result was started for {self._sent_read}, not read as {kind}")
             frame = worker.receive()
             if frame[:1] == b"{":  # the query failed before its first batch
                 error = _query_error(json.loads(frame))
@@ -518,11 +547,13 @@ class IsolatedResult:
         if worker is None:
             return
         try:
-            if not self._started:
+            if not self._started and self._sent_read is None:
                 self._started = True
                 worker.send(("close",))
             else:
-                worker.cancel(self._query_id)  # streaming stops at the next batch; killed if it does not
+                self._started = True
+                # Streaming stops at the next batch; killed if it does not.
+                self._pool.armed(worker.cancel(self._query_id))
             while True:  # what the worker had sent already, up to its trailer
                 frame = worker.receive()
                 if frame[:1] == b"{" and "end" in (message := json.loads(frame)):
@@ -536,8 +567,7 @@ class IsolatedResult:
         """Stop the query from another thread; the reader gets `query_cancelled` (killed if it takes over ~1 s)."""
         with self._lock:
             if self._worker is not None:
-                self._worker.cancel(self._query_id)
-                self._pool.armed()
+                self._pool.armed(self._worker.cancel(self._query_id))
 
     def __enter__(self) -> IsolatedResult:
         return self
@@ -551,6 +581,10 @@ class IsolatedResult:
                 self.close()
             except Exception:  # noqa: BLE001, S110 - nothing to report to at collection time
                 pass
+
+
+def _read_message(read: Read | None) -> tuple | None:
+    return None if read is None else (read.kind, read.nested_as_text, read.prefix)
 
 
 def _query_error(message: dict) -> QueryError:

@@ -9,7 +9,8 @@ and spoken to over two socket pairs, with `multiprocessing.connection` framing:
 
 - MAIN (one request at a time, from the parent's reading thread). The parent sends
   pickles: the `SandboxConfig` once, then per query `("execute", id, checked_query,
-  partner_key, limits)` (checked by the parent, not again here), then `("read", kind, nested_as_text, prefix)` or
+  partner_key, limits, read)` (checked by the parent, not again here), then, unless `read`
+  (`(kind, nested_as_text, prefix)`) came with it, `("read", kind, nested_as_text, prefix)` or
   `("close",)`. The worker answers in JSON (`{"started": columns}`, `{"error": ...}`,
   `{"end": ...}`) and, while reading, Arrow IPC messages: the schema, then one
   `RecordBatch.serialize()` per batch. Arrow messages start with 0xFFFFFFFF and
@@ -117,7 +118,9 @@ class Worker:
             if message[0] == "execute":
                 self._execute(*message[1:])
 
-    def _execute(self, query_id: int, checked: CheckedQuery, partner_key: bytes, limits: Limits) -> None:
+    def _execute(
+        self, query_id: int, checked: CheckedQuery, partner_key: bytes, limits: Limits, read: tuple | None
+    ) -> None:
         with self._lock:
             self._query_id, self._stopped = query_id, False
         try:
@@ -137,7 +140,8 @@ class Worker:
                 result.cancel()
         try:
             self._send_json({"started": [[column.name, column.type] for column in result.columns]})
-            request = pickle.loads(self._main.recv_bytes())  # noqa: S301 - the parent is trusted
+            # The read sent with the query (the parent reads it that way), else the parent's next request.
+            request = ("read", *read) if read is not None else pickle.loads(self._main.recv_bytes())  # noqa: S301
             if request[0] == "read":
                 self._stream(result, *request[1:])
         finally:

@@ -227,7 +227,7 @@ def run_query(
     limits = _limits(granted.values(), max_rows)
     held = _start(use, audit, limits)
     try:
-        result = gateway.execute(checked, partner_key(institution_id), limits)
+        result = gateway.execute(checked, partner_key(institution_id), limits, read=formats.READS[fmt])
         if on_start is not None:
             on_start(result)
         chunks = formats.stream(result, fmt)

@@ -288,6 +288,27 @@ def test_results_are_the_same_as_in_process(isolated, gateway, bindings, sql, fm
         return
     assert b"".join(formats.stream(ours, fmt)) == b"".join(formats.stream(theirs, fmt))
     assert (ours.rows, ours.truncated, ours.columns) == (theirs.rows, theirs.truncated, theirs.columns)
+    # Told how it will be read, the worker streams at once: the same bytes.
+    told = isolated.execute(isolated.check(sql, bindings), FUND.key, limits, read=formats.READS[fmt])
+    again = gateway.run(sql, bindings, FUND.key, limits)
+    assert b"".join(formats.stream(told, fmt)) == b"".join(formats.stream(again, fmt))
+    assert (told.rows, told.truncated) == (again.rows, again.truncated)
+
+
+def test_a_result_told_its_read_is_read_that_way_or_closed_and_its_worker_stays(isolated, bindings):
+    assert_healthy(isolated, bindings)
+    limits = Limits(max_query_seconds=30, max_result_rows=10**6)
+    checked = isolated.check("SELECT a.n AS a, b.n AS b FROM numbers a, numbers b", bindings)
+    streaming = isolated.execute(checked, FUND.key, limits, read=formats.READS["arrow"])
+    with pytest.raises(RuntimeError):
+        streaming.json_rows(prefix=",")  # not the read the worker was told
+    streaming.close()
+    assert streaming.worker_pid in isolated.worker_pids()
+    unread = isolated.execute(checked, FUND.key, limits, read=formats.READS["json"])
+    unread.close()  # told, streaming already, and never read: cancelled, the worker kept
+    assert unread.bytes_scanned is not None
+    assert unread.worker_pid in isolated.worker_pids()
+    assert_healthy(isolated, bindings)
 
 
 def test_refusals_come_back_as_the_engine_raised_them(isolated, bindings):
