@@ -83,6 +83,8 @@ class MeteredUse:
                 if getattr(exc, "code", None) is not None:  # a Refusal, or an HTTP refusal of the caller's
                     self.on_refused(exc, details)
                 raise
+        uses: list = []
+        recording = False  # the audit write is what runs (what failed, if anything raises now)
         try:
             with transaction.atomic():
                 if hold is not None:
@@ -90,24 +92,26 @@ class MeteredUse:
                 amounts = charges() if callable(charges) else charges
                 uses = [(grant, metric, amount) for grant in grants for metric, amount in amounts.items()]
                 metering.charge_all(uses)
-                # `record` writes in a savepoint of its own (its atomic block, inside this one): a failed
-                # write leaves the transaction usable for the refund, without a second savepoint around it.
-                try:
-                    record(self.action, target=self.target, details=details, request=self.request, **self.actor)
-                except Exception:  # noqa: BLE001 - whatever broke the audit write, the use must not happen unaudited
-                    log.exception("audit write failed; %s refused", self.action)
-                    for grant, metric, amount in uses:  # a quota backend outside the database is not rolled back
-                        if amount:
-                            metering.refund(grant, metric, amount)
-                    raise Refusal(
-                        "This cannot be recorded right now, so it was not done.",
-                        code="audit_unavailable",
-                        kind=Kind.UNAVAILABLE,
-                    ) from None
+                # No savepoint of its own: a failed write ends this transaction, and rolls the charge back with it.
+                recording = True
+                record(
+                    self.action, target=self.target, details=details, request=self.request, savepoint=False, **self.actor
+                )
         except Refusal as exc:
             if exc.code != "audit_unavailable":  # the audit is what failed: there is nowhere to record it
                 self.on_refused(exc, details)
             raise
+        except Exception:  # noqa: BLE001 - whatever broke the audit write, the use must not happen unaudited
+            if not recording:  # not the audit: the hold or the charge failed on its own
+                raise
+            log.exception("audit write failed; %s refused", self.action)
+            if not metering.charges_roll_back():  # a quota backend outside the database is not rolled back
+                for grant, metric, amount in uses:
+                    if amount:
+                        metering.refund(grant, metric, amount)
+            raise Refusal(
+                "This cannot be recorded right now, so it was not done.", code="audit_unavailable", kind=Kind.UNAVAILABLE
+            ) from None
         return grants
 
     def _record_refusal(self, refusal, details: dict) -> None:

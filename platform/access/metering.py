@@ -23,7 +23,7 @@ from django.conf import settings
 
 from access.service import Grant
 from datasets.query.limits import CONCURRENT_QUERIES, DAILY_METRICS
-from quotas.service import Charge, Decision, Lease, QuotaExceeded, Window, consume_all, reserved
+from quotas.service import Charge, Decision, Lease, QuotaExceeded, Window, consume_all, get_backend, reserved
 from quotas.service import refund as refund_quota
 from vitamin.refusals import Kind, Refusal
 
@@ -70,6 +70,12 @@ def meter(uses: Sequence[Use], *, now: datetime | None = None) -> None:
     ]
     if charges:
         consume_all(charges, now=now)
+
+
+def charges_roll_back() -> bool:
+    """Whether a charge made in a database transaction is undone when it rolls back (the database backend),
+    or must be refunded (Redis)."""
+    return get_backend().charges_roll_back_with_the_transaction
 
 
 def refund(grant: Grant, metric: str, amount: int, *, now: datetime | None = None) -> int:

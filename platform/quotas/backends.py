@@ -54,14 +54,18 @@ class ConsumeResult(NamedTuple):
 
 class ReserveResult(NamedTuple):
     granted: bool
-    held: int  # live leases after the call, including the new one when granted
-    first_expiry: datetime | None  # when the earliest live lease lapses; None when none is held
+    # Refused: the live leases, and when the earliest lapses (None when none is held), for the refusal.
+    # Granted: a backend may leave both unset (nothing reads them; counting would cost a statement).
+    held: int | None = None
+    first_expiry: datetime | None = None
 
 
 class QuotaBackend(ABC):
     # True when each metered charge also writes the day's UsageDaily row (in the same transaction);
     # False when usage lives in the backend until `rollup_usage` copies it.
     usage_written_with_each_charge: bool = False
+    # True when charges are writes in the caller's database transaction, undone when it rolls back.
+    charges_roll_back_with_the_transaction: bool = False
 
     @abstractmethod
     def consume_all(self, takes: Sequence[Take], now: datetime) -> ConsumeResult:

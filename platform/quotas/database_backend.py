@@ -8,9 +8,11 @@ Exactness comes from the database, not from Python-side checks:
   version after taking the row lock; SQLite transactions here begin IMMEDIATE,
   so writers are serialized. Either way the limit is never passed. A batch
   runs in one transaction that rolls back when any take does not fit.
-- leases are counted and inserted while holding a lock on the subject's guard
-  row (an upsert takes the row lock on PostgreSQL and creates the guard on first
-  use; on SQLite the IMMEDIATE transaction serializes).
+- a lease is counted and inserted in one statement (`INSERT ... SELECT ... WHERE
+  (SELECT COUNT(*) ...) < limit`) while holding a lock on the subject's guard row on
+  PostgreSQL (an upsert takes the row lock and creates the guard on first use); on
+  SQLite the IMMEDIATE transaction serializes and no guard is taken. Only a refused
+  reserve counts again, for the refusal's Retry-After.
 - usage is added to UsageDaily in the same transaction as the counter, so
   usage can never disagree with what was granted.
 
@@ -40,11 +42,17 @@ class _DoesNotFit(Exception):
 
 class DatabaseBackend(QuotaBackend):
     usage_written_with_each_charge = True
+    charges_roll_back_with_the_transaction = True
 
     def consume_all(self, takes: Sequence[Take], now: datetime) -> ConsumeResult:
         try:
             with transaction.atomic(), connection.cursor() as cursor:
-                used = tuple(_take(cursor, take) for take in takes)
+                # Takes that only check (0), or that cannot fit whatever is used, read their counters in one statement.
+                checked = _used_many(cursor, [take.counter for take in takes if _only_checks(take)])
+                used = tuple(
+                    _checked(take, checked.get(take.counter, 0)) if _only_checks(take) else _take(cursor, take)
+                    for take in takes
+                )
         except _DoesNotFit:
             return ConsumeResult(False, tuple(self.peek(take.counter) for take in takes))
         return ConsumeResult(True, used)
@@ -68,19 +76,20 @@ class DatabaseBackend(QuotaBackend):
 
     def reserve(self, lease: Lease, limit: int, now: datetime) -> ReserveResult:
         adapt = connection.ops.adapt_datetimefield_value
+        key = [lease.subject, lease.metric]
         # No savepoint inside a caller's transaction: nothing here catches an error to carry on.
         with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-            cursor.execute(_LOCK_GUARD_SQL, [lease.subject, lease.metric])
+            if connection.vendor != "sqlite":  # SQLite: BEGIN IMMEDIATE already holds the one write lock
+                cursor.execute(_LOCK_GUARD_SQL, key)
             # Expired leases are not deleted here but left to purge_expired: two
             # transactions deleting the same rows in different orders could deadlock.
-            cursor.execute(_LIVE_LEASES_SQL, [lease.subject, lease.metric, adapt(now)])
+            cursor.execute(_INSERT_LEASE_IF_ROOM_SQL, [*key, lease.lease_id, adapt(lease.expires_at), *key, adapt(now), limit])
+            if cursor.rowcount == 1:
+                return ReserveResult(True)
+            # Refused: how many are held and when the first lapses, for the refusal's Retry-After.
+            cursor.execute(_LIVE_LEASES_SQL, [*key, adapt(now)])
             held, first_expiry = cursor.fetchone()
-            first_expiry = _datetime_from_db(first_expiry)
-            if held >= limit:
-                return ReserveResult(False, held, first_expiry)
-            cursor.execute(_INSERT_LEASE_SQL, [lease.subject, lease.metric, lease.lease_id, adapt(lease.expires_at)])
-        first_expiry = lease.expires_at if first_expiry is None else min(first_expiry, lease.expires_at)
-        return ReserveResult(True, held + 1, first_expiry)
+        return ReserveResult(False, held, _datetime_from_db(first_expiry))
 
     def release(self, lease: Lease) -> None:
         with connection.cursor() as cursor:
@@ -109,14 +118,30 @@ def _usage_rows(counter: CounterKey) -> models.QuerySet[UsageDaily]:
     return UsageDaily.objects.filter(subject=counter.subject, metric=counter.metric, day=counter.day)
 
 
+def _only_checks(take: Take) -> bool:
+    return take.amount == 0 or take.amount > take.limit
+
+
+def _checked(take: Take, used: int) -> int:
+    """The counter of a take that only checks, or _DoesNotFit."""
+    if used + take.amount > take.limit:
+        raise _DoesNotFit
+    return used
+
+
+def _used_many(cursor, counters: list[CounterKey]) -> dict[CounterKey, int]:
+    """The used value of each of `counters` that exists (one statement)."""
+    if not counters:
+        return {}
+    rows = ", ".join(["(%s, %s, %s, %s, %s)"] * len(counters))
+    values = [value for index, counter in enumerate(counters) for value in (index, *_counter_key(counter))]
+    cursor.execute(_USED_MANY_SQL.format(rows=rows), values)
+    return {counters[index]: used for index, used in cursor.fetchall()}
+
+
 def _take(cursor, take: Take) -> int:
-    """The counter after `take`, or _DoesNotFit; runs in the batch's transaction."""
+    """The counter after `take` (an amount within its limit), or _DoesNotFit; runs in the batch's transaction."""
     counter = take.counter
-    if take.amount == 0 or take.amount > take.limit:
-        used = _used(cursor, counter)
-        if used + take.amount > take.limit:
-            raise _DoesNotFit
-        return used
     window_end = connection.ops.adapt_datetimefield_value(counter.window_end)
     cursor.execute(_TAKE_SQL, [*_counter_key(counter), window_end, take.amount, take.limit])
     row = cursor.fetchone()
@@ -171,8 +196,12 @@ _LIVE_LEASES_SQL = """
 SELECT COUNT(*), MIN(expires_at) FROM quotas_quotalease WHERE subject = %s AND metric = %s AND expires_at > %s
 """
 
-_INSERT_LEASE_SQL = """
-INSERT INTO quotas_quotalease (subject, metric, lease_id, expires_at) VALUES (%s, %s, %s, %s)
+# The lease, if fewer than the limit are live: one statement, counted under the guard's lock (PostgreSQL) or
+# the write lock (SQLite), so two reserves never both see room for one.
+_INSERT_LEASE_IF_ROOM_SQL = """
+INSERT INTO quotas_quotalease (subject, metric, lease_id, expires_at)
+SELECT %s, %s, %s, %s
+WHERE (SELECT COUNT(*) FROM quotas_quotalease WHERE subject = %s AND metric = %s AND expires_at > %s) < %s
 """
 
 _DELETE_LEASE_SQL = """
@@ -181,6 +210,13 @@ DELETE FROM quotas_quotalease WHERE lease_id = %s AND subject = %s AND metric = 
 
 _USED_SQL = """
 SELECT used FROM quotas_quotacounter WHERE subject = %s AND metric = %s AND "window" = %s AND window_start = %s
+"""
+
+_USED_MANY_SQL = """
+WITH wanted (position, subject, metric, "window", window_start) AS (VALUES {rows})
+SELECT wanted.position, counter.used FROM wanted JOIN quotas_quotacounter AS counter
+ON counter.subject = wanted.subject AND counter.metric = wanted.metric
+AND counter."window" = wanted."window" AND counter.window_start = wanted.window_start
 """
 
 _METER_SQL = """

@@ -250,7 +250,8 @@ def reserved(
 
 def _reserve(
     subject: str, metric: str, limit: int, ttl_seconds: float, *, backend: QuotaBackend | None, now: datetime | None
-) -> tuple[Lease | None, Decision]:
+) -> tuple[Lease | None, Decision | None]:
+    """The lease when granted (and no decision: nothing reads one), else None and the refusing decision."""
     now = _aware(now)
     _check_key(subject, metric)
     _check_count("limit", limit)
@@ -261,10 +262,11 @@ def _reserve(
     expires_at = expires_at.replace(microsecond=expires_at.microsecond // 1000 * 1000)
     candidate = Lease(subject=subject, metric=metric, lease_id=uuid.uuid4().hex, expires_at=expires_at)
     result = (backend or get_backend()).reserve(candidate, limit, now)
+    if result.granted:
+        return candidate, None
     # With limit 0 nothing is ever held, so no lease expiry says when to retry; a lease's lifetime does.
     reset_at = result.first_expiry or expires_at
-    decision = decide(allowed=result.granted, used=result.held, limit=limit, reset_at=reset_at, now=now)
-    return (candidate if result.granted else None), decision
+    return None, decide(allowed=False, used=result.held or 0, limit=limit, reset_at=reset_at, now=now)
 
 
 def rollup_usage(*, backend: QuotaBackend | None = None, now: datetime | None = None) -> int:
