@@ -19,8 +19,8 @@ Steps, in order (each refusal is a Refusal with a stable code, and an audit even
  8. finish      when the stream ends (or the client goes away): rows returned and bytes
                 scanned charged, the slots given back, `query.run` recorded with the outcome
 
-Steps 5 and 6 are one database transaction, and so is step 8: a query costs two commits
-besides its reads (bench/bench_query_api.py measures the whole path against raw DuckDB).
+Steps 5 and 6 are one database transaction, and so is step 8 (no savepoints in either): a query
+costs two commits besides its reads (bench/bench_query_api.py measures the whole path against raw DuckDB).
 
 Rows and bytes are charged after the query, when they are known: the query that crosses a
 daily limit completes, and the next one is refused (step 5 also checks that `rows_returned`
@@ -181,7 +181,7 @@ class _Audit:
             **extra,
         }
 
-    def record(self, action: str, outcome: str, **extra) -> None:
+    def record(self, action: str, outcome: str, *, savepoint: bool = True, **extra) -> None:
         record(
             action,
             outcome=outcome,
@@ -189,6 +189,7 @@ class _Audit:
             target=self.target(self.versions),
             details=self.details(**extra),
             request=self.request,
+            savepoint=savepoint,
         )
 
     def refused(self, error: Refusal, *, failed: bool = False) -> Refusal:
@@ -463,6 +464,7 @@ class _Slots:
 
     def release_again(self) -> None:
         """After the transaction that released them failed: release each lease again, on its own."""
+        self._stack.pop_all()  # whatever the stack still holds is released here, not when it is collected
         for lease in self._leases:
             try:
                 release_lease(lease)
@@ -504,37 +506,33 @@ def _finishing(chunks: Iterator[bytes], result: QueryResult, granted, held: _Slo
         result.close()
         if result.error is not None:
             outcome, code = Outcome.FAILURE, str(result.error.code)
-        outcome = _outcome(code, outcome)
-        # One transaction (one commit): the use metered, the slots given back, `query.run` recorded.
-        # The rows are already sent, so a failure of one part is logged and the others still happen
-        # (each writes in a savepoint of its own, which leaves the transaction usable).
+        _record_end(result, granted, held, audit, _outcome(code, outcome), code)
+
+
+def _record_end(result: QueryResult, granted: list[Grant], held: _Slots, audit: _Audit, outcome: str, code) -> None:
+    """Step 8: the use metered, the slots given back, `query.run` recorded: one transaction (one commit, no
+    savepoints). The rows are already sent, so if that fails each part is done again on its own, and a
+    part that still fails is logged while the others happen."""
+    used = [
+        (grant, metric, amount)
+        for grant in granted
+        for metric, amount in (("rows_returned", result.rows), ("bytes_scanned", result.bytes_scanned or 0))
+    ]
+    ran = {"code": code, "rows": result.rows, "truncated": result.truncated, "bytes_scanned": result.bytes_scanned}
+    try:
+        with transaction.atomic():
+            metering.meter(used)
+            held.release()
+            audit.record("query.run", outcome, savepoint=False, **ran)
+        return
+    except Exception:  # noqa: BLE001 - rolled back as a whole: each part again, on its own
+        log.exception("recording the end of a query failed; recording each part on its own")
+    for part, run in (
+        ("metering", lambda: metering.meter(used)),
+        ("giving back the query slots", held.release_again),
+        ("the audit write", lambda: audit.record("query.run", outcome, **ran)),  # query.start is on record
+    ):
         try:
-            with transaction.atomic():
-                try:
-                    metering.meter(
-                        [
-                            (grant, metric, amount)
-                            for grant in granted
-                            for metric, amount in (
-                                ("rows_returned", result.rows),
-                                ("bytes_scanned", result.bytes_scanned or 0),
-                            )
-                        ]
-                    )
-                except Exception:  # noqa: BLE001
-                    log.exception("metering failed after a query finished")
-                held.release()
-                try:
-                    audit.record(
-                        "query.run",
-                        outcome,
-                        code=code,
-                        rows=result.rows,
-                        truncated=result.truncated,
-                        bytes_scanned=result.bytes_scanned,
-                    )
-                except Exception:  # noqa: BLE001 - the rows are already sent; query.start is on record
-                    log.exception("audit write failed after a query finished")
-        except Exception:  # noqa: BLE001 - the transaction itself failed (begin or commit)
-            log.exception("recording the end of a query failed")
-            held.release_again()
+            run()
+        except Exception:  # noqa: BLE001 - the rows are already sent
+            log.exception("%s failed after a query finished", part)

@@ -7,7 +7,9 @@ Exactness comes from the database, not from Python-side checks:
   it did not fit. PostgreSQL evaluates the WHERE clause on the latest row
   version after taking the row lock; SQLite transactions here begin IMMEDIATE,
   so writers are serialized. Either way the limit is never passed. A batch
-  runs in one transaction that rolls back when any take does not fit.
+  runs in one transaction (no savepoint of its own inside a caller's); when a take does not
+  fit, what the batch had added is subtracted again, under the same locks, and nothing is
+  left changed.
 - a lease is counted and inserted in one statement (`INSERT ... SELECT ... WHERE
   (SELECT COUNT(*) ...) < limit`) while holding a lock on the subject's guard row on
   PostgreSQL (an upsert takes the row lock and creates the guard on first use); on
@@ -36,26 +38,31 @@ from quotas.decisions import Lease
 from quotas.models import QuotaCounter, QuotaLease, QuotaLeaseGuard, UsageDaily
 
 
-class _DoesNotFit(Exception):
-    """Rolls a batch back."""
-
-
 class DatabaseBackend(QuotaBackend):
     usage_written_with_each_charge = True
     charges_roll_back_with_the_transaction = True
 
     def consume_all(self, takes: Sequence[Take], now: datetime) -> ConsumeResult:
-        try:
-            with transaction.atomic(), connection.cursor() as cursor:
-                # Takes that only check (0), or that cannot fit whatever is used, read their counters in one statement.
-                checked = _used_many(cursor, [take.counter for take in takes if _only_checks(take)])
-                used = tuple(
-                    _checked(take, checked.get(take.counter, 0)) if _only_checks(take) else _take(cursor, take)
-                    for take in takes
-                )
-        except _DoesNotFit:
-            return ConsumeResult(False, tuple(self.peek(take.counter) for take in takes))
-        return ConsumeResult(True, used)
+        # No savepoint inside a caller's transaction (two statements on every charge): a take that does not
+        # fit is undone by hand, by subtracting what this batch added, in the same locked transaction.
+        with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+            # Takes that only check (0), or that cannot fit whatever is used, read their counters in one statement.
+            checked = _used_many(cursor, [take.counter for take in takes if _only_checks(take)])
+            if any(_only_checks(take) and checked.get(take.counter, 0) + take.amount > take.limit for take in takes):
+                return ConsumeResult(False, tuple(checked.get(take.counter, 0) for take in takes))
+            used: list[int] = []
+            for take in takes:
+                if _only_checks(take):
+                    used.append(checked.get(take.counter, 0))
+                    continue
+                after = _take(cursor, take)
+                if after is None:
+                    taken = [earlier for earlier in takes[: len(used)] if not _only_checks(earlier)]
+                    for earlier in taken:
+                        _untake(cursor, earlier)
+                    return ConsumeResult(False, tuple(_used(cursor, other.counter) for other in takes))
+                used.append(after)
+        return ConsumeResult(True, tuple(used))
 
     def peek(self, counter: CounterKey) -> int:
         with connection.cursor() as cursor:
@@ -122,13 +129,6 @@ def _only_checks(take: Take) -> bool:
     return take.amount == 0 or take.amount > take.limit
 
 
-def _checked(take: Take, used: int) -> int:
-    """The counter of a take that only checks, or _DoesNotFit."""
-    if used + take.amount > take.limit:
-        raise _DoesNotFit
-    return used
-
-
 def _used_many(cursor, counters: list[CounterKey]) -> dict[CounterKey, int]:
     """The used value of each of `counters` that exists (one statement)."""
     if not counters:
@@ -139,20 +139,33 @@ def _used_many(cursor, counters: list[CounterKey]) -> dict[CounterKey, int]:
     return {counters[index]: used for index, used in cursor.fetchall()}
 
 
-def _take(cursor, take: Take) -> int:
-    """The counter after `take` (an amount within its limit), or _DoesNotFit; runs in the batch's transaction."""
+def _take(cursor, take: Take) -> int | None:
+    """The counter after `take` (an amount within its limit), or None when it did not fit; runs in the batch's
+    transaction."""
     counter = take.counter
     window_end = connection.ops.adapt_datetimefield_value(counter.window_end)
     cursor.execute(_TAKE_SQL, [*_counter_key(counter), window_end, take.amount, take.limit])
     row = cursor.fetchone()
     if row is None:
-        raise _DoesNotFit
+        return None
     if take.meter:
         cursor.execute(
             _METER_SQL,
             [counter.subject, counter.metric, connection.ops.adapt_datefield_value(counter.day), take.amount],
         )
     return row[0]
+
+
+def _untake(cursor, take: Take) -> None:
+    """Subtract what `_take` added (a batch that did not fit as a whole), in the same transaction; a row
+    left at 0 goes, as if the batch had never written it (a counter at 0 and no counter read the same)."""
+    key = _counter_key(take.counter)
+    cursor.execute(_UNTAKE_SQL, [take.amount, *key])
+    cursor.execute(_DROP_EMPTY_COUNTER_SQL, key)
+    if take.meter:
+        day = [take.counter.subject, take.counter.metric, connection.ops.adapt_datefield_value(take.counter.day)]
+        cursor.execute(_UNMETER_SQL, [take.amount, *day])
+        cursor.execute(_DROP_EMPTY_USAGE_SQL, day)
 
 
 def _datetime_from_db(value) -> datetime | None:
@@ -194,6 +207,23 @@ ON CONFLICT (subject, metric) DO UPDATE SET subject = excluded.subject
 
 _LIVE_LEASES_SQL = """
 SELECT COUNT(*), MIN(expires_at) FROM quotas_quotalease WHERE subject = %s AND metric = %s AND expires_at > %s
+"""
+
+_UNTAKE_SQL = """
+UPDATE quotas_quotacounter SET used = used - %s
+WHERE subject = %s AND metric = %s AND "window" = %s AND window_start = %s
+"""
+
+_UNMETER_SQL = """
+UPDATE quotas_usagedaily SET amount = amount - %s WHERE subject = %s AND metric = %s AND day = %s
+"""
+
+_DROP_EMPTY_COUNTER_SQL = """
+DELETE FROM quotas_quotacounter WHERE subject = %s AND metric = %s AND "window" = %s AND window_start = %s AND used = 0
+"""
+
+_DROP_EMPTY_USAGE_SQL = """
+DELETE FROM quotas_usagedaily WHERE subject = %s AND metric = %s AND day = %s AND amount = 0
 """
 
 # The lease, if fewer than the limit are live: one statement, counted under the guard's lock (PostgreSQL) or

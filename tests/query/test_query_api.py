@@ -20,6 +20,7 @@ from django.utils import timezone
 from access import subscriptions
 from audit.models import AuditEvent
 from catalog.models import DatasetVersion
+from quotas.models import UsageDaily
 from datasets.spec import Mode
 
 INDUSTRY_SQL = "SELECT csi_industry, SUM(gmv) AS gmv FROM industry_prosperity_monthly GROUP BY 1 ORDER BY 1"
@@ -328,17 +329,22 @@ def test_slots_come_back_even_when_the_closing_transaction_fails(client, token, 
             raise DatabaseError("could not commit")  # everything in it, the release too, is undone
 
     def atomic(*args, **kwargs):
-        if sys._getframe(1).f_code.co_name == "_finishing":  # only the transaction that closes a query
+        if sys._getframe(1).f_code.co_name == "_record_end":  # only the transaction that closes a query
             return rolled_back(*args, **kwargs)
         return real_atomic(*args, **kwargs)
 
     assert plan.concurrent_queries == 1
     monkeypatch.setattr(transaction, "atomic", atomic)
-    assert rows_of(post(client, token, INDUSTRY_SQL))["rows"]
+    rows = rows_of(post(client, token, INDUSTRY_SQL))["rows"]
+    assert rows
     monkeypatch.setattr(transaction, "atomic", real_atomic)
 
     assert "recording the end of a query failed" in caplog.text
-    assert rows_of(post(client, token, INDUSTRY_SQL))["rows"]  # the only slot was given back
+    # Each part again on its own: the rows metered once, `query.run` on record, the only slot given back.
+    ran = AuditEvent.objects.filter(action="query.run").order_by("-seq").first()
+    assert ran is not None and ran.outcome == "success" and ran.details["rows"] == len(rows)
+    assert UsageDaily.objects.get(metric="rows_returned").amount == len(rows)
+    assert rows_of(post(client, token, INDUSTRY_SQL))["rows"]
 
 
 def test_a_response_dropped_unread_gives_its_slot_back(client, token, plan):
