@@ -36,9 +36,9 @@ from pathlib import Path
 import figures
 import pyarrow.parquet as pq
 import requests
-from http_client import KeepAlive
 from bench_query_api import AGGREGATE_SQL, SLUG, free_port, server_environment, setup, start_server
 from bench_query_engine import SELECTIVE_SQL, SMALL_SQL, generate, laid_out, medians_ms
+from http_client import KeepAlive
 
 SELECTIVE_GOAL = 3  # ours / Datasette with an index
 TABLE = "cards"

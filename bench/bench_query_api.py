@@ -43,7 +43,6 @@ import duckdb
 import figures
 import pyarrow.ipc as ipc
 import requests
-from http_client import KeepAlive
 from bench_query_engine import (
     ARROW_SQL,
     BATCH_ROWS,
@@ -58,6 +57,7 @@ from bench_query_engine import (
     medians_ms,
     report,
 )
+from http_client import KeepAlive
 
 REPO = Path(__file__).resolve().parents[1]
 QUERY_PATH = "/api/v1/query"

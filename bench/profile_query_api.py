@@ -30,9 +30,9 @@ import time
 from pathlib import Path
 
 import duckdb
-from http_client import KeepAlive
 from bench_query_api import SLUG, free_port, server_environment, setup, small_concurrently, start_server
 from bench_query_engine import SMALL_SQL, THREADS, generate
+from http_client import KeepAlive
 
 
 def profiled_server(env: dict[str, str], port: int, workers: int, threads: int, flamegraph: Path | None):

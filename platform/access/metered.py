@@ -95,7 +95,12 @@ class MeteredUse:
                 # No savepoint of its own: a failed write ends this transaction, and rolls the charge back with it.
                 recording = True
                 record(
-                    self.action, target=self.target, details=details, request=self.request, savepoint=False, **self.actor
+                    self.action,
+                    target=self.target,
+                    details=details,
+                    request=self.request,
+                    savepoint=False,
+                    **self.actor,
                 )
         except Refusal as exc:
             if exc.code != "audit_unavailable":  # the audit is what failed: there is nowhere to record it
@@ -110,7 +115,9 @@ class MeteredUse:
                     if amount:
                         metering.refund(grant, metric, amount)
             raise Refusal(
-                "This cannot be recorded right now, so it was not done.", code="audit_unavailable", kind=Kind.UNAVAILABLE
+                "This cannot be recorded right now, so it was not done.",
+                code="audit_unavailable",
+                kind=Kind.UNAVAILABLE,
             ) from None
         return grants
 

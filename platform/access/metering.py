@@ -23,7 +23,18 @@ from django.conf import settings
 
 from access.service import Grant
 from datasets.query.limits import CONCURRENT_QUERIES, DAILY_METRICS
-from quotas.service import Charge, Decision, Lease, QuotaExceeded, Window, consume_all, get_backend, reserved
+from quotas.service import (
+    Charge,
+    Decision,
+    Lease,
+    QuotaExceeded,
+    Window,
+    consume_all,
+    get_backend,
+    release_all,
+    reserve_lease,
+    reserved,
+)
 from quotas.service import refund as refund_quota
 from vitamin.refusals import Kind, Refusal
 
@@ -100,6 +111,31 @@ def institution_query_slot(institution_id: int, max_query_seconds: int, *, now: 
     subject = f"institution:{institution_id}"
     with _slot(subject, settings.QUERY_CONCURRENT_PER_INSTITUTION, max_query_seconds, now=now) as lease:
         yield lease
+
+
+def hold_query_slots(institution_id: int, grants: Sequence[Grant], max_query_seconds: int) -> list[Lease]:
+    """The slots one query holds: the institution's, then each subscription's (`institution_query_slot`,
+    `query_slot`), or a LIMIT_REACHED Refusal with none held. Give them back with `release_query_slots`."""
+    wanted = [(f"institution:{institution_id}", settings.QUERY_CONCURRENT_PER_INSTITUTION, max_query_seconds)]
+    wanted += [
+        (grant.quota_subject, grant.limits.concurrent_queries, grant.limits.max_query_seconds) for grant in grants
+    ]
+    held: list[Lease] = []
+    try:
+        for subject, limit, seconds in wanted:
+            lease, decision = reserve_lease(subject, CONCURRENT_QUERIES, limit, seconds + QUERY_SLOT_MARGIN_SECONDS)
+            if lease is None:
+                raise quota_exceeded(CONCURRENT_QUERIES, decision, scope=subject.partition(":")[0])
+            held.append(lease)
+    except BaseException:
+        release_all(held)
+        raise
+    return held
+
+
+def release_query_slots(leases: Sequence[Lease]) -> None:
+    """Give back the slots `hold_query_slots` gave (one statement); harmless for any already gone."""
+    release_all(leases)
 
 
 @contextmanager

@@ -36,7 +36,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -63,7 +62,6 @@ from datasets.query.sandbox import SandboxConfig
 from datasets.spec import Mode
 from datasets.storage import Store
 from quotas.service import Lease
-from quotas.service import release as release_lease
 from vitamin.errors import status_of
 from vitamin.refusals import Kind, Refusal
 
@@ -436,7 +434,7 @@ def _start(use: MeteredUse, audit: _Audit, limits: Limits) -> _Slots:
         use.commit(
             _CHARGED_BEFORE,
             audit.details(max_rows=limits.max_result_rows),
-            hold=lambda grants: _hold_slots(audit.institution_id, grants, limits, held),
+            hold=lambda grants: held.hold(audit.institution_id, grants, limits),
         )
     except Refusal as exc:
         held.release()
@@ -450,33 +448,27 @@ def _start(use: MeteredUse, audit: _Audit, limits: Limits) -> _Slots:
 
 
 class _Slots:
-    """The concurrency slots a query holds, given back when it ends."""
+    """The concurrency slots a query holds (`metering.hold_query_slots`), given back when it ends."""
 
     def __init__(self) -> None:
-        self._stack = ExitStack()
         self._leases: list[Lease] = []
+        self._released = False
 
-    def hold(self, slot: AbstractContextManager[Lease]) -> None:
-        self._leases.append(self._stack.enter_context(slot))
+    def hold(self, institution_id: int, granted, limits: Limits) -> None:
+        """Step 5's concurrency slots: the institution's, then each subscription's (the charge follows)."""
+        self._leases = metering.hold_query_slots(institution_id, list(granted), limits.max_query_seconds)
 
     def release(self) -> None:
-        self._stack.close()
+        if not self._released:
+            self._released = True
+            metering.release_query_slots(self._leases)
 
     def release_again(self) -> None:
-        """After the transaction that released them failed: release each lease again, on its own."""
-        self._stack.pop_all()  # whatever the stack still holds is released here, not when it is collected
-        for lease in self._leases:
-            try:
-                release_lease(lease)
-            except Exception:  # noqa: BLE001 - the lease lapses by itself after the time limit
-                log.exception("giving back a query slot failed")
-
-
-def _hold_slots(institution_id: int, granted, limits: Limits, held: _Slots) -> None:
-    """Step 5's concurrency slots: the institution's, then each subscription's (the charge follows)."""
-    held.hold(metering.institution_query_slot(institution_id, limits.max_query_seconds))
-    for grant in granted:
-        held.hold(metering.query_slot(grant))
+        """After the transaction that released them failed: release them again, on their own."""
+        try:
+            metering.release_query_slots(self._leases)
+        except Exception:  # noqa: BLE001 - the leases lapse by themselves after the time limit
+            log.exception("giving back the query slots failed")
 
 
 def _resumed(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:

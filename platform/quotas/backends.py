@@ -90,6 +90,11 @@ class QuotaBackend(ABC):
     def release(self, lease: Lease) -> None:
         """Drop `lease`; releasing twice or after expiry is harmless."""
 
+    def release_all(self, leases: Sequence[Lease]) -> None:
+        """Drop every lease (one round trip where the backend can)."""
+        for lease in leases:
+            self.release(lease)
+
     @abstractmethod
     def rollup_usage(self, now: datetime) -> int:
         """Bring UsageDaily up to date with the backend's per-day totals; returns the rows written."""

@@ -4,7 +4,8 @@ Exactness comes from the database, not from Python-side checks:
 
 - a take is one conditional upsert (`INSERT ... ON CONFLICT DO UPDATE SET
   used = used + n WHERE used + n <= limit RETURNING used`): no row back means
-  it did not fit. PostgreSQL evaluates the WHERE clause on the latest row
+  it did not fit. The takes of a batch that share a limit are one multi-row
+  upsert (a query's two meters), and their usage one more. PostgreSQL evaluates the WHERE clause on the latest row
   version after taking the row lock; SQLite transactions here begin IMMEDIATE,
   so writers are serialized. Either way the limit is never passed. A batch
   runs in one transaction (no savepoint of its own inside a caller's); when a take does not
@@ -50,18 +51,15 @@ class DatabaseBackend(QuotaBackend):
             checked = _used_many(cursor, [take.counter for take in takes if _only_checks(take)])
             if any(_only_checks(take) and checked.get(take.counter, 0) + take.amount > take.limit for take in takes):
                 return ConsumeResult(False, tuple(checked.get(take.counter, 0) for take in takes))
-            used: list[int] = []
-            for take in takes:
-                if _only_checks(take):
-                    used.append(checked.get(take.counter, 0))
-                    continue
-                after = _take(cursor, take)
-                if after is None:
-                    taken = [earlier for earlier in takes[: len(used)] if not _only_checks(earlier)]
-                    for earlier in taken:
-                        _untake(cursor, earlier)
-                    return ConsumeResult(False, tuple(_used(cursor, other.counter) for other in takes))
-                used.append(after)
+            positive = [take for take in takes if not _only_checks(take)]
+            after = _take_all(cursor, positive)
+            if len(after) < len(positive):  # one did not fit: what the others took is given back
+                for take in positive:
+                    if take.counter in after:
+                        _untake(cursor, take)
+                return ConsumeResult(False, tuple(_used(cursor, take.counter) for take in takes))
+            _meter_all(cursor, [take for take in positive if take.meter])
+            used = [checked.get(take.counter, 0) if _only_checks(take) else after[take.counter] for take in takes]
         return ConsumeResult(True, tuple(used))
 
     def peek(self, counter: CounterKey) -> int:
@@ -90,7 +88,9 @@ class DatabaseBackend(QuotaBackend):
                 cursor.execute(_LOCK_GUARD_SQL, key)
             # Expired leases are not deleted here but left to purge_expired: two
             # transactions deleting the same rows in different orders could deadlock.
-            cursor.execute(_INSERT_LEASE_IF_ROOM_SQL, [*key, lease.lease_id, adapt(lease.expires_at), *key, adapt(now), limit])
+            cursor.execute(
+                _INSERT_LEASE_IF_ROOM_SQL, [*key, lease.lease_id, adapt(lease.expires_at), *key, adapt(now), limit]
+            )
             if cursor.rowcount == 1:
                 return ReserveResult(True)
             # Refused: how many are held and when the first lapses, for the refusal's Retry-After.
@@ -99,8 +99,17 @@ class DatabaseBackend(QuotaBackend):
         return ReserveResult(False, held, _datetime_from_db(first_expiry))
 
     def release(self, lease: Lease) -> None:
+        self.release_all([lease])
+
+    def release_all(self, leases: Sequence[Lease]) -> None:
+        if not leases:
+            return
+        rows = ", ".join(["(%s, %s, %s)"] * len(leases))
         with connection.cursor() as cursor:
-            cursor.execute(_DELETE_LEASE_SQL, [lease.lease_id, lease.subject, lease.metric])
+            cursor.execute(
+                _DELETE_LEASES_SQL.format(rows=rows),
+                [value for lease in leases for value in (lease.lease_id, lease.subject, lease.metric)],
+            )
 
     def rollup_usage(self, now: datetime) -> int:
         return 0  # consume and refund already keep UsageDaily current, in their own transactions
@@ -139,33 +148,56 @@ def _used_many(cursor, counters: list[CounterKey]) -> dict[CounterKey, int]:
     return {counters[index]: used for index, used in cursor.fetchall()}
 
 
-def _take(cursor, take: Take) -> int | None:
-    """The counter after `take` (an amount within its limit), or None when it did not fit; runs in the batch's
-    transaction."""
-    counter = take.counter
-    window_end = connection.ops.adapt_datetimefield_value(counter.window_end)
-    cursor.execute(_TAKE_SQL, [*_counter_key(counter), window_end, take.amount, take.limit])
-    row = cursor.fetchone()
-    if row is None:
-        return None
-    if take.meter:
-        cursor.execute(
-            _METER_SQL,
-            [counter.subject, counter.metric, connection.ops.adapt_datefield_value(counter.day), take.amount],
-        )
-    return row[0]
+def _take_all(cursor, takes: list[Take]) -> dict[CounterKey, int]:
+    """Add each take (an amount within its limit) to its counter if it stays within the limit: one
+    conditional upsert per distinct limit (a query's meters share one). Returns the counters after, of
+    the takes that fitted; runs in the batch's transaction."""
+    by_limit: dict[int, list[Take]] = {}
+    for take in takes:
+        by_limit.setdefault(take.limit, []).append(take)
+    after: dict[CounterKey, int] = {}
+    for limit, group in by_limit.items():
+        rows = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(group))
+        values = [
+            value
+            for take in group
+            for value in (
+                *_counter_key(take.counter),
+                connection.ops.adapt_datetimefield_value(take.counter.window_end),
+                take.amount,
+            )
+        ]
+        cursor.execute(_TAKE_SQL.format(rows=rows), [*values, limit])
+        fitted = {(subject, metric, window): used for subject, metric, window, used in cursor.fetchall()}
+        for take in group:
+            key = (take.counter.subject, take.counter.metric, take.counter.window.value)
+            if key in fitted:
+                after[take.counter] = fitted[key]
+    return after
+
+
+def _meter_all(cursor, takes: list[Take]) -> None:
+    """Add each take's amount to its day's usage: one upsert (one per take if two share a day's row)."""
+    days = [
+        (take.counter.subject, take.counter.metric, connection.ops.adapt_datefield_value(take.counter.day), take.amount)
+        for take in takes
+    ]
+    if len({day[:3] for day in days}) < len(days):  # an upsert may not touch a row twice
+        batches = [[day] for day in days]
+    else:
+        batches = [days] if days else []
+    for batch in batches:
+        rows = ", ".join(["(%s, %s, %s, %s)"] * len(batch))
+        cursor.execute(_METER_SQL.format(rows=rows), [value for day in batch for value in day])
 
 
 def _untake(cursor, take: Take) -> None:
-    """Subtract what `_take` added (a batch that did not fit as a whole), in the same transaction; a row
-    left at 0 goes, as if the batch had never written it (a counter at 0 and no counter read the same)."""
+    """Subtract what `_take_all` added to a counter (a batch that did not fit as a whole; usage is written only
+    once all fitted), in the same transaction; a counter left at 0 goes, as if the batch had never written it
+    (a counter at 0 and no counter read the same)."""
     key = _counter_key(take.counter)
     cursor.execute(_UNTAKE_SQL, [take.amount, *key])
     cursor.execute(_DROP_EMPTY_COUNTER_SQL, key)
-    if take.meter:
-        day = [take.counter.subject, take.counter.metric, connection.ops.adapt_datefield_value(take.counter.day)]
-        cursor.execute(_UNMETER_SQL, [take.amount, *day])
-        cursor.execute(_DROP_EMPTY_USAGE_SQL, day)
 
 
 def _datetime_from_db(value) -> datetime | None:
@@ -191,11 +223,11 @@ def _counter_key(counter: CounterKey) -> list:
 # The WHERE of an upsert's update sees the row as it is after any concurrent writer committed.
 _TAKE_SQL = """
 INSERT INTO quotas_quotacounter (subject, metric, "window", window_start, window_end, used)
-VALUES (%s, %s, %s, %s, %s, %s)
+VALUES {rows}
 ON CONFLICT (subject, metric, "window", window_start)
 DO UPDATE SET used = quotas_quotacounter.used + excluded.used
 WHERE quotas_quotacounter.used + excluded.used <= %s
-RETURNING used
+RETURNING subject, metric, "window", used
 """
 
 # Locks the guard row of (subject, metric), creating it on first use: an upsert's update takes
@@ -214,16 +246,8 @@ UPDATE quotas_quotacounter SET used = used - %s
 WHERE subject = %s AND metric = %s AND "window" = %s AND window_start = %s
 """
 
-_UNMETER_SQL = """
-UPDATE quotas_usagedaily SET amount = amount - %s WHERE subject = %s AND metric = %s AND day = %s
-"""
-
 _DROP_EMPTY_COUNTER_SQL = """
 DELETE FROM quotas_quotacounter WHERE subject = %s AND metric = %s AND "window" = %s AND window_start = %s AND used = 0
-"""
-
-_DROP_EMPTY_USAGE_SQL = """
-DELETE FROM quotas_usagedaily WHERE subject = %s AND metric = %s AND day = %s AND amount = 0
 """
 
 # The lease, if fewer than the limit are live: one statement, counted under the guard's lock (PostgreSQL) or
@@ -234,8 +258,8 @@ SELECT %s, %s, %s, %s
 WHERE (SELECT COUNT(*) FROM quotas_quotalease WHERE subject = %s AND metric = %s AND expires_at > %s) < %s
 """
 
-_DELETE_LEASE_SQL = """
-DELETE FROM quotas_quotalease WHERE lease_id = %s AND subject = %s AND metric = %s
+_DELETE_LEASES_SQL = """
+DELETE FROM quotas_quotalease WHERE (lease_id, subject, metric) IN (VALUES {rows})
 """
 
 _USED_SQL = """
@@ -251,7 +275,7 @@ AND counter."window" = wanted."window" AND counter.window_start = wanted.window_
 
 _METER_SQL = """
 INSERT INTO quotas_usagedaily (subject, metric, day, amount)
-VALUES (%s, %s, %s, %s)
+VALUES {rows}
 ON CONFLICT (subject, metric, day)
 DO UPDATE SET amount = quotas_usagedaily.amount + excluded.amount
 """

@@ -150,6 +150,12 @@ class RedisBackend(QuotaBackend):
     def release(self, lease: Lease) -> None:
         self.client.zrem(_lease_key(lease), lease.lease_id)
 
+    def release_all(self, leases: Sequence[Lease]) -> None:
+        pipeline = self.client.pipeline(transaction=False)
+        for lease in leases:
+            pipeline.zrem(_lease_key(lease), lease.lease_id)
+        pipeline.execute()
+
     def rollup_usage(self, now: datetime) -> int:
         """Copy every per-day usage hash still in Redis into UsageDaily.
 

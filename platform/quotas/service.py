@@ -53,6 +53,8 @@ __all__ = [
     "rate_limit_headers",
     "refund",
     "release",
+    "release_all",
+    "reserve_lease",
     "reserve",
     "reserved",
     "rollup_usage",
@@ -223,9 +225,27 @@ def reserve(
     return lease
 
 
+def reserve_lease(
+    subject: str,
+    metric: str,
+    limit: int,
+    ttl_seconds: float,
+    *,
+    backend: QuotaBackend | None = None,
+    now: datetime | None = None,
+) -> tuple[Lease | None, Decision | None]:
+    """`reserve` with the refusing decision when all `limit` slots are taken: (lease, None) or (None, decision)."""
+    return _reserve(subject, metric, limit, ttl_seconds, backend=backend, now=now)
+
+
 def release(lease: Lease, *, backend: QuotaBackend | None = None) -> None:
     """Give a slot back. Harmless if the lease already expired or was released."""
     (backend or get_backend()).release(lease)
+
+
+def release_all(leases: Sequence[Lease], *, backend: QuotaBackend | None = None) -> None:
+    """Give several slots back at once (one statement or round trip). Harmless for any already gone."""
+    (backend or get_backend()).release_all(leases)
 
 
 @contextmanager

@@ -20,8 +20,8 @@ from django.utils import timezone
 from access import subscriptions
 from audit.models import AuditEvent
 from catalog.models import DatasetVersion
-from quotas.models import UsageDaily
 from datasets.spec import Mode
+from quotas.models import UsageDaily
 
 INDUSTRY_SQL = "SELECT csi_industry, SUM(gmv) AS gmv FROM industry_prosperity_monthly GROUP BY 1 ORDER BY 1"
 

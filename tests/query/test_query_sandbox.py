@@ -222,7 +222,6 @@ def test_a_new_version_replaces_the_old_one_for_the_next_query(gateway, bindings
     assert run("SELECT count(*) FROM accounts")[1] == [(10,)]
 
 
-
 def test_the_same_text_over_a_version_with_other_types_is_bound_again(gateway, bindings, store_root):
     """The binder's answer is remembered per text and dataset version: a new version whose column
     changed type gets its own columns, and a query that failed to bind fails again, with its position."""
@@ -257,6 +256,7 @@ def test_scratch_tables_of_an_aggregate_plan_do_not_outlive_their_query(gateway,
         finally:
             gateway._sandbox.release(session)
         assert left == []
+
 
 # -- bytes scanned ---------------------------------------------------------------------------------
 

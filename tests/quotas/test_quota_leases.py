@@ -17,6 +17,7 @@ from quotas.service import (
     peek,
     purge_expired,
     release,
+    release_all,
     reserve,
     reserved,
 )
@@ -61,6 +62,22 @@ def test_releasing_another_subjects_lease_id_frees_nothing(backend, subject, noo
 
     assert reserve(subject, "concurrent_queries", 1, 60, backend=backend, now=noon) is None
     assert reserve("someone-else", "concurrent_queries", 1, 60, backend=backend, now=noon) is None
+
+
+def test_release_all_frees_exactly_the_leases_given(backend, subject, noon):
+    first = reserve(subject, "concurrent_queries", 2, 60, backend=backend, now=noon)
+    second = reserve(subject, "concurrent_queries", 2, 60, backend=backend, now=noon)
+    other = reserve("someone-else", "concurrent_queries", 1, 60, backend=backend, now=noon)
+    stranger = Lease("someone-else", "concurrent_queries", first.lease_id, first.expires_at)  # another subject's id
+
+    release_all([first, stranger], backend=backend)
+
+    assert reserve("someone-else", "concurrent_queries", 1, 60, backend=backend, now=noon) is None  # still held
+    assert reserve(subject, "concurrent_queries", 2, 60, backend=backend, now=noon) is not None  # first's slot
+    assert reserve(subject, "concurrent_queries", 2, 60, backend=backend, now=noon) is None
+    release_all([second, other, second], backend=backend)  # twice in one call, and nothing: harmless
+    release_all([], backend=backend)
+    assert reserve("someone-else", "concurrent_queries", 1, 60, backend=backend, now=noon) is not None
 
 
 def test_reserved_holds_the_slot_for_the_block_only(backend, subject, noon):
