@@ -146,3 +146,15 @@ class SubscriptionChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subscription_id}: {self.action} ({self.from_status or '-'} → {self.to_status})"
+
+
+class AccessGeneration(models.Model):
+    """One row whose `value` the database itself changes, by triggers, with every write to a table an access
+    decision reads (tokens, clients, institutions, users, subscriptions, plans, datasets, versions): the
+    version counter that lets `vitamin.access_generation` cache those reads per process and still see a revocation
+    on the very next request. Never written by the application."""
+
+    value = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"access generation {self.value}"

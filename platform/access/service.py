@@ -6,12 +6,13 @@
     grant = ensure(institution, dataset, "query", request=request)  # or Denied (a Refusal)
 
 Every access path (catalog samples of non-open data, the SQL gateway, Delta
-Sharing, lookups) calls `ensure`; no view decides access on its own. Nothing
-is cached: each call reads the subscription, the institution and the dataset
-from the database and compares the expiry with the current time, so a
-revocation, an expiry or a suspension takes effect on the very next request.
-That read is one query whose SQL is compiled once per thread (`vitamin.prepared`):
-only the compiling is saved, never what it reads.
+Sharing, lookups) calls `ensure`; no view decides access on its own. Each call
+compares the subscription, the institution and the dataset with the current time,
+so a revocation, an expiry or a suspension takes effect on the very next request.
+The read behind it is one query whose SQL is compiled once per thread
+(`vitamin.prepared`); the row it finds is kept only as long as the access
+generation is unchanged (`vitamin.access_generation`: the database changes it with every
+write to those tables), so a change is seen at once, as without the cache.
 
 `institution` is an Institution or its id; `dataset` a Dataset or its slug.
 """
@@ -30,6 +31,7 @@ from catalog.models import Dataset, DatasetVersion
 from datasets.query.limits import Limits
 from datasets.spec import MODES, MODES_BY_TIER, Mode
 from institutions.models import Institution, InstitutionStatus
+from vitamin import access_generation as generation
 from vitamin.prepared import PreparedLookup
 from vitamin.refusals import Kind, Refusal
 
@@ -238,14 +240,15 @@ def _subscriptions():
     return Subscription.objects.select_related("institution", "dataset", "plan", "pinned_version")
 
 
-# The one decision's read, on every request of every path: compiled once per thread, read anew each call
-# (unique per institution and dataset, so the order only makes `first` well defined).
+# The one decision's read, on every request of every path: compiled once per thread, its row kept while the
+# access generation stays the same (unique per institution and dataset, so the order only makes `first` well defined).
 _SUBSCRIPTION_BY_SLUG = PreparedLookup(
     lambda institution_id, slug: (
         _subscriptions().filter(institution_id=institution_id, dataset__slug=slug).order_by("pk")
     ),
     int,
     str,
+    cached_by=generation.current,
 )
 _SUBSCRIPTION_BY_DATASET_ID = PreparedLookup(
     lambda institution_id, dataset_id: (
@@ -253,6 +256,7 @@ _SUBSCRIPTION_BY_DATASET_ID = PreparedLookup(
     ),
     int,
     int,
+    cached_by=generation.current,
 )
 
 

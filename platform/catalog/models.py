@@ -9,6 +9,7 @@ from django.db import models
 from django.utils import timezone
 
 from datasets.spec import DatasetSpec, Tier
+from vitamin import access_generation as generation
 from vitamin.prepared import PreparedLookup
 
 TIER_CHOICES = [(tier.value, tier.label) for tier in Tier]
@@ -196,4 +197,5 @@ _LATEST_PUBLISHED = PreparedLookup(
         dataset_id=dataset_id, status=DatasetVersion.Status.PUBLISHED
     ).order_by("-number"),
     int,
+    cached_by=generation.current,
 )

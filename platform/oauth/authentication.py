@@ -11,9 +11,11 @@ stopped) gives 401 with `error="invalid_token"`. On success:
 - request.auth_client: the Client (`.client_id`, `.institution_id`), also set on
   the Django request, where the audit writer looks for it.
 
-One query per request (token, client, institution and user with select_related),
-and the institution's status is checked on every request, so a suspension takes
-effect on the very next call.
+One query (token, client, institution and user with select_related), its row kept
+per process while the access generation is unchanged (`vitamin.access_generation`: the
+database changes it with every write to those tables); the token's expiry and the
+institution's status are checked on every request, so a revocation or a suspension
+takes effect on the very next call.
 """
 
 from __future__ import annotations
@@ -23,13 +25,15 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 
 from oauth.credentials import hash_secret
 from oauth.models import Token
+from vitamin import access_generation as generation
 from vitamin.prepared import PreparedLookup
 
 REALM = "vitamin"
-# On every API request: compiled once, read anew each time (a revoked token is refused at once).
+# On every API request: compiled once; read anew whenever the access generation changed (a revoked token is refused at once).
 _TOKEN_BY_HASH = PreparedLookup(
     lambda token_hash: Token.objects.select_related("client__institution", "user").filter(access_token_hash=token_hash),
     str,
+    cached_by=generation.current,
 )
 _PROBLEMS = {
     "unknown": "The access token is not valid.",

@@ -1,4 +1,5 @@
-"""Request id for every request (taken from X-Request-ID when safe, echoed on the response) and an access log line."""
+"""Request id for every request (taken from X-Request-ID when safe, echoed on the response), an access log line,
+and the request's own scope of remembered values (`vitamin.request_context.scoped`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import logging
 import time
 
 from vitamin.client_ip import client_ip
-from vitamin.request_context import new_request_id, reset_request_id, set_request_id
+from vitamin.request_context import close_scope, new_request_id, open_scope, reset_request_id, set_request_id
 
 REQUEST_ID_HEADER = "X-Request-ID"
 access_log = logging.getLogger("vitamin.access")
@@ -19,6 +20,7 @@ class RequestIdMiddleware:
     def __call__(self, request):
         request.request_id = new_request_id(request.headers.get(REQUEST_ID_HEADER))
         token = set_request_id(request.request_id)
+        scope = open_scope()  # what the request remembers for itself (vitamin.request_context.scoped)
         started = time.perf_counter()
         try:
             response = self.get_response(request)
@@ -38,4 +40,5 @@ class RequestIdMiddleware:
             )
             return response
         finally:
+            close_scope(scope)
             reset_request_id(token)

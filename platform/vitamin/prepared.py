@@ -18,12 +18,19 @@ in front of PostgreSQL must keep prepared statements per client (PgBouncer's ses
 
 Values must be strings or integers (slugs, hashes, primary keys), each passed where its stand-in was.
 The queryset's own ordering decides the first row; build it with `order_by`, as `.first()` would.
+
+With `cached_by` (a function giving a version number of what the lookup reads, or None), the row
+found for given values is kept (per process, LRU) with the number it was read under, and used
+again only while that function gives the same number: `vitamin.access_generation` gives one that the
+database changes with every write to the tables the access lookups join. Instances are built
+anew from the kept row on every call, so no caller shares (or can change) another's.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -56,15 +63,22 @@ class _Compiled:
     width: int
 
 
+CACHED_ROWS = 4096
+
+
 class PreparedLookup:
-    def __init__(self, build: Callable[..., QuerySet], *kinds: type):
-        """`build(*values)` makes the queryset; `kinds` are the values' types (str or int), in order."""
+    def __init__(self, build: Callable[..., QuerySet], *kinds: type, cached_by: Callable[[], int | None] | None = None):
+        """`build(*values)` makes the queryset; `kinds` are the values' types (str or int), in order;
+        `cached_by` (see the module's docstring) lets rows found be used again while it gives the same number."""
         for kind in kinds:
             if kind not in (str, int):
                 raise TypeError(f"a prepared lookup takes str or int values, not {kind.__name__}")
         self._build = build
         self._kinds = kinds
         self._local = threading.local()
+        self._cached_by = cached_by
+        self._rows: OrderedDict[tuple, tuple[int, tuple]] = OrderedDict()  # values → (generation, row)
+        self._rows_lock = threading.Lock()
 
     def first(self, *values: Any) -> Model | None:
         """The first instance of the queryset built with `values`, or None."""
@@ -74,14 +88,21 @@ class PreparedLookup:
         if any(isinstance(value, str) and "\x00" in value for value in checked):
             return None  # no stored slug, hash or name holds a NUL byte
         db, compiled = self._compiled()
-        params = list(compiled.params)
-        for position, index in compiled.slots:
-            params[position] = checked[index]
         connection = connections[db]
-        row = _fetch_one(connection, compiled.sql, params)
+        key = tuple(checked)
+        generation = self._cached_by() if self._cached_by is not None else None
+        row = self._cached_row(key, generation)
         if row is None:
-            return None
-        row = list(row[: compiled.width])
+            params = list(compiled.params)
+            for position, index in compiled.slots:
+                params[position] = checked[index]
+            row = _fetch_one(connection, compiled.sql, params)
+            if row is None:
+                return None
+            row = tuple(row[: compiled.width])
+            if generation is not None:
+                self._keep(key, generation, row)
+        row = list(row)
         for position, converters, expression in compiled.converters:
             value = row[position]
             for converter in converters:
@@ -91,6 +112,23 @@ class PreparedLookup:
         for populator in compiled.related_populators:
             populator.populate(row, instance)
         return instance
+
+    def _cached_row(self, key: tuple, generation: int | None) -> tuple | None:
+        if generation is None:
+            return None
+        with self._rows_lock:
+            kept = self._rows.get(key)
+            if kept is None or kept[0] != generation:
+                return None
+            self._rows.move_to_end(key)
+            return kept[1]
+
+    def _keep(self, key: tuple, generation: int, row: tuple) -> None:
+        with self._rows_lock:
+            self._rows[key] = (generation, row)
+            self._rows.move_to_end(key)
+            while len(self._rows) > CACHED_ROWS:
+                self._rows.popitem(last=False)
 
     def _template(self) -> QuerySet:
         stand_ins = [

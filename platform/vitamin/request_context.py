@@ -27,3 +27,26 @@ def set_request_id(value: str | None):
 
 def reset_request_id(token) -> None:
     _request_id.reset(token)
+
+
+# What one request remembers for its own duration (`scoped`): opened and closed by RequestIdMiddleware.
+_scope: ContextVar[dict | None] = ContextVar("vitamin_request_scope", default=None)
+
+
+def open_scope():
+    """Start a request's scope (a token for `close_scope`)."""
+    return _scope.set({})
+
+
+def close_scope(token) -> None:
+    _scope.reset(token)
+
+
+def scoped(key, compute):
+    """`compute()`, remembered under `key` until the request ends; outside a request, computed every time."""
+    scope = _scope.get()
+    if scope is None:
+        return compute()
+    if key not in scope:
+        scope[key] = compute()
+    return scope[key]

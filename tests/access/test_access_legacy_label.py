@@ -36,6 +36,12 @@ LATER_COLUMNS = [
 
 def make_it_look_as_before_the_rename(db: sqlite3.Connection) -> None:
     """What a database migrated by the `grants` app looked like: its tables, index, history and content types."""
+    # The access generation (0004) came after: no table, and none of the triggers that write to it.
+    for (trigger,) in db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'access_generation_%'"
+    ):
+        db.execute(f'DROP TRIGGER "{trigger}"')
+    db.execute("DROP TABLE access_accessgeneration")
     for table in tables(db, "access_"):
         db.execute(f'ALTER TABLE "{table}" RENAME TO "grants_{table.removeprefix("access_")}"')
     # Columns added by later migrations of `access` (0003): the grants era had none of them.
@@ -75,7 +81,8 @@ def test_a_database_of_the_grants_label_is_adopted_whole(tmp_path):
         assert {"access_quotaplan", "access_subscription", "access_subscriptionchange"} <= tables(db, "access_")
         assert db.execute("SELECT queries_per_day FROM access_quotaplan WHERE name = 'legacy'").fetchone() == (5,)
         history = {name for (name,) in db.execute("SELECT name FROM django_migrations WHERE app = 'access'")}
-        assert {"0001_initial", "0002_rename_index_with_the_app"} <= history
+        assert {"0001_initial", "0002_rename_index_with_the_app", "0004_access_generation"} <= history
+        assert db.execute("SELECT count(*) FROM access_accessgeneration").fetchone() == (1,)
         assert not db.execute("SELECT 1 FROM django_migrations WHERE app = 'grants'").fetchall()
         assert not db.execute("SELECT 1 FROM django_content_type WHERE app_label = 'grants'").fetchall()
     assert manage(tmp_path, "migrate", "--check").returncode == 0

@@ -15,6 +15,7 @@ from oauth.authentication import ClientPrincipal
 from oauth.credentials import hash_secret
 from oauth.models import Token
 from oauth.permissions import require_scope
+from vitamin import access_generation
 
 pytestmark = pytest.mark.usefixtures("probe_api")
 
@@ -41,6 +42,12 @@ def test_a_valid_token_authenticates_in_one_query_and_exposes_client_and_scopes(
     client, mint, machine, django_assert_num_queries
 ):
     token = mint(machine.client_id, machine.secret, "query catalog:read")
+    access_generation.current()  # the process's one look at its triggers, done
+    # The access generation, then the token (its client, institution and user in the same join) ...
+    with django_assert_num_queries(2):
+        response = client.get("/api/v1/probe/catalog", secure=True, HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 200
+    # ... and while nothing an access decision reads has changed, the generation alone.
     with django_assert_num_queries(1):
         response = client.get("/api/v1/probe/catalog", secure=True, HTTP_AUTHORIZATION=f"Bearer {token}")
     assert response.status_code == 200
