@@ -26,6 +26,7 @@ Each line reads `name: ours X ms, raw Y ms, ratio Z`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -38,6 +39,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import duckdb
 import figures
@@ -240,7 +242,44 @@ def main() -> None:
     parser.add_argument(
         "--database-url", help="e.g. postgres://postgres@127.0.0.1:5432/vitamin_bench (default: SQLite)"
     )
+    parser.add_argument(
+        "--postgres-server",
+        help="a PostgreSQL server (e.g. postgres://postgres@127.0.0.1:5432/postgres) on which a scratch database "
+        "is created for the run and dropped after; the run is skipped with a message when it cannot be reached",
+    )
+    parser.add_argument("--only-overhead", action="store_true", help="only the small query, one at a time")
     args = parser.parse_args()
+    if args.postgres_server:
+        with scratch_database(args.postgres_server) as url:
+            if url is None:
+                return
+            args.database_url = url
+            run(args)
+    else:
+        run(args)
+
+
+@contextlib.contextmanager
+def scratch_database(server_url: str):
+    """A new database on `server_url`'s server for the run (its URL), dropped after; None if unreachable."""
+    import psycopg
+
+    name = f"vitamin_bench_{os.getpid()}"
+    try:
+        admin = psycopg.connect(server_url, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        print(f"skipped: PostgreSQL at {server_url} is not reachable ({str(exc).strip()[:200]})", flush=True)
+        yield None
+        return
+    with admin:
+        admin.execute(f"CREATE DATABASE {name}")
+        try:
+            yield urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
+        finally:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def run(args: argparse.Namespace) -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-query-api-"))
     data_dir = work / "data"
@@ -286,6 +325,9 @@ def main() -> None:
 
     try:
         r = args.repeat
+        if args.only_overhead:
+            small_sequentially(api, raw_batches, SMALL_SQL, max(r, 41), database_label(args.database_url))
+            return
         # Both gunicorn workers get warmed by the warm-up calls medians_ms makes (and the repeats).
         ours, raw_ms = medians_ms(
             lambda: api(AGGREGATE_SQL.format(t=SLUG), "json"),

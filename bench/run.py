@@ -5,7 +5,9 @@
     .venv/bin/python bench/run.py synthetic build # only some
     .venv/bin/python bench/run.py --rows 20000 --output /tmp/benchmarks.md   # tiny, to check the writer
 
-The machine is shared and noisy: every figure is a median, and what matters is
+The PostgreSQL figures run on a scratch database created on VITAMIN_BENCH_POSTGRES's server
+(default postgres://postgres@127.0.0.1:5432/postgres) and dropped after; without a server they
+are skipped with a message. The machine is shared and noisy: every figure is a median, and what matters is
 the ratio against the baseline measured in the same run.
 
 A full run (every benchmark, full size) that succeeds rewrites docs/benchmarks.md from
@@ -30,12 +32,21 @@ import figures
 HERE = Path(__file__).resolve().parent
 DOCS_FILE = HERE.parent / "docs" / "benchmarks.md"
 
+# The PostgreSQL server the PostgreSQL figures use (a scratch database is made on it and dropped).
+POSTGRES_SERVER = os.environ.get("VITAMIN_BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432/postgres")
+
 # name → (script, full-size arguments, quick arguments)
 BENCHMARKS = {
     "synthetic": ("bench_synthetic.py", ["--rows", "10000000", "--runs", "3"], ["--rows", "1000000", "--runs", "3"]),
     "build": ("bench_build.py", ["--rows", "10000000"], ["--rows", "500000"]),
     "query-engine": ("bench_query_engine.py", ["--rows", "20000000"], ["--rows", "1000000"]),
     "query-api": ("bench_query_api.py", ["--rows", "20000000"], ["--rows", "1000000"]),
+    # The per-request overhead again with PostgreSQL as the database (skipped when no server answers).
+    "query-api-postgres": (
+        "bench_query_api.py",
+        ["--rows", "20000000", "--only-overhead", "--postgres-server", POSTGRES_SERVER],
+        ["--rows", "1000000", "--only-overhead", "--postgres-server", POSTGRES_SERVER],
+    ),
     "datasette": ("bench_datasette.py", ["--rows", "20000000"], ["--rows", "1000000"]),
     "sharing": ("bench_sharing.py", ["--rows", "10000000"], ["--rows", "1000000"]),
     "lookup": ("bench_lookup.py", ["--rows", "10000000"], ["--rows", "200000", "--repeat", "3"]),
