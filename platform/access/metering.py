@@ -27,13 +27,11 @@ from quotas.service import (
     Charge,
     Decision,
     Lease,
-    QuotaExceeded,
     Window,
     consume_all,
     get_backend,
     release_all,
     reserve_lease,
-    reserved,
 )
 from quotas.service import refund as refund_quota
 from vitamin.refusals import Kind, Refusal
@@ -123,10 +121,7 @@ def hold_query_slots(institution_id: int, grants: Sequence[Grant], max_query_sec
     held: list[Lease] = []
     try:
         for subject, limit, seconds in wanted:
-            lease, decision = reserve_lease(subject, CONCURRENT_QUERIES, limit, seconds + QUERY_SLOT_MARGIN_SECONDS)
-            if lease is None:
-                raise quota_exceeded(CONCURRENT_QUERIES, decision, scope=subject.partition(":")[0])
-            held.append(lease)
+            held.append(_reserve_slot(subject, limit, seconds))
     except BaseException:
         release_all(held)
         raise
@@ -140,16 +135,21 @@ def release_query_slots(leases: Sequence[Lease]) -> None:
 
 @contextmanager
 def _slot(subject: str, limit: int, max_query_seconds: int, *, now: datetime | None) -> Iterator[Lease]:
-    ttl_seconds = max_query_seconds + QUERY_SLOT_MARGIN_SECONDS
-    acquired = False
+    lease = _reserve_slot(subject, limit, max_query_seconds, now=now)
     try:
-        with reserved(subject, CONCURRENT_QUERIES, limit, ttl_seconds, now=now) as lease:
-            acquired = True
-            yield lease
-    except QuotaExceeded as exc:
-        if acquired:  # raised inside the block by something else: not ours to translate
-            raise
-        raise quota_exceeded(CONCURRENT_QUERIES, exc.decision, now=now, scope=subject.partition(":")[0]) from None
+        yield lease
+    finally:
+        release_all([lease])
+
+
+def _reserve_slot(subject: str, limit: int, max_query_seconds: int, *, now: datetime | None = None) -> Lease:
+    """One concurrent query slot of `subject`, lasting past the query's time limit by a margin (so a crashed
+    process frees it soon after), or a LIMIT_REACHED Refusal naming whose limit it is."""
+    ttl_seconds = max_query_seconds + QUERY_SLOT_MARGIN_SECONDS
+    lease, decision = reserve_lease(subject, CONCURRENT_QUERIES, limit, ttl_seconds, now=now)
+    if lease is None:
+        raise quota_exceeded(CONCURRENT_QUERIES, decision, now=now, scope=subject.partition(":")[0])
+    return lease
 
 
 def quota_exceeded(

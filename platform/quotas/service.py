@@ -221,21 +221,8 @@ def reserve(
     now: datetime | None = None,
 ) -> Lease | None:
     """Hold one of `limit` concurrent slots for up to `ttl_seconds`; None when all are taken."""
-    lease, _ = _reserve(subject, metric, limit, ttl_seconds, backend=backend, now=now)
+    lease, _ = reserve_lease(subject, metric, limit, ttl_seconds, backend=backend, now=now)
     return lease
-
-
-def reserve_lease(
-    subject: str,
-    metric: str,
-    limit: int,
-    ttl_seconds: float,
-    *,
-    backend: QuotaBackend | None = None,
-    now: datetime | None = None,
-) -> tuple[Lease | None, Decision | None]:
-    """`reserve` with the refusing decision when all `limit` slots are taken: (lease, None) or (None, decision)."""
-    return _reserve(subject, metric, limit, ttl_seconds, backend=backend, now=now)
 
 
 def release(lease: Lease, *, backend: QuotaBackend | None = None) -> None:
@@ -259,7 +246,7 @@ def reserved(
     now: datetime | None = None,
 ) -> Iterator[Lease]:
     """Hold a slot for the duration of the block; raises QuotaExceeded when all `limit` slots are taken."""
-    lease, decision = _reserve(subject, metric, limit, ttl_seconds, backend=backend, now=now)
+    lease, decision = reserve_lease(subject, metric, limit, ttl_seconds, backend=backend, now=now)
     if lease is None:
         raise QuotaExceeded(metric, decision)
     try:
@@ -268,10 +255,17 @@ def reserved(
         release(lease, backend=backend)
 
 
-def _reserve(
-    subject: str, metric: str, limit: int, ttl_seconds: float, *, backend: QuotaBackend | None, now: datetime | None
+def reserve_lease(
+    subject: str,
+    metric: str,
+    limit: int,
+    ttl_seconds: float,
+    *,
+    backend: QuotaBackend | None = None,
+    now: datetime | None = None,
 ) -> tuple[Lease | None, Decision | None]:
-    """The lease when granted (and no decision: nothing reads one), else None and the refusing decision."""
+    """`reserve` with the refusing decision: (lease, None) when granted (nothing reads a decision then), else
+    (None, the decision that refused)."""
     now = _aware(now)
     _check_key(subject, metric)
     _check_count("limit", limit)
