@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from django.db import connections, router
+from django.db import DEFAULT_DB_ALIAS, connections
 
 from vitamin import request_context
 
@@ -124,10 +124,9 @@ _verified: dict[str, bool] = {}
 _verified_lock = threading.Lock()
 
 
-def current(using: str | None = None) -> int | None:
-    """The generation now, read once per request (None: do not cache)."""
-    alias = using or router.db_for_read(None) or "default"
-    return request_context.scoped(("access-generation", alias), lambda: _read(alias))
+def current(using: str = DEFAULT_DB_ALIAS) -> int | None:
+    """The generation of database `using` now, read once per request (None: do not cache)."""
+    return request_context.scoped(("access-generation", using), lambda: _read(using))
 
 
 def forget_verification() -> None:

@@ -19,10 +19,11 @@ in front of PostgreSQL must keep prepared statements per client (PgBouncer's ses
 Values must be strings or integers (slugs, hashes, primary keys), each passed where its stand-in was.
 The queryset's own ordering decides the first row; build it with `order_by`, as `.first()` would.
 
-With `cached_by` (a function giving a version number of what the lookup reads, or None), the row
-found for given values is kept (per process, LRU) with the number it was read under, and used
-again only while that function gives the same number: `vitamin.access_generation` gives one that the
-database changes with every write to the tables the access lookups join. Instances are built
+With `cached_by` (a function of the lookup's database alias giving a version number of what the
+lookup reads, or None), the row found for given values is kept (per process, LRU) with the
+number it was read under, and used again only while that function gives the same number:
+`vitamin.access_generation` gives one that the database changes with every write to the tables
+the access lookups join. Instances are built
 anew from the kept row on every call, so no caller shares (or can change) another's.
 """
 
@@ -67,7 +68,9 @@ CACHED_ROWS = 4096
 
 
 class PreparedLookup:
-    def __init__(self, build: Callable[..., QuerySet], *kinds: type, cached_by: Callable[[], int | None] | None = None):
+    def __init__(
+        self, build: Callable[..., QuerySet], *kinds: type, cached_by: Callable[[str], int | None] | None = None
+    ):
         """`build(*values)` makes the queryset; `kinds` are the values' types (str or int), in order;
         `cached_by` (see the module's docstring) lets rows found be used again while it gives the same number."""
         for kind in kinds:
@@ -90,7 +93,7 @@ class PreparedLookup:
         db, compiled = self._compiled()
         connection = connections[db]
         key = tuple(checked)
-        generation = self._cached_by() if self._cached_by is not None else None
+        generation = self._cached_by(db) if self._cached_by is not None else None
         row = self._cached_row(key, generation)
         if row is None:
             params = list(compiled.params)
