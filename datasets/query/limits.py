@@ -26,6 +26,10 @@ DAILY_METRICS: dict[str, str] = {
     "cohort_customers": "cohort_customers_per_day",
 }
 CONCURRENT_QUERIES = "concurrent_queries"
+# Daily metrics known only when the work is done (rows sent, bytes read): counted after it, never refused midway,
+# so the use that crosses the limit completes and the next is refused. Every other daily metric is charged before
+# the work and refused whole when it would pass its limit. The query service checks these at 0 before a query.
+CHARGED_AFTER_USE: frozenset[str] = frozenset({"rows_returned", "bytes_scanned"})
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@ transaction as the counter, so its rows are already current.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from django.utils import timezone
@@ -20,6 +22,7 @@ from quotas.service import usage_not_rolled_up
 from quotas.windows import usage_day
 
 MAX_DAYS = 92
+CHART_DAYS = 30  # the usage pages' charts: today and the 29 days before
 
 
 def usage_report(
@@ -74,3 +77,54 @@ def usage_report(
             }
         )
     return report
+
+
+@dataclass(frozen=True)
+class MetricUsage:
+    """One daily metric of one subscription, as its usage page shows it (read from `usage_report`)."""
+
+    metric: str
+    used_today: int
+    daily_limit: int | None
+    used_this_month: int | None  # for information (None when not read): no plan limits a month, only days
+    days: list[tuple[date, int]]  # the last CHART_DAYS days, oldest first
+
+    @property
+    def share_today(self) -> float | None:
+        return self.used_today / self.daily_limit if self.daily_limit else None
+
+
+def subscription_usage(subscription: Subscription, *, now: datetime | None = None) -> list[MetricUsage]:
+    """Each daily metric of `subscription`: today against its limit, this month so far, and the last CHART_DAYS days."""
+    now = now or timezone.now()
+    today = usage_day(now)
+    first = min(today.replace(day=1), today - timedelta(days=CHART_DAYS - 1))
+    (report,) = usage_report([subscription], first, today, now=now)
+    chart_from = today - timedelta(days=CHART_DAYS - 1)
+    usage = []
+    for metric in DAILY_METRICS:
+        per_day = [(date.fromisoformat(day["day"]), day["metrics"][metric]) for day in report["days"]]
+        usage.append(
+            MetricUsage(
+                metric=metric,
+                used_today=per_day[-1][1]["used"],
+                daily_limit=per_day[-1][1]["limit"],
+                used_this_month=sum(numbers["used"] for day, numbers in per_day if day >= today.replace(day=1)),
+                days=[(day, numbers["used"]) for day, numbers in per_day if day >= chart_from],
+            )
+        )
+    return usage
+
+
+def usage_today(subscriptions: Sequence[Subscription], *, now: datetime | None = None) -> dict[int, list[MetricUsage]]:
+    """Today's use of each daily metric per subscription id (a list page's summary; two queries for any number)."""
+    now = now or timezone.now()
+    today = usage_day(now)
+    summary: dict[int, list[MetricUsage]] = defaultdict(list)
+    for report in usage_report(subscriptions, today, today, now=now):
+        (day,) = report["days"]
+        for metric, numbers in day["metrics"].items():
+            summary[report["subscription"]].append(
+                MetricUsage(metric, numbers["used"], numbers["limit"], used_this_month=None, days=[])
+            )
+    return summary

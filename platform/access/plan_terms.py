@@ -1,0 +1,101 @@
+"""What each limit of a plan means to a partner: its name in words, its unit, and what happens when it is reached.
+
+The portal shows these beside the numbers: on a subscription's usage, and on a plan's terms before
+access is requested. A daily metric's sentence follows from how it is charged, the rule in
+`datasets.query.limits.CHARGED_AFTER_USE` that the metering paths follow: charged before the work
+and refused whole, or counted after it so that the use crossing the limit completes. Every daily
+limit is a DAY window of the quota service (a calendar day in VITAMIN_TIME_ZONE); no plan has a
+monthly limit, so none is shown as one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from django.utils import timezone
+
+from datasets.query.limits import CHARGED_AFTER_USE, CONCURRENT_QUERIES, DAILY_METRICS, Limits
+
+
+class Unit(StrEnum):
+    COUNT = "count"
+    BYTES = "bytes"
+    SECONDS = "seconds"
+
+
+@dataclass(frozen=True)
+class Term:
+    """One limit of a plan: `name` is the Limits field, `metric` the quota metric it caps per day (if any)."""
+
+    name: str
+    label: str
+    unit: Unit
+    at_limit: str
+    metric: str | None = None
+
+
+@dataclass(frozen=True)
+class TermValue:
+    term: Term
+    value: int | float
+
+
+# The daily metrics in words and units, by quota metric name (DAILY_METRICS decides which exist; a test holds them equal).
+METRIC_WORDS: dict[str, tuple[str, Unit]] = {
+    "queries": ("queries", Unit.COUNT),
+    "rows_returned": ("rows returned", Unit.COUNT),
+    "bytes_scanned": ("bytes scanned", Unit.BYTES),
+    "bytes_downloaded": ("bytes downloaded", Unit.BYTES),
+    "lookups": ("lookups", Unit.COUNT),
+    "cohort_customers": ("cohort customers", Unit.COUNT),
+}
+
+_REFUSED_BEFORE = (
+    "A request that would pass the daily limit is refused whole before any work is done "
+    "(HTTP 429 quota_exceeded) and nothing is charged for it; the count starts again at midnight ({zone})."
+)
+_COUNTED_AFTER = (
+    "Counted when each query ends: the query that crosses the daily limit completes, and the next one is "
+    "refused (HTTP 429 quota_exceeded) until midnight ({zone})."
+)
+# Limits that are not counted per day: enforced by the query path itself (docs/query.md).
+_PER_QUERY = (
+    Term(
+        CONCURRENT_QUERIES,
+        "queries at once",
+        Unit.COUNT,
+        "A query started while every slot is in use is refused (HTTP 429 quota_exceeded); retry when one finishes.",
+    ),
+    Term(
+        "max_query_seconds",
+        "time per query",
+        Unit.SECONDS,
+        "A query still running at this time is stopped (HTTP 408 time_limit_exceeded).",
+    ),
+    Term(
+        "max_result_rows",
+        "rows per result",
+        Unit.COUNT,
+        "A larger result is cut to its first rows and marked truncated: true.",
+    ),
+)
+
+
+def daily_term(metric: str) -> Term:
+    """The term of a daily metric, with what happens at its limit."""
+    label, unit = METRIC_WORDS[metric]
+    sentence = _COUNTED_AFTER if metric in CHARGED_AFTER_USE else _REFUSED_BEFORE
+    return Term(
+        DAILY_METRICS[metric],
+        f"{label} per day",
+        unit,
+        sentence.format(zone=timezone.get_default_timezone_name()),
+        metric=metric,
+    )
+
+
+def plan_terms(limits: Limits) -> list[TermValue]:
+    """Every limit of `limits`, daily metrics first, each with its value and what happens when it is reached."""
+    terms = [daily_term(metric) for metric in DAILY_METRICS] + list(_PER_QUERY)
+    return [TermValue(term, getattr(limits, term.name)) for term in terms]
