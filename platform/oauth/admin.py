@@ -1,8 +1,10 @@
-"""Django admin: read-only views. Client changes go through the portal or `create_client`, so they are
-audited and secrets are shown once; secret and token hashes are never displayed."""
+"""Django admin: read-only views, and the clients' kill switch as actions. Client changes go through the
+portal or `oauth.clients`, so they are audited and secrets are shown once; secret and token hashes are
+never displayed."""
 
-from django.contrib import admin
+from django.contrib import admin, messages
 
+from oauth import clients
 from oauth.models import Client, RegistrationToken, Token
 
 
@@ -23,6 +25,19 @@ class ClientAdmin(ReadOnlyAdmin):
     list_filter = ["token_endpoint_auth_method", "dynamically_registered"]
     search_fields = ["name", "client_id", "institution__legal_name"]
     exclude = ["secret_hash", "previous_secret_hash"]
+    actions = ["disable_clients", "enable_clients"]
+
+    @admin.action(description="Disable selected clients (revokes their tokens)")
+    def disable_clients(self, request, queryset):
+        for client in queryset.select_related("institution").filter(disabled_at__isnull=True):
+            clients.disable_client(client, by=request.user, request=request)
+        self.message_user(request, "Disabled; their tokens are refused from the next request.", messages.SUCCESS)
+
+    @admin.action(description="Enable selected clients")
+    def enable_clients(self, request, queryset):
+        for client in queryset.select_related("institution").filter(disabled_at__isnull=False):
+            clients.enable_client(client, by=request.user, request=request)
+        self.message_user(request, "Enabled: they can get new tokens.", messages.SUCCESS)
 
 
 @admin.register(Token)

@@ -11,6 +11,11 @@ stopped) gives 401 with `error="invalid_token"`. On success:
 - request.auth_client: the Client (`.client_id`, `.institution_id`), also set on
   the Django request, where the audit writer looks for it.
 
+A refusal says why in `error.details.reason` (a stable code from `_PROBLEMS`: `client_disabled`,
+`institution_not_active`, `revoked`, ...), under the one `invalid_token` error code of RFC 6750.
+A successful call is noted for the client's "last used" (oauth.activity: at most one write a
+minute per client and process).
+
 One query (token, client, institution and user with select_related), its row kept
 per process while the access generation is unchanged (`vitamin.access_generation`: the
 database changes it with every write to those tables); the token's expiry and the
@@ -23,9 +28,11 @@ from __future__ import annotations
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 
+from oauth.activity import note_api_call
 from oauth.credentials import hash_secret
 from oauth.models import Token
 from vitamin import access_generation as generation
+from vitamin.errors import ApiError
 from vitamin.prepared import PreparedLookup
 
 REALM = "vitamin"
@@ -66,8 +73,14 @@ class ClientPrincipal:
         return f"client {self.client_id}"
 
 
-class InvalidToken(exceptions.AuthenticationFailed):
-    default_code = "invalid_token"
+class InvalidToken(ApiError, exceptions.AuthenticationFailed):
+    """401 invalid_token (an AuthenticationFailed, so DRF adds our WWW-Authenticate challenge), with the reason."""
+
+    status_code = 401
+    code = "invalid_token"
+
+    def __init__(self, problem: str):
+        super().__init__(_PROBLEMS[problem], details={"reason": problem})
 
 
 class BearerTokenAuthentication(BaseAuthentication):
@@ -82,8 +95,9 @@ class BearerTokenAuthentication(BaseAuthentication):
         problem = "unknown" if token is None else token.problem()
         if problem is not None:
             request.bearer_error = _PROBLEMS[problem]
-            raise InvalidToken(_PROBLEMS[problem])
+            raise InvalidToken(problem)
         request.auth_client = request._request.auth_client = token.client
+        note_api_call(token.client)
         return (token.user if token.user_id else ClientPrincipal(token.client)), token
 
     def authenticate_header(self, request) -> str:

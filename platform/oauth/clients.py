@@ -1,4 +1,5 @@
-"""Managing OAuth clients: create, change, rotate secrets, revoke tokens, disable; and initial access tokens.
+"""Managing OAuth clients: create, change, rotate secrets (and end an overlap), revoke tokens, disable and
+enable; and initial access tokens.
 
 Every path (portal, management commands, dynamic registration, the demo) goes
 through these functions, so the rules (redirect URI policy, allowed scopes and
@@ -185,6 +186,28 @@ def rotate_secret(client: Client, *, by=None, request=None) -> str:
     return secret
 
 
+def end_secret_overlap(client: Client, *, by=None, request=None) -> bool:
+    """Stop the previous secret now, before its overlap ends (it is rolled out, or it leaked).
+
+    False when there was nothing to stop (no rotation, or its overlap already over).
+    """
+    if not client.in_secret_overlap:
+        return False
+    until = client.previous_secret_expires_at
+    client.previous_secret_hash = ""
+    client.previous_secret_expires_at = None
+    with transaction.atomic():
+        client.save(update_fields=["previous_secret_hash", "previous_secret_expires_at"])
+        record(
+            "oauth.client_previous_secret_revoked",
+            **_actor(by, client),
+            target=f"client:{client.client_id}",
+            details={"would_have_worked_until": until.isoformat()},
+            request=request,
+        )
+    return True
+
+
 def issue_long_lived_token(client: Client, *, scope: str, days: int, by=None, request=None) -> tuple[str, Token]:
     """An access token for `client` that lasts `days` (a Delta Sharing profile's bearer token), shown once.
 
@@ -230,7 +253,10 @@ def revoke_client_tokens(client: Client, *, by=None, request=None, reason: str =
 
 
 def disable_client(client: Client, *, by=None, request=None) -> None:
-    """Stop a client for good: it can no longer authenticate, and its tokens are revoked."""
+    """The client's kill switch: it can no longer authenticate, and its tokens are revoked (and refused
+    with reason `client_disabled` on the next request). `enable_client` undoes the first, not the second."""
+    if client.disabled_at is not None:
+        return
     with transaction.atomic():
         client.disabled_at = timezone.now()
         client.save(update_fields=["disabled_at"])
@@ -240,6 +266,23 @@ def disable_client(client: Client, *, by=None, request=None) -> None:
             **_actor(by, client),
             target=f"client:{client.client_id}",
             details={"tokens_revoked": revoked},
+            request=request,
+        )
+
+
+def enable_client(client: Client, *, by=None, request=None) -> None:
+    """Let a disabled client get tokens again (its institution permitting); its old tokens stay revoked."""
+    if client.disabled_at is None:
+        return
+    disabled_at = client.disabled_at
+    with transaction.atomic():
+        client.disabled_at = None
+        client.save(update_fields=["disabled_at"])
+        record(
+            "oauth.client_enabled",
+            **_actor(by, client),
+            target=f"client:{client.client_id}",
+            details={"disabled_at": disabled_at.isoformat()},
             request=request,
         )
 

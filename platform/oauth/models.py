@@ -96,13 +96,21 @@ class Client(ClientMixin, models.Model):
     def check_redirect_uri(self, redirect_uri: str) -> bool:
         return redirect_uri in self.redirect_uris  # exact string match, no prefixes or patterns
 
+    @property
+    def in_secret_overlap(self) -> bool:
+        """Whether the secret in use before the last rotation still works (until previous_secret_expires_at)."""
+        return (
+            bool(self.previous_secret_hash)
+            and self.previous_secret_expires_at is not None
+            and timezone.now() < self.previous_secret_expires_at
+        )
+
     def check_client_secret(self, client_secret: str) -> bool:
+        # Both hashes are compared, in constant time, whatever the first gives, so the answer's timing
+        # does not tell which secret matched (or that an overlap is running).
         current = credentials.matches(client_secret, self.secret_hash)
         previous = credentials.matches(client_secret, self.previous_secret_hash)
-        previous_valid = (
-            self.previous_secret_expires_at is not None and timezone.now() < self.previous_secret_expires_at
-        )
-        return current or (previous and previous_valid)
+        return current or (previous and self.in_secret_overlap)
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         if method in SECRET_AUTH_METHODS:
@@ -114,6 +122,21 @@ class Client(ClientMixin, models.Model):
 
     def check_grant_type(self, grant_type: str) -> bool:
         return grant_type in self.grant_types
+
+
+class ClientActivity(models.Model):
+    """When a client last called the API (oauth.activity writes it at most once a minute per process).
+
+    A table of its own, not a column of Client: a write to oauth_client changes the access
+    generation (vitamin.access_generation), which would throw away every process's cached
+    access reads; this table decides nothing, so it has no trigger.
+    """
+
+    client = models.OneToOneField(Client, primary_key=True, on_delete=models.CASCADE, related_name="activity")
+    last_api_call_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.client_id} last called the API at {self.last_api_call_at:%Y-%m-%d %H:%M}"
 
 
 class TokenQuerySet(models.QuerySet):
@@ -166,6 +189,12 @@ class Token(TokenMixin, models.Model):
         The one check behind API authentication, introspection and refresh. Reads the
         client, its institution and the user: load them with select_related.
         """
+        # The kill switches first: a disabled client's or a suspended institution's tokens (which those
+        # switches also revoke) are refused with that reason, the one their holder can act on.
+        if self.client.disabled_at is not None:
+            return "client_disabled"
+        if self.client.institution.status != InstitutionStatus.APPROVED:
+            return "institution_not_active"
         if self.revoked_at is not None:
             return "revoked"
         if kind == "refresh_token":
@@ -176,10 +205,6 @@ class Token(TokenMixin, models.Model):
             expires_at = self.access_expires_at
         if expires_at is None or timezone.now() >= expires_at:
             return "expired"
-        if self.client.disabled_at is not None:
-            return "client_disabled"
-        if self.client.institution.status != InstitutionStatus.APPROVED:
-            return "institution_not_active"
         if self.user_id is not None and not self.user.is_active:
             return "user_inactive"
         return None

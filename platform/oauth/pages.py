@@ -1,14 +1,17 @@
 """Portal pages for an institution's OAuth clients (routed from institutions/urls.py with the other pages).
 
-Members see the clients; owners and admins create and change them. Secrets and
-initial access tokens are rendered once, on the response to the POST that made
-them, and never stored in plain text.
+Members see the clients; owners and admins create and change them. The kill switch
+(disable, enable) is also for platform staff, who may stop any institution's client.
+Secrets and initial access tokens are rendered once, on the response to the POST that
+made them, and never stored in plain text.
 """
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
@@ -16,6 +19,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from institutions.access import ensure_manager, ensure_member
 from institutions.models import Institution
 from oauth import clients
+from oauth.activity import with_last_use
 from oauth.forms import ClientSettingsForm, NewClientForm, RegistrationTokenForm
 from oauth.metadata import server_metadata
 from oauth.models import Client
@@ -32,7 +36,7 @@ def list_clients(request, pk: int):
         {
             "institution": institution,
             "member": member,
-            "clients": institution.oauth_clients.order_by("disabled_at", "name"),
+            "clients": with_last_use(institution.oauth_clients.order_by("disabled_at", "name")),
             "registration_form": RegistrationTokenForm(),
             "metadata": server_metadata(request),
         },
@@ -70,7 +74,7 @@ def new_client(request, pk: int):
 @login_required
 @require_http_methods(["GET", "POST"])
 def show_client(request, client_id: str):
-    client = get_object_or_404(Client.objects.select_related("institution"), client_id=client_id)
+    client = get_object_or_404(with_last_use(Client.objects.select_related("institution")), client_id=client_id)
     member = ensure_member(request.user, client.institution)
     initial = {
         "name": client.name,
@@ -103,6 +107,8 @@ def show_client(request, client_id: str):
             "member": member,
             "form": form,
             "live_tokens": client.tokens.filter(revoked_at__isnull=True).count(),
+            "can_switch": _may_switch(request.user, member),
+            "overlap_hours": settings.CLIENT_SECRET_OVERLAP_SECONDS / 3600,
         },
     )
 
@@ -122,6 +128,17 @@ def rotate_client_secret(request, client_id: str):
 
 @login_required
 @require_POST
+def end_secret_overlap(request, client_id: str):
+    client = _managed_client(request, client_id)
+    if clients.end_secret_overlap(client, by=request.user, request=request):
+        messages.success(request, "The previous secret no longer works; only the current one does.")
+    else:
+        messages.info(request, "There was no previous secret still working.")
+    return redirect("client", client_id=client.client_id)
+
+
+@login_required
+@require_POST
 def revoke_client_tokens(request, client_id: str):
     client = _managed_client(request, client_id)
     revoked = clients.revoke_client_tokens(client, by=request.user, request=request)
@@ -132,10 +149,19 @@ def revoke_client_tokens(request, client_id: str):
 @login_required
 @require_POST
 def disable_client(request, client_id: str):
-    client = _managed_client(request, client_id)
+    client = _switchable_client(request, client_id)
     clients.disable_client(client, by=request.user, request=request)
     messages.success(request, f"{client.name} is disabled and its tokens are revoked.")
-    return redirect("clients", pk=client.institution_id)
+    return redirect("client", client_id=client.client_id)
+
+
+@login_required
+@require_POST
+def enable_client(request, client_id: str):
+    client = _switchable_client(request, client_id)
+    clients.enable_client(client, by=request.user, request=request)
+    messages.success(request, f"{client.name} is enabled: it can get tokens again (its old tokens stay revoked).")
+    return redirect("client", client_id=client.client_id)
 
 
 @never_cache
@@ -172,6 +198,19 @@ def _managed_client(request, client_id: str) -> Client:
         Client.objects.select_related("institution"), client_id=client_id, disabled_at__isnull=True
     )
     ensure_manager(request.user, client.institution)
+    return client
+
+
+def _may_switch(user, member) -> bool:
+    """Who may disable and enable a client: its institution's owners and admins, and platform staff."""
+    return user.is_staff or (member is not None and member.can_manage)
+
+
+def _switchable_client(request, client_id: str) -> Client:
+    client = get_object_or_404(Client.objects.select_related("institution"), client_id=client_id)
+    member = ensure_member(request.user, client.institution)
+    if not _may_switch(request.user, member):
+        raise PermissionDenied("Only the institution's owners and admins, or platform staff, can do this.")
     return client
 
 

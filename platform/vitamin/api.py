@@ -54,7 +54,8 @@ class PartnerView(APIView):
 
 def record_refusal(request, exc: APIException | Refusal, *, path: str | None = None) -> None:
     """Audit a refused API request as `api.denied`: its code, status, method and path (pass `path` when
-    the real one carries a credential), and the required scope when that was the reason.
+    the real one carries a credential), and the required scope or the token's `reason` when the
+    refusal names them.
 
     The actor is the token's client when the token was valid, else unknown (a `system` event with
     no actor id): neither the token nor any header is recorded.
@@ -65,8 +66,8 @@ def record_refusal(request, exc: APIException | Refusal, *, path: str | None = N
         "method": request.method,
         "path": path or request.path,
     }
-    if isinstance(exc, ApiError) and isinstance(exc.details, dict) and "required_scope" in exc.details:
-        details["required_scope"] = exc.details["required_scope"]
+    if isinstance(exc, ApiError) and isinstance(exc.details, dict):
+        details.update({key: exc.details[key] for key in ("required_scope", "reason") if key in exc.details})
     actor = {} if getattr(request, "auth_client", None) is not None else by_system()
     record("api.denied", outcome=Outcome.DENIED, details=details, request=request, **actor)
 

@@ -43,8 +43,9 @@ def test_a_valid_token_authenticates_in_one_query_and_exposes_client_and_scopes(
 ):
     token = mint(machine.client_id, machine.secret, "query catalog:read")
     access_generation.current()  # the process's one look at its triggers, done
-    # The access generation, then the token (its client, institution and user in the same join) ...
-    with django_assert_num_queries(2):
+    # The access generation, then the token (its client, institution and user in the same join), and
+    # the client's "last API call" (one upsert, at most once a minute per client and process) ...
+    with django_assert_num_queries(3):
         response = client.get("/api/v1/probe/catalog", secure=True, HTTP_AUTHORIZATION=f"Bearer {token}")
     assert response.status_code == 200
     # ... and while nothing an access decision reads has changed, the generation alone.
