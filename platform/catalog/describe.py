@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import zoneinfo
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from croniter import croniter
@@ -26,6 +26,10 @@ DEFAULT_PREVIEW_K = 10  # when a spec names no k, suppress like the strictest de
 HIDDEN_ROLES = frozenset({"identifier", "entity"})
 # Column roles whose min and max the catalog never shows (the build withholds them too; this holds even if it did not).
 NO_EXTREMES_ROLES = HIDDEN_ROLES | {"sensitive"}
+# How many days the data's last date may lie before its publication, by update frequency, before the catalog says
+# the data is behind (a monthly dataset's month column names the month's first day; published in the next month).
+BEHIND_AFTER_DAYS = {"daily": 7, "weekly": 21, "monthly": 62, "quarterly": 123, "yearly": 400}
+BEHIND_AFTER_DAYS_DEFAULT = 62
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class ColumnEntry:
     description: str
     null_count: int | None = None
     distinct_count: int | None = None
+    distinct_approximate: bool = False  # the build's HyperLogLog estimate (approx_count_distinct), not an exact count
     min: Any = None
     max: Any = None
     non_null_share: float | None = None  # 0..1 of the version's rows
@@ -52,6 +57,7 @@ class ColumnEntry:
             else {
                 "null_count": self.null_count,
                 "distinct_count": self.distinct_count,
+                "distinct_count_approximate": self.distinct_approximate,
                 "min": self.min,
                 "max": self.max,
             },
@@ -102,11 +108,13 @@ def data_dictionary(dataset: Dataset, version: DatasetVersion | None) -> list[Co
         )
         if stats:
             nulls = stats.get("null_count") or 0
-            distinct = stats.get("distinct_approx", stats.get("distinct_count"))
+            approximate = "distinct_approx" in stats  # what datasets.profile writes; an exact count is distinct_count
+            distinct = stats["distinct_approx"] if approximate else stats.get("distinct_count")
             entry = replace(
                 entry,
                 null_count=nulls,
                 distinct_count=distinct,
+                distinct_approximate=approximate and distinct is not None,
                 min=None if entry.role in NO_EXTREMES_ROLES else stats.get("min"),
                 max=None if entry.role in NO_EXTREMES_ROLES else stats.get("max"),
                 non_null_share=(rows - nulls) / rows if rows else None,
@@ -132,6 +140,42 @@ def time_range(spec: DatasetSpec, column_stats: dict | None) -> dict | None:
     if not stats or stats.get("min") is None:
         return None
     return {"column": spec.time_column, "from": stats["min"], "to": stats["max"]}
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """When a version was published and what period its data covers: the catalog page and API show both, so that
+    old data published today does not look fresh."""
+
+    published_at: datetime
+    time_range: dict | None  # {column, from, to}, see time_range
+    days_behind: int | None  # days from the data's last date to the publication day
+    behind: bool  # more days behind than the update frequency allows (BEHIND_AFTER_DAYS)
+
+
+def freshness(dataset: Dataset, version: DatasetVersion | None) -> Freshness | None:
+    """The publication time of `version` beside its data's own period; None before the first version."""
+    if version is None:
+        return None
+    period = time_range(version.dataset_spec, version.column_stats)
+    last = _as_date(period["to"]) if period else None
+    published = timezone.localtime(version.created_at).date()
+    days_behind = (published - last).days if last else None
+    allowed = BEHIND_AFTER_DAYS.get(dataset.update_frequency, BEHIND_AFTER_DAYS_DEFAULT)
+    return Freshness(
+        published_at=version.created_at,
+        time_range=period,
+        days_behind=days_behind,
+        behind=days_behind is not None and days_behind > allowed,
+    )
+
+
+def _as_date(value: Any) -> date | None:
+    """A statistic's date or timestamp (ISO text in the stats) as a date; None for anything else."""
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError:
+        return None
 
 
 def coverage(dataset: Dataset, version: DatasetVersion | None, dictionary: list[ColumnEntry]) -> Coverage:

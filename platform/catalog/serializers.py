@@ -110,10 +110,13 @@ class DatasetDetailSerializer(serializers.ModelSerializer):
         version = self.context["version"]
         if version is None:
             return None
+        fresh = describe.freshness(dataset, version)
         return {
             "number": version.number,
             "published_at": serializers.DateTimeField().to_representation(version.created_at),
-            "time_range": describe.time_range(version.dataset_spec, version.column_stats),
+            "time_range": fresh.time_range,
+            "data_days_behind": fresh.days_behind,
+            "data_behind": fresh.behind,
             "row_count": version.row_count,
             "bytes": version.bytes,
             "source_watermark": version.source_watermark or None,

@@ -17,7 +17,8 @@ from django.views.decorators.http import require_http_methods
 
 from access import service as access
 from access import subscriptions
-from access.models import Subscription
+from access.models import QuotaPlan, Subscription
+from access.plan_terms import plan_terms
 from audit.service import record
 from catalog import describe, samples
 from catalog.listing import facet_values, listed_time_range, search_datasets
@@ -68,12 +69,15 @@ def show_dataset(request, slug: str):
                 for entry in dictionary
             ],
             "coverage": describe.coverage(dataset, version, dictionary),
+            "freshness": describe.freshness(dataset, version),
+            "approximate_distinct": any(entry.distinct_approximate for entry in dictionary),
             "next_refresh_at": describe.next_refresh_at(dataset),
             "versions": dataset.versions.order_by("-number"),
             "privacy_items": _privacy_items(version.privacy_report if version else {}),
             "sample": _sample_block(request, dataset, version, memberships),
             "access": _access_rows(dataset, memberships),
             "lookup": describe.lookup_terms(describe.spec_for(dataset, version)),
+            "offered_plans": offered_plans(),
         },
     )
 
@@ -89,7 +93,7 @@ def request_access(request, slug: str):
         return render(
             request,
             "portal/catalog/request_access.html",
-            {"dataset": dataset, "form": None},
+            {"dataset": dataset, "form": None, "offered_plans": offered_plans()},
             status=403,
         )
     form = RequestAccessForm(
@@ -114,7 +118,16 @@ def request_access(request, slug: str):
         else:
             messages.success(request, f"Access to {dataset.title} was requested; the administrators will review it.")
             return redirect("subscription", pk=subscription.pk)
-    return render(request, "portal/catalog/request_access.html", {"dataset": dataset, "form": form})
+    return render(
+        request,
+        "portal/catalog/request_access.html",
+        {"dataset": dataset, "form": form, "offered_plans": offered_plans()},
+    )
+
+
+def offered_plans() -> list[tuple[QuotaPlan, list]]:
+    """The plans a partner may ask for, each with its limits and what happens at each: shown before a request."""
+    return [(plan, plan_terms(plan.limits())) for plan in QuotaPlan.objects.filter(is_offered=True)]
 
 
 def _active_dataset(slug: str) -> Dataset:
