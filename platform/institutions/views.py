@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
@@ -12,6 +11,7 @@ from institutions import lifecycle, members
 from institutions.access import ensure_manager, ensure_member
 from institutions.forms import ApplicationForm, InviteForm, StatusChangeForm
 from institutions.models import Institution, InstitutionStatus, Member
+from vitamin.staff import staff_required
 
 
 @login_required
@@ -110,7 +110,7 @@ def accept_invitation(request, token: str):
     return render(request, "institutions/accept_invitation.html", {"invitation": invitation})
 
 
-@staff_member_required
+@staff_required
 def review_queue(request):
     pending = (
         Institution.objects.filter(status=InstitutionStatus.PENDING).select_related("applicant").order_by("created_at")
@@ -118,7 +118,7 @@ def review_queue(request):
     return render(request, "institutions/review_queue.html", {"pending": pending})
 
 
-@staff_member_required
+@staff_required
 @require_POST
 def change_status(request, pk: int):
     institution = get_object_or_404(Institution, pk=pk)

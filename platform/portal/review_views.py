@@ -9,11 +9,8 @@ Each decision is its own transaction: one that fails is reported and the others 
 from __future__ import annotations
 
 from datetime import date, timedelta
-from functools import wraps
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.db.models import Prefetch
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -23,19 +20,9 @@ from access import subscriptions
 from access.models import QuotaPlan, Subscription
 from catalog.models import DatasetVersion
 from vitamin.refusals import Refusal
+from vitamin.staff import staff_required
 
 DECISIONS = ("approve", "reject", "revoke")
-
-
-def staff_required(view):
-    @login_required
-    @wraps(view)
-    def wrapper(request, *args, **kwargs):
-        if not request.user.is_staff:
-            raise PermissionDenied("Only platform staff review subscriptions.")
-        return view(request, *args, **kwargs)
-
-    return wrapper
 
 
 @staff_required
