@@ -6,6 +6,12 @@ Domain code raises `vitamin.refusals.Refusal` (a code, a message, a kind, no HTT
 raise `ApiError` for what is HTTP's own (a malformed request, a missing scope, a range).
 Both, DRF's own exceptions, unknown routes and server errors leave in the same shape, and
 a refusal's kind becomes its HTTP status, here and nowhere else (`HTTP_STATUS`).
+
+Every other path is a portal page and gets a page in the site's look, rendered by Django's
+own default views from the portal's templates (portal/templates/400.html, 403.html,
+403_csrf.html, 404.html, 500.html). Those views render 400, 500 and the CSRF failure without the
+request and with an empty context, so those pages (portal/errors/plain.html) need neither a
+user, nor the database, nor URL reversing: an error page cannot fail for the request's reason.
 """
 
 from __future__ import annotations
