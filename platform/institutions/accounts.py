@@ -1,8 +1,13 @@
-"""Portal accounts: sign-up with email verification, sign-in, sign-out.
+"""Portal accounts: sign-up with email verification, sign-in by e-mail, sign-out, password reset.
 
 An account is created inactive and activated by the signed link mailed to its
 address; Django refuses to sign in inactive users, so an unverified address
 cannot be used. The email address is the username.
+
+Password reset is Django's: the answer to a request is the same page whether or
+not an account has that address (no enumeration); the mailed link carries a token
+that stops working once the password changes (single use) and after
+PASSWORD_RESET_TIMEOUT. Requests for known accounts and completed resets are audited.
 """
 
 from __future__ import annotations
@@ -11,13 +16,15 @@ from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth import views as auth_views
 from django.db import transaction
+from django.http import HttpResponseRedirect
 from django.shortcuts import redirect, render
+from django.urls import reverse_lazy
 from django.views.decorators.http import require_http_methods
 
 from audit.actors import by_user, by_username_or_system
 from audit.service import record
 from institutions import emails, links
-from institutions.forms import SignupForm
+from institutions.forms import EmailSignInForm, PasswordResetRequestForm, SignupForm
 
 
 @require_http_methods(["GET", "POST"])
@@ -65,9 +72,40 @@ def verify_email(request, token: str):
 
 class SignInView(auth_views.LoginView):
     template_name = "institutions/login.html"
+    authentication_form = EmailSignInForm
     redirect_authenticated_user = True
     next_page = "my-institutions"
 
 
 class SignOutView(auth_views.LogoutView):
     next_page = "/"
+
+
+class PasswordResetRequestView(auth_views.PasswordResetView):
+    template_name = "institutions/password_reset.html"
+    form_class = PasswordResetRequestForm
+    success_url = reverse_lazy("password-reset-sent")
+
+    def form_valid(self, form):
+        for user in form.get_users(form.cleaned_data["email"]):
+            emails.send_password_reset(self.request, user)
+            record("account.password_reset_requested", **by_user(user), request=self.request)
+        return HttpResponseRedirect(self.get_success_url())
+
+
+class PasswordResetSentView(auth_views.PasswordResetDoneView):
+    template_name = "institutions/password_reset_sent.html"
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    template_name = "institutions/password_reset_confirm.html"
+    success_url = reverse_lazy("password-reset-complete")
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        record("account.password_reset", **by_user(form.user), request=self.request)
+        return response
+
+
+class PasswordResetCompleteView(auth_views.PasswordResetCompleteView):
+    template_name = "institutions/password_reset_complete.html"

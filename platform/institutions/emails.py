@@ -1,11 +1,14 @@
-"""Notification mail: account verification, invitations, application decisions."""
+"""Notification mail: account verification, password reset, invitations, application decisions."""
 
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.auth.tokens import default_token_generator
 from django.core.mail import send_mail
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 
 from institutions import links
 
@@ -19,6 +22,21 @@ def send_verification(request, user) -> None:
     token = links.make_token({"user": user.pk, "email": user.email}, salt=links.VERIFY_EMAIL_SALT)
     url = links.absolute_url(request, reverse("verify-email", args=[token]))
     _send([user.email], "Confirm your email address", "verify_email.txt", {"user": user, "url": url})
+
+
+def send_password_reset(request, user) -> None:
+    """A link to choose a new password: Django's reset token, which stops working once the password
+    changes (so it works once), or after PASSWORD_RESET_TIMEOUT."""
+    uid = urlsafe_base64_encode(force_bytes(user.pk))
+    url = links.absolute_url(
+        request, reverse("password-reset-confirm", args=[uid, default_token_generator.make_token(user)])
+    )
+    _send(
+        [user.email],
+        "Choose a new password",
+        "password_reset.txt",
+        {"user": user, "url": url, "hours": settings.PASSWORD_RESET_TIMEOUT // 3600},
+    )
 
 
 def send_invitation(request, invitation) -> None:

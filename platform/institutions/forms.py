@@ -1,9 +1,10 @@
-"""Portal forms for accounts, applications, members and status changes."""
+"""Portal forms for accounts (sign-up, sign-in by e-mail, password reset), applications, members and status changes."""
 
 from __future__ import annotations
 
 from django import forms
 from django.contrib.auth import get_user_model, password_validation
+from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
 
 from institutions.lifecycle import ALLOWED_TRANSITIONS
 from institutions.models import Institution, InstitutionStatus, Role
@@ -33,6 +34,27 @@ class SignupForm(forms.Form):
             except forms.ValidationError as exc:
                 self.add_error("password", exc)
         return cleaned
+
+
+class EmailSignInForm(AuthenticationForm):
+    """Sign in with the e-mail address; also for accounts whose username is not their address (the
+    bootstrap `admin`): the address is looked up, case-insensitively, before the password is checked."""
+
+    username = forms.EmailField(
+        label="E-mail", widget=forms.EmailInput(attrs={"autofocus": True, "autocomplete": "username"})
+    )
+
+    def clean_username(self) -> str:
+        email = self.cleaned_data["username"].strip()
+        users = get_user_model().objects
+        user = users.filter(username__iexact=email).first() or users.filter(email__iexact=email).order_by("pk").first()
+        return user.get_username() if user else email
+
+
+class PasswordResetRequestForm(PasswordResetForm):
+    """Django's form, with the field labelled as everywhere else; accounts.PasswordResetRequestView mails the link."""
+
+    email = forms.EmailField(label="E-mail", max_length=254, widget=forms.EmailInput(attrs={"autocomplete": "email"}))
 
 
 class ApplicationForm(forms.ModelForm):

@@ -1,0 +1,152 @@
+"""Signing in by e-mail, and resetting a forgotten password by a link mailed to the account's address.
+
+The rules under test: the sign-in field is an e-mail field; a reset request gets the same answer
+whether or not an account has the address (and mail only when one does); the link works once.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core import mail
+from django.test import Client
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from partner_support import PASSWORD
+
+from audit.models import AuditEvent
+from vitamin.env import REGISTRY
+
+pytestmark = pytest.mark.django_db
+
+NEW_PASSWORD = "a brand new passphrase 42"
+_LINK = re.compile(r"https?://\S+/accounts/password-reset/[^/\s]+/[^/\s]+/")
+
+
+def request_reset(client, email: str):
+    return client.post("/accounts/password-reset/", {"email": email})
+
+
+def reset_link() -> str:
+    [message] = mail.outbox
+    return _LINK.search(message.body).group(0)
+
+
+def sign_in(email: str, password: str) -> bool:
+    response = Client().post("/accounts/login/", {"username": email, "password": password})
+    return response.status_code == 302 and "_auth_user_id" in response.client.session
+
+
+def test_the_sign_in_field_is_an_email_field_labelled_so(client):
+    page = client.get("/accounts/login/").content.decode()
+    assert '<label for="id_username">E-mail:</label>' in page
+    field = re.search(r"<input [^>]*id=\"id_username\"[^>]*>", page).group(0)
+    assert 'type="email"' in field and 'autocomplete="username"' in field
+    assert 'href="/accounts/password-reset/"' in page
+
+
+def test_members_sign_in_with_their_address_in_any_case_and_only_with_their_password(alice):
+    assert sign_in("alice@fund.example", PASSWORD)
+    assert sign_in("  Alice@Fund.EXAMPLE ", PASSWORD)
+    assert not sign_in("alice@fund.example", PASSWORD + "x")
+    assert not sign_in("alice", PASSWORD)  # not an e-mail address: refused by the field
+
+
+def test_an_account_whose_username_is_not_its_address_signs_in_by_address(db):
+    get_user_model().objects.create_superuser("admin", "admin@vitamin.local", PASSWORD)
+    assert sign_in("admin@vitamin.local", PASSWORD)
+
+
+def test_password_reset_from_request_to_sign_in_with_the_new_password(client, alice):
+    answer = request_reset(client, "alice@fund.example")
+    assert answer.status_code == 302 and answer["Location"] == "/accounts/password-reset/sent/"
+    assert mail.outbox[0].to == ["alice@fund.example"]
+    assert "[Vitamin] Choose a new password" == mail.outbox[0].subject
+
+    form = client.get(reset_link(), follow=True)
+    assert form.status_code == 200 and b"Choose a new password" in form.content
+    done = client.post(
+        form.redirect_chain[-1][0], {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD}, follow=True
+    )
+    assert b"Your new password is set" in done.content
+
+    assert sign_in("alice@fund.example", NEW_PASSWORD)
+    assert not sign_in("alice@fund.example", PASSWORD)
+    actions = list(AuditEvent.objects.filter(actor_id="alice@fund.example").values_list("action", flat=True))
+    assert {"account.password_reset_requested", "account.password_reset"} <= set(actions)
+
+
+def test_a_used_reset_link_does_not_work_again(client, alice):
+    request_reset(client, "alice@fund.example")
+    link = reset_link()
+    form = client.get(link, follow=True)
+    client.post(form.redirect_chain[-1][0], {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD})
+
+    again = Client().get(link, follow=True)
+    assert b"This link has already been used" in again.content
+    assert b"new_password1" not in again.content
+    assert sign_in("alice@fund.example", NEW_PASSWORD)
+
+
+def test_a_forged_link_or_alices_token_for_another_account_is_refused(client, alice, bob):
+    request_reset(client, "alice@fund.example")
+    link = reset_link()
+    uid, token = link.rstrip("/").split("/")[-2:]
+    bobs_uid = urlsafe_base64_encode(force_bytes(bob.pk))
+    for bad in (f"/accounts/password-reset/{uid}/{token[:-2]}xx/", f"/accounts/password-reset/{bobs_uid}/{token}/"):
+        page = Client().get(bad, follow=True)
+        assert b"This link has already been used" in page.content and b"new_password1" not in page.content
+    assert sign_in("alice@fund.example", PASSWORD) and sign_in("bob@fund.example", PASSWORD)
+
+
+def test_a_weak_new_password_is_refused_with_a_reason(client, alice):
+    request_reset(client, "alice@fund.example")
+    form = client.get(reset_link(), follow=True)
+    answer = client.post(form.redirect_chain[-1][0], {"new_password1": "123", "new_password2": "123"})
+    assert answer.status_code == 200 and b"This password is too short" in answer.content
+    assert sign_in("alice@fund.example", PASSWORD)
+
+
+def _answer(email: str) -> tuple[int, str, bytes]:
+    client = Client()
+    first = request_reset(client, email)
+    landing = client.get(first["Location"])
+    body = re.sub(rb'name="csrfmiddlewaretoken" value="[^"]+"', b"", landing.content)
+    return first.status_code, first["Location"], body
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(unknown=st.emails())
+def test_unknown_addresses_get_the_same_answer_as_a_known_one_and_no_mail(alice, unknown):
+    mail.outbox.clear()
+    known = _answer("alice@fund.example")
+    assert len(mail.outbox) == 1
+    mail.outbox.clear()
+    if unknown.lower() == "alice@fund.example":
+        return
+    assert _answer(unknown) == known
+    assert mail.outbox == []
+
+
+def test_an_unverified_account_gets_no_link_and_the_same_answer(client):
+    get_user_model().objects.create_user("new@fund.example", "new@fund.example", PASSWORD, is_active=False)
+    answer = request_reset(client, "new@fund.example")
+    assert answer["Location"] == "/accounts/password-reset/sent/"
+    assert mail.outbox == []
+
+
+def test_in_the_embedded_default_the_reset_mail_is_printed_on_the_console_as_the_readme_says(
+    client, alice, settings, capsys
+):
+    assert REGISTRY["VITAMIN_EMAIL_BACKEND"].default == "vitamin.mail.ConsoleBackend"
+    settings.EMAIL_BACKEND = "vitamin.mail.ConsoleBackend"  # tests otherwise keep mail in memory
+    request_reset(client, "alice@fund.example")
+    printed = capsys.readouterr().err
+    assert "Subject: [Vitamin] Choose a new password" in printed and _LINK.search(printed)
+    readme = " ".join((Path(__file__).parents[2] / "README.md").read_text().split())
+    assert "password reset links) is printed on the `make run` console" in readme
