@@ -128,3 +128,65 @@ def usage_today(subscriptions: Sequence[Subscription], *, now: datetime | None =
                 MetricUsage(metric, numbers["used"], numbers["limit"], used_this_month=None, days=[])
             )
     return summary
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """An institution or a dataset on the staff usage page: its use per daily metric today and over the period."""
+
+    key: int
+    label: str
+    today: dict[str, int]
+    period: dict[str, int]
+
+
+@dataclass(frozen=True)
+class UsageAcross:
+    """Every subscription's use over the last CHART_DAYS days, added up per institution, per dataset and per day."""
+
+    days: list[date]
+    per_day: dict[str, list[int]]  # metric → the total of each day, oldest first
+    institutions: list[Consumer]
+    datasets: list[Consumer]
+
+    def top(self, metric: str, count: int = 5) -> list[Consumer]:
+        """The institutions that used the most of `metric` over the period (none that used nothing)."""
+        ranked = sorted(self.institutions, key=lambda each: (-each.period[metric], each.label))
+        return [each for each in ranked[:count] if each.period[metric]]
+
+
+def usage_across(*, now: datetime | None = None) -> UsageAcross:
+    """The platform's usage over the last CHART_DAYS days (today last), from `usage_report`: the same numbers
+    the partners' pages and the usage API show, added up."""
+    now = now or timezone.now()
+    today = usage_day(now)
+    first = today - timedelta(days=CHART_DAYS - 1)
+    subscriptions = list(
+        Subscription.objects.filter(plan__isnull=False).select_related("plan", "dataset", "institution")
+    )
+    by_pk = {subscription.pk: subscription for subscription in subscriptions}
+    days = [first + timedelta(days=offset) for offset in range(CHART_DAYS)]
+    per_day = {metric: [0] * CHART_DAYS for metric in DAILY_METRICS}
+    groups: dict[str, dict[int, tuple[str, dict, dict]]] = {"institution": {}, "dataset": {}}
+    for report in usage_report(subscriptions, first, today, now=now):
+        subscription = by_pk[report["subscription"]]
+        owners = {
+            "institution": (subscription.institution_id, subscription.institution.legal_name),
+            "dataset": (subscription.dataset_id, subscription.dataset.slug),
+        }
+        for kind, (key, label) in owners.items():
+            groups[kind].setdefault(key, (label, dict.fromkeys(DAILY_METRICS, 0), dict.fromkeys(DAILY_METRICS, 0)))
+        for index, day in enumerate(report["days"]):
+            for metric, numbers in day["metrics"].items():
+                per_day[metric][index] += numbers["used"]
+                for kind, (key, _) in owners.items():
+                    _, today_used, period_used = groups[kind][key]
+                    period_used[metric] += numbers["used"]
+                    if index == CHART_DAYS - 1:
+                        today_used[metric] += numbers["used"]
+
+    def consumers(kind: str) -> list[Consumer]:
+        rows = [Consumer(key, label, used, period) for key, (label, used, period) in groups[kind].items()]
+        return sorted(rows, key=lambda each: each.label)
+
+    return UsageAcross(days=days, per_day=per_day, institutions=consumers("institution"), datasets=consumers("dataset"))

@@ -40,8 +40,10 @@ def share_bars(shares: list[tuple[str, float | None]], *, width: int = 160) -> S
     return mark_safe("".join(parts))  # noqa: S308 - built above from escaped text and numbers
 
 
-def bar_chart(groups: list[tuple[Any, int]], *, width: int = 560, label_width: int = 140) -> SafeString:
-    """Horizontal bars, one per (label, count), scaled to the largest count."""
+def bar_chart(
+    groups: list[tuple[Any, int]], *, width: int = 560, label_width: int = 140, unit: str = "count"
+) -> SafeString:
+    """Horizontal bars, one per (label, amount), scaled to the largest; amounts written in human units (`unit`)."""
     bar_height, gap = 14, 20
     height = max(gap, gap * len(groups))
     largest = max((count for _, count in groups), default=0) or 1
@@ -54,10 +56,10 @@ def bar_chart(groups: list[tuple[Any, int]], *, width: int = 560, label_width: i
         text = "—" if label is None else str(label)
         length = round(count / largest * plot_width, 1)
         parts.append(
-            f"<g><title>{escape(text)}: {count:,}</title>"
+            f"<g><title>{escape(text)}: {escape(human(count, unit))}</title>"
             f'<text x="{label_width - 6}" y="{y + 11}" text-anchor="end">{escape(text[:24])}</text>'
             f'<rect x="{label_width}" y="{y}" width="{length}" height="{bar_height}" rx="2" fill="{ACCENT}"/>'
-            f'<text x="{label_width + length + 4}" y="{y + 11}">{count:,}</text></g>'
+            f'<text x="{label_width + length + 4}" y="{y + 11}">{escape(human(count, unit))}</text></g>'
         )
     parts.append("</svg>")
     return mark_safe("".join(parts))  # noqa: S308 - built above from escaped text and numbers
@@ -88,7 +90,8 @@ def daily_columns(
         summary += f"; today {human(days[-1][1], unit)}"
         if busiest and busiest[1]:
             summary += f", busiest {busiest[0]:%Y-%m-%d} with {human(busiest[1], unit)}"
-    summary += f"; daily limit {human(limit, unit)}" if limit is not None else "; no daily limit"
+    if limit is not None:
+        summary += f"; daily limit {human(limit, unit)}"
     parts = [
         f'<svg class="chart daily-columns" role="img" aria-label="{escape(summary)}" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg" font-size="11" fill="{INK}">'
