@@ -322,6 +322,12 @@ JOB_RESULT_SECONDS = env_int(
     "How long a query job's result file can be downloaded, in seconds; after that it is deleted (410 result_expired).",
     minimum=60,
 )
+WORKBENCH_ROWS = env_int(
+    "VITAMIN_WORKBENCH_ROWS",
+    1000,
+    "Rows the portal's SQL workbench shows of a result (the plan's row cap still applies); exports and jobs get the plan's cap.",
+    minimum=1,
+)
 JOB_QUEUE_SECONDS = env_int(
     "VITAMIN_JOB_QUEUE_SECONDS",
     3600,
