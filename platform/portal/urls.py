@@ -1,6 +1,6 @@
 from django.urls import path
 
-from portal import catalog_views, review_views, staff_usage_views, subscription_views, views
+from portal import catalog_views, review_views, staff_usage_views, subscription_views, views, workbench_views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -12,5 +12,13 @@ urlpatterns = [
     path("subscriptions/review/decide/", review_views.decide_subscriptions, name="subscription-decide"),
     path("subscriptions/<int:pk>/", subscription_views.show_subscription, name="subscription"),
     path("staff/usage/", staff_usage_views.show_usage, name="staff-usage"),
+    path("workbench/", workbench_views.workbench_page, name="workbench"),
+    path("workbench/export", workbench_views.export_result, name="workbench-export"),
+    path("workbench/jobs", workbench_views.submit_job, name="workbench-jobs"),
+    path("workbench/jobs/<uuid:job_id>/", workbench_views.show_job, name="workbench-job"),
+    path("workbench/jobs/<uuid:job_id>/cancel", workbench_views.cancel_job, name="workbench-job-cancel"),
+    path("workbench/jobs/<uuid:job_id>/result", workbench_views.job_result, name="workbench-job-result"),
+    path("workbench/saved", workbench_views.save_query, name="workbench-save"),
+    path("workbench/saved/<uuid:pk>/", workbench_views.saved_query, name="workbench-saved"),
     path("subscriptions/<int:pk>/cancel/", subscription_views.cancel_subscription, name="cancel-subscription"),
 ]

@@ -46,7 +46,7 @@ from django.utils import timezone
 
 from access import service as access
 from access.metered import MeteredUse
-from audit.actors import by_client_id
+from audit.actors import by_client_id, by_username_or_system
 from audit.service import record
 from datasets.query.errors import QueryError
 from datasets.query.limits import CONCURRENT_QUERIES
@@ -86,7 +86,8 @@ def results_dir() -> Path:
 def submit_job(
     *,
     institution_id: int,
-    client_id: str,
+    client_id: str = "",
+    username: str = "",
     sql: str,
     fmt: str,
     max_rows: int | None = None,
@@ -95,10 +96,12 @@ def submit_job(
     request=None,
 ) -> QueryJob:
     """Check the query now (grants, versions, every gateway check) and queue it; raises Refusal when refused.
-    An `as_of` time is resolved now into the versions the job will read."""
+    An `as_of` time is resolved now into the versions the job will read. The job runs for its OAuth client
+    (the API) or its portal user (the workbench): one of `client_id`, `username`."""
     resolved = check_query(
         institution_id=institution_id,
         client_id=client_id,
+        username=username,
         sql=sql,
         fmt=fmt,
         versions=versions,
@@ -111,14 +114,28 @@ def submit_job(
         job = QueryJob.objects.create(
             institution_id=institution_id,
             client_id=client_id,
+            username=username,
             sql=sql,
             format=fmt,
             max_rows=max_rows,
             versions=dict(versions or {}),
         )
-        record("query.job_submit", target=f"query_job:{job.pk}", details={"sql": sql, "format": fmt}, request=request)
+        record(
+            "query.job_submit",
+            **job_actor(job),
+            target=f"query_job:{job.pk}",
+            details={"sql": sql, "format": fmt},
+            request=request,
+        )
         transaction.on_commit(lambda: _enqueue(job.pk))
     return job
+
+
+def job_actor(job: QueryJob) -> dict:
+    """Who a job acts for, in its audit events: its OAuth client, or the portal user who submitted it."""
+    if job.client_id:
+        return by_client_id(job.client_id, job.institution_id)
+    return by_username_or_system(job.username, job.institution_id)
 
 
 def _enqueue(job_id: UUID, *, countdown_seconds: int | None = None) -> None:
@@ -142,6 +159,7 @@ def execute_job(job_id: UUID | str) -> None:
             run = run_query(
                 institution_id=job.institution_id,
                 client_id=job.client_id,
+                username=job.username,
                 sql=job.sql,
                 fmt=job.format,
                 max_rows=job.max_rows,
@@ -267,7 +285,7 @@ def cancel_job(job: QueryJob, *, request=None) -> QueryJob:
         )
         if not updated:
             raise Refusal(f"The job has already {job.state}.", code="job_finished", kind=Kind.CONFLICT)
-        record("query.job_cancel", target=f"query_job:{job.pk}", request=request)
+        record("query.job_cancel", **job_actor(job), target=f"query_job:{job.pk}", request=request)
     job.refresh_from_db()
     return job
 
@@ -353,7 +371,7 @@ def result_use(job: QueryJob, *, request=None) -> MeteredUse:
         _datasets_read(job),
         Mode.QUERY,
         action="query.job_download",
-        actor=by_client_id(job.client_id, job.institution_id),
+        actor=job_actor(job),
         target=f"query_job:{job.pk}",
         request=request,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -20,7 +21,10 @@ class QueryJob(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     institution = models.ForeignKey("institutions.Institution", on_delete=models.CASCADE, related_name="query_jobs")
-    client_id = models.CharField(max_length=100)
+    client_id = models.CharField(max_length=100, blank=True, help_text="The OAuth client that submitted it (API).")
+    username = models.CharField(
+        max_length=150, blank=True, help_text="The portal user who submitted it (SQL workbench), when no client did."
+    )
     sql = models.TextField()
     format = models.CharField(max_length=20)
     max_rows = models.PositiveIntegerField(null=True, blank=True)
@@ -50,3 +54,29 @@ class QueryJob(models.Model):
 
     def __str__(self) -> str:
         return f"query job {self.id} ({self.state})"
+
+
+class SavedQuery(models.Model):
+    """A query a portal user kept, at a stable URL: their own, or shared with their institution's members.
+
+    Saving stores only text. Running it is a new query with the runner's own grants, quotas and audit
+    (a shared query gives no access its reader does not already have)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    institution = models.ForeignKey("institutions.Institution", on_delete=models.CASCADE, related_name="saved_queries")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_queries", help_text="Who may change it."
+    )
+    title = models.CharField(max_length=200)
+    sql = models.TextField()
+    shared = models.BooleanField(default=False, help_text="Visible to every member of the institution who may query.")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        indexes = [models.Index(fields=["institution", "-updated_at"])]
+        verbose_name_plural = "saved queries"
+
+    def __str__(self) -> str:
+        return self.title

@@ -1,6 +1,9 @@
 """The Django side of the SQL gateway: `run_query` is the one function every query path calls (API, jobs).
 
     run = run_query(institution_id=..., client_id=..., sql=..., fmt="arrow", max_rows=None, versions={}, request=request)
+
+The caller is an OAuth client (`client_id`: the API and its jobs) or a portal user (`username`: the
+SQL workbench, and its jobs); either way the same steps run, and the audit events name that actor.
     response = StreamingHttpResponse(run.chunks, content_type=run.media_type)
 
 Steps, in order (each refusal is a Refusal with a stable code, and an audit event `query.run`):
@@ -46,7 +49,7 @@ from access import metering
 from access import service as access
 from access.metered import MeteredUse
 from access.service import Grant
-from audit.actors import by_client_id
+from audit.actors import by_client_id, by_username_or_system
 from audit.models import Outcome
 from audit.service import record
 from catalog.models import Dataset, DatasetVersion
@@ -161,8 +164,20 @@ class _Audit:
     sql: str
     fmt: str
     request: object
+    username: str = ""
     started: float = field(default_factory=time.monotonic)
     versions: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if bool(self.client_id) == bool(self.username):
+            raise ValueError("a query is run by an OAuth client or by a portal user: give one of client_id, username")
+
+    @property
+    def actor(self) -> dict:
+        """Who ran it, for `record`: the client (API, jobs) or the portal user (workbench)."""
+        if self.client_id:
+            return by_client_id(self.client_id, self.institution_id)
+        return by_username_or_system(self.username, self.institution_id)
 
     @staticmethod
     def target(slugs) -> str:
@@ -170,7 +185,7 @@ class _Audit:
 
     def details(self, **extra) -> dict:
         return {
-            "client_id": self.client_id,
+            **({"client_id": self.client_id} if self.client_id else {"user": self.username}),
             "sql": self.sql,
             "sql_sha256": hashlib.sha256(self.sql.encode()).hexdigest(),
             "format": self.fmt,
@@ -183,7 +198,7 @@ class _Audit:
         record(
             action,
             outcome=outcome,
-            **by_client_id(self.client_id, self.institution_id),
+            **self.actor,
             target=self.target(self.versions),
             details=self.details(**extra),
             request=self.request,
@@ -206,7 +221,8 @@ def _outcome(code: str | None, otherwise: str) -> str:
 def run_query(
     *,
     institution_id: int,
-    client_id: str,
+    client_id: str = "",
+    username: str = "",
     sql: str,
     fmt: str = "json",
     max_rows: int | None = None,
@@ -220,7 +236,7 @@ def run_query(
     `on_start` gets the result as soon as the query exists, before its first batch is computed,
     so another thread can `cancel()` it (a job cancelled while a long aggregate runs).
     """
-    audit = _Audit(institution_id, client_id, sql, fmt, request)
+    audit = _Audit(institution_id, client_id, sql, fmt, request, username)
     gateway = get_gateway()
     use, granted, checked = _prepare(gateway, audit, institution_id, sql, versions, request, as_of)
     limits = _limits(granted.values(), max_rows)
@@ -255,7 +271,8 @@ def run_query(
 def check_query(
     *,
     institution_id: int,
-    client_id: str,
+    client_id: str = "",
+    username: str = "",
     sql: str,
     fmt: str = "json",
     versions: Mapping[str, int] | None = None,
@@ -263,7 +280,7 @@ def check_query(
     request=None,
 ) -> dict[str, int]:
     """Steps 1-4 without charging or running anything (a job at submit time): the versions it would read."""
-    audit = _Audit(institution_id, client_id, sql, fmt, request)
+    audit = _Audit(institution_id, client_id, sql, fmt, request, username)
     _prepare(get_gateway(), audit, institution_id, sql, versions, request, as_of)
     return dict(audit.versions)
 
@@ -313,7 +330,7 @@ def _use(gateway: Gateway, audit: _Audit, sql: str) -> MeteredUse:
         names,
         Mode.QUERY,
         action="query.start",
-        actor=by_client_id(audit.client_id, audit.institution_id),
+        actor=audit.actor,
         target=audit.target(names),
         request=audit.request,
         on_refused=lambda refusal, details: None,  # `_prepare` and `_start` record it as `query.run`
