@@ -60,6 +60,19 @@ def due(dataset: Dataset, now: datetime) -> bool:
     return dataset.last_scheduled_at is None or dataset.last_scheduled_at < previous_fire
 
 
+def next_scheduled_at(dataset: Dataset, now: datetime) -> datetime | None:
+    """When beat's dispatcher will next queue a scheduled refresh of the dataset, by the rule `due` applies.
+
+    A firing not yet dispatched is `now` (the dispatcher runs every minute); None when the dataset is
+    inactive or has no valid schedule, since the dispatcher then never queues it.
+    """
+    if not dataset.is_active or not dataset.schedule or not croniter.is_valid(dataset.schedule):
+        return None
+    if due(dataset, now):
+        return now
+    return croniter(dataset.schedule, timezone.localtime(now)).get_next(datetime)
+
+
 @shared_task(name="catalog.dispatch_due_refreshes")
 def dispatch_due_refreshes() -> list[str]:
     """Queue a refresh for every active dataset whose schedule has fired (runs every minute from beat)."""

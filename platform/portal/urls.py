@@ -1,6 +1,14 @@
 from django.urls import path
 
-from portal import catalog_views, review_views, staff_usage_views, subscription_views, views, workbench_views
+from portal import (
+    catalog_views,
+    review_views,
+    staff_usage_views,
+    staff_views,
+    subscription_views,
+    views,
+    workbench_views,
+)
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -21,4 +29,9 @@ urlpatterns = [
     path("workbench/saved", workbench_views.save_query, name="workbench-save"),
     path("workbench/saved/<uuid:pk>/", workbench_views.saved_query, name="workbench-saved"),
     path("subscriptions/<int:pk>/cancel/", subscription_views.cancel_subscription, name="cancel-subscription"),
+    path("staff/", staff_views.show_staff_home, name="staff-home"),
+    path("staff/datasets/<slug:slug>/", staff_views.show_dataset_operations, name="staff-dataset"),
+    path("staff/datasets/<slug:slug>/refresh/", staff_views.refresh_dataset_now, name="staff-refresh"),
+    path("staff/refreshes/<int:pk>/progress/", staff_views.show_refresh_progress, name="staff-refresh-progress"),
+    path("favicon.ico", views.favicon, name="favicon"),
 ]
