@@ -148,19 +148,15 @@ def revoke_client_tokens(request, client_id: str):
 
 @login_required
 @require_POST
-def disable_client(request, client_id: str):
+def switch_client(request, client_id: str, enabled: bool):
+    """The kill switch: routed twice, as disable (enabled=False) and enable (enabled=True)."""
     client = _switchable_client(request, client_id)
-    clients.disable_client(client, by=request.user, request=request)
-    messages.success(request, f"{client.name} is disabled and its tokens are revoked.")
-    return redirect("client", client_id=client.client_id)
-
-
-@login_required
-@require_POST
-def enable_client(request, client_id: str):
-    client = _switchable_client(request, client_id)
-    clients.enable_client(client, by=request.user, request=request)
-    messages.success(request, f"{client.name} is enabled: it can get tokens again (its old tokens stay revoked).")
+    if enabled:
+        clients.enable_client(client, by=request.user, request=request)
+        messages.success(request, f"{client.name} is enabled: it can get tokens again (its old tokens stay revoked).")
+    else:
+        clients.disable_client(client, by=request.user, request=request)
+        messages.success(request, f"{client.name} is disabled and its tokens are revoked.")
     return redirect("client", client_id=client.client_id)
 
 

@@ -21,6 +21,6 @@ urlpatterns = [
     path("clients/<str:client_id>/rotate-secret/", client_pages.rotate_client_secret, name="rotate-client-secret"),
     path("clients/<str:client_id>/revoke-tokens/", client_pages.revoke_client_tokens, name="revoke-client-tokens"),
     path("clients/<str:client_id>/end-overlap/", client_pages.end_secret_overlap, name="end-secret-overlap"),
-    path("clients/<str:client_id>/disable/", client_pages.disable_client, name="disable-client"),
-    path("clients/<str:client_id>/enable/", client_pages.enable_client, name="enable-client"),
+    path("clients/<str:client_id>/disable/", client_pages.switch_client, {"enabled": False}, name="disable-client"),
+    path("clients/<str:client_id>/enable/", client_pages.switch_client, {"enabled": True}, name="enable-client"),
 ]
