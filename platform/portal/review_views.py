@@ -1,9 +1,11 @@
-"""The platform staff's review queue: approve or reject requests, revoke subscriptions, one at a time or in bulk.
+"""The platform staff's review queues: subscription requests (approve, reject, revoke) and institution
+applications (approve, reject), one at a time or in bulk.
 
-One POST endpoint takes every decision. The pressed button says what and for
-whom (`approve:12`, `reject-selected`, ...); an approval reads its row's terms
+One POST endpoint per queue takes every decision. The pressed button says what and for
+whom (`approve:12`, `reject-selected`, ...); a subscription's approval reads its row's terms
 (`plan-12`, `last_day-12`, `pin-12`), so a bulk approval applies each row's own.
-Each decision is its own transaction: one that fails is reported and the others stand.
+Each decision is its own transaction, audited by the service that makes it (`access.subscriptions`,
+`institutions.lifecycle`): one that fails is reported and the others stand.
 """
 
 from __future__ import annotations
@@ -17,20 +19,26 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from access import subscriptions
-from access.models import QuotaPlan, Subscription
+from access.models import QuotaPlan, Subscription, SubscriptionChange
 from catalog.models import DatasetVersion
+from institutions import lifecycle
+from institutions.models import Institution, InstitutionStatus
 from vitamin.refusals import Refusal
 from vitamin.staff import staff_required
 
 DECISIONS = ("approve", "reject", "revoke")
+INSTITUTION_DECISIONS = {"approve": InstitutionStatus.APPROVED, "reject": InstitutionStatus.CLOSED}
 
 
 @staff_required
 def review_subscriptions(request):
     published = DatasetVersion.objects.filter(status=DatasetVersion.Status.PUBLISHED).order_by("-number")
     rows = Subscription.objects.select_related("institution", "dataset", "requested_plan", "plan", "requested_by")
+    # What was decided before, with its reason: the reviewer reads why a request came back.
+    decided = SubscriptionChange.objects.exclude(reason="").exclude(action="request").order_by("-changed_at", "-pk")
     pending = rows.filter(status=Subscription.Status.REQUESTED).prefetch_related(
-        Prefetch("dataset__versions", queryset=published, to_attr="published_versions")
+        Prefetch("dataset__versions", queryset=published, to_attr="published_versions"),
+        Prefetch("changes", queryset=decided, to_attr="earlier_decisions"),
     )
     return render(
         request,
@@ -47,34 +55,73 @@ def review_subscriptions(request):
 @staff_required
 @require_POST
 def decide_subscriptions(request):
-    decision, _, target = request.POST.get("action", "").partition(":")
-    if decision.endswith("-selected"):
-        decision = decision.removesuffix("-selected")
-        ids = request.POST.getlist("selected")
-        reason = request.POST.get("bulk_reason", "")
-    else:
-        ids = [target]
-        reason = request.POST.get(f"reason-{target}", "")
-    if decision not in DECISIONS or not ids or not all(pk.isdigit() for pk in ids):
+    pressed = _pressed(request.POST, DECISIONS)
+    if pressed is None:
         messages.error(request, "Select at least one subscription and press one of the buttons.")
         return redirect("subscription-review")
-    found = Subscription.objects.select_related("institution", "dataset").in_bulk([int(pk) for pk in ids])
-    done = []
-    for pk in sorted(found):
-        subscription = found[pk]
-        name = f"{subscription.institution.legal_name} → {subscription.dataset.slug}"
-        try:
-            _decide(request, decision, subscription, reason)
-        except Refusal as exc:
-            messages.error(request, f"{name}: {exc.message}")
-        else:
-            done.append(name)
-    if done:
-        messages.success(request, f"{_PAST[decision].capitalize()}: {'; '.join(done)}.")
+    decision, ids, reason = pressed
+    found = Subscription.objects.select_related("institution", "dataset").in_bulk(ids)
+    _each(
+        request,
+        found,
+        lambda subscription: f"{subscription.institution.legal_name} → {subscription.dataset.slug}",
+        lambda subscription: _decide(request, decision, subscription, reason),
+        _PAST[decision],
+    )
     return redirect("subscription-review")
 
 
+@staff_required
+@require_POST
+def decide_institutions(request):
+    """Approve or reject (close) pending applications: one, or every selected with the one reason given."""
+    pressed = _pressed(request.POST, tuple(INSTITUTION_DECISIONS))
+    if pressed is None:
+        messages.error(request, "Select at least one application and press one of the buttons.")
+        return redirect("review-queue")
+    decision, ids, reason = pressed
+    found = Institution.objects.filter(status=InstitutionStatus.PENDING).in_bulk(ids)
+    _each(
+        request,
+        found,
+        lambda institution: institution.legal_name,
+        lambda institution: lifecycle.change_status(
+            institution, INSTITUTION_DECISIONS[decision], reason=reason, by=request.user, request=request
+        ),
+        _PAST[decision],
+    )
+    return redirect("review-queue")
+
+
 _PAST = {"approve": "approved", "reject": "rejected", "revoke": "revoked"}
+
+
+def _pressed(form, decisions: tuple[str, ...]) -> tuple[str, list[int], str] | None:
+    """What the pressed button decides, for which ids, with which reason; None when it is not clear."""
+    decision, _, target = form.get("action", "").partition(":")
+    if decision.endswith("-selected"):
+        decision = decision.removesuffix("-selected")
+        ids, reason = form.getlist("selected"), form.get("bulk_reason", "")
+    else:
+        ids, reason = [target], form.get(f"reason-{target}", "")
+    if decision not in decisions or not ids or not all(pk.isdigit() for pk in ids):
+        return None
+    return decision, [int(pk) for pk in ids], reason
+
+
+def _each(request, found: dict, name, decide, past: str) -> None:
+    """Decide each found row on its own (in id order), then say what was done and what was refused and why."""
+    done = []
+    for pk in sorted(found):
+        row = found[pk]
+        try:
+            decide(row)
+        except (Refusal, lifecycle.StatusChangeError) as exc:
+            messages.error(request, f"{name(row)}: {getattr(exc, 'message', None) or exc}")
+        else:
+            done.append(name(row))
+    if done:
+        messages.success(request, f"{past.capitalize()}: {'; '.join(done)}.")
 
 
 def _decide(request, decision: str, subscription: Subscription, reason: str) -> None:

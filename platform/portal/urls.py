@@ -18,6 +18,7 @@ urlpatterns = [
     path("subscriptions/", subscription_views.list_subscriptions, name="subscriptions"),
     path("subscriptions/review/", review_views.review_subscriptions, name="subscription-review"),
     path("subscriptions/review/decide/", review_views.decide_subscriptions, name="subscription-decide"),
+    path("institutions/review/decide/", review_views.decide_institutions, name="institution-decide"),
     path("subscriptions/<int:pk>/", subscription_views.show_subscription, name="subscription"),
     path("staff/usage/", staff_usage_views.show_usage, name="staff-usage"),
     path("workbench/", workbench_views.workbench_page, name="workbench"),
