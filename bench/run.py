@@ -51,6 +51,7 @@ BENCHMARKS = {
     "sharing": ("bench_sharing.py", ["--rows", "10000000"], ["--rows", "1000000"]),
     "lookup": ("bench_lookup.py", ["--rows", "10000000"], ["--rows", "200000", "--repeat", "3"]),
     "fund-index": ("bench_fund_index.py", ["--rows", "1000000"], ["--rows", "200000", "--repeat", "3"]),
+    "workbench": ("bench_workbench.py", ["--rows", "1000000"], ["--rows", "200000", "--repeat", "7"]),
 }
 
 
