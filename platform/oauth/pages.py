@@ -37,6 +37,7 @@ def list_clients(request, pk: int):
             "institution": institution,
             "member": member,
             "clients": with_last_use(institution.oauth_clients.order_by("disabled_at", "name")),
+            "can_switch": _may_switch(request.user, member),
             "registration_form": RegistrationTokenForm(),
             "metadata": server_metadata(request),
         },

@@ -219,8 +219,13 @@ def test_staff_may_stop_any_client_but_analysts_viewers_and_outsiders_may_not(ma
         assert client.post(f"/clients/{machine.client_id}/disable/").status_code == 403
     assert Client.objects.get(pk=machine.client.pk).disabled_at is None
 
+    analyst = DjangoClient()
+    analyst.force_login(bob)
+    listing = f"/institutions/{machine.client.institution_id}/clients/"
+    assert f'id="switch-{machine.client_id}"' not in analyst.get(listing).content.decode()
     staff = DjangoClient()
     staff.force_login(olga)
+    assert f'id="switch-{machine.client_id}"' in staff.get(listing).content.decode()  # from the institution's list
     page = staff.get(f"/clients/{machine.client_id}/").content.decode()
     assert 'id="disable-client"' in page and 'id="rotate"' not in page  # the switch, not the credentials
     assert staff.post(f"/clients/{machine.client_id}/disable/").status_code == 302
