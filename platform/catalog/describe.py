@@ -7,15 +7,13 @@ with no version yet by its current spec file (`Dataset.current_spec`).
 
 from __future__ import annotations
 
-import zoneinfo
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
-from croniter import croniter
-from django.conf import settings
 from django.utils import timezone
 
+from catalog import schedule
 from catalog.models import Dataset, DatasetVersion
 from datasets.generalize import Region
 from datasets.spec import ColumnSpec, DatasetSpec
@@ -125,12 +123,8 @@ def data_dictionary(dataset: Dataset, version: DatasetVersion | None) -> list[Co
 
 
 def next_refresh_at(dataset: Dataset, now: datetime | None = None) -> datetime | None:
-    """When the schedule next runs (in the spec's time zone, as the refresh pipeline reads it)."""
-    if not dataset.schedule or not croniter.is_valid(dataset.schedule):
-        return None
-    now = now or timezone.now()
-    zone = zoneinfo.ZoneInfo(dataset.current_spec.time_zone or settings.TIME_ZONE)
-    return croniter(dataset.schedule, now.astimezone(zone)).get_next(datetime)
+    """When the next scheduled refresh is queued, by the rule beat's dispatcher applies (`catalog.schedule`)."""
+    return schedule.next_scheduled_at(dataset, now or timezone.now())
 
 
 def time_range(spec: DatasetSpec, column_stats: dict | None) -> dict | None:

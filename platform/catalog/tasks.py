@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from celery import shared_task
-from croniter import croniter
 from django.db import transaction
 from django.utils import timezone
 
 from catalog.models import Dataset, RefreshRun
 from catalog.refresh import REFRESH_TASK, TransientRefreshError, cleanup_store, request_refresh, run_refresh
+from catalog.schedule import due
 
 SCHEDULED_REFRESH_EXPIRES_SECONDS = 3600  # a scheduled refresh nobody ran within an hour is dropped, not piled up
 MAX_TRANSIENT_RETRIES = 4
@@ -49,28 +47,6 @@ def refresh_dataset(self, run_id: int) -> dict:
             raise
         raise self.retry(exc=exc, countdown=min(600, 15 * 2**self.request.retries)) from exc
     return {"run": run.pk, "status": run.status, "version": run.version.number if run.version else None}
-
-
-def due(dataset: Dataset, now: datetime) -> bool:
-    """Whether the dataset's cron schedule fired since its last scheduled refresh."""
-    if not dataset.schedule:
-        return False
-    local_now = timezone.localtime(now)
-    previous_fire = croniter(dataset.schedule, local_now).get_prev(datetime)
-    return dataset.last_scheduled_at is None or dataset.last_scheduled_at < previous_fire
-
-
-def next_scheduled_at(dataset: Dataset, now: datetime) -> datetime | None:
-    """When beat's dispatcher will next queue a scheduled refresh of the dataset, by the rule `due` applies.
-
-    A firing not yet dispatched is `now` (the dispatcher runs every minute); None when the dataset is
-    inactive or has no valid schedule, since the dispatcher then never queues it.
-    """
-    if not dataset.is_active or not dataset.schedule or not croniter.is_valid(dataset.schedule):
-        return None
-    if due(dataset, now):
-        return now
-    return croniter(dataset.schedule, timezone.localtime(now)).get_next(datetime)
 
 
 @shared_task(name="catalog.dispatch_due_refreshes")

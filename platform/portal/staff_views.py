@@ -25,7 +25,7 @@ from django.views.decorators.http import require_POST
 from access.models import Subscription
 from catalog.models import Dataset, DatasetVersion, RefreshRun
 from catalog.refresh import pinned_versions, request_refresh
-from catalog.tasks import next_scheduled_at
+from catalog.schedule import next_scheduled_at
 from datasets.publish import versions_to_retire
 from institutions.models import Institution, InstitutionStatus
 from vitamin.staff import staff_required

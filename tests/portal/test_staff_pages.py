@@ -4,7 +4,7 @@ and the next scheduled run by the dispatcher's own rule."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import pytest
@@ -19,9 +19,10 @@ from partner_support import make_institution, make_user
 
 from access import subscriptions
 from audit.models import AuditEvent
+from catalog import describe
 from catalog.models import Dataset, RefreshRun
 from catalog.refresh import apply_retention, store
-from catalog.tasks import due, next_scheduled_at
+from catalog.schedule import due, next_scheduled_at
 from institutions.models import InstitutionStatus
 from vitamin.staff import NOT_STAFF_MESSAGE
 
@@ -255,14 +256,33 @@ def test_the_next_scheduled_run_follows_the_dispatchers_rule(demo_datasets):
     assert next_scheduled_at(industry, now) is None
 
 
+def on_clock(dataset: Dataset, time_zone: str) -> Dataset:
+    """The dataset with its spec's `time_zone` changed (the spec document is what the schedule is read by)."""
+    dataset.spec = {**dataset.spec, "time_zone": time_zone}
+    dataset.spec_hash = ""  # parsed specs are cached by fingerprint: this one is a new spec
+    return dataset
+
+
+def test_the_schedule_is_read_on_the_specs_clock_by_the_dispatcher_the_catalog_and_the_staff_page(demo_datasets):
+    industry = on_clock(demo_datasets.industry, "Europe/London")  # "0 4 1 * *"; the server's clock is Shanghai's
+    now = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
+    industry.last_scheduled_at = now
+    london_four = datetime(2026, 4, 1, 3, 0, tzinfo=UTC)  # 04:00 British Summer Time
+    assert next_scheduled_at(industry, now) == london_four == describe.next_refresh_at(industry, now)
+    shanghai_four = datetime(2026, 3, 31, 20, 0, tzinfo=UTC)
+    assert not due(industry, shanghai_four + timedelta(minutes=1)), "the server's 04:00 does not fire it"
+    assert due(industry, london_four + timedelta(minutes=1))
+
+
 @hypothesis_settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     schedule=st.sampled_from(["0 4 1 * *", "30 3 * * *", "*/15 * * * *", "0 9 * * 1-5", "5 0 29 2 *"]),
+    time_zone=st.sampled_from(["Asia/Shanghai", "Europe/London", "America/New_York"]),
     now=st.datetimes(min_value=datetime(2024, 1, 1), max_value=datetime(2030, 12, 31)),
 )
-def test_the_dispatcher_queues_exactly_at_the_shown_next_run(demo_datasets, schedule, now):
+def test_the_dispatcher_queues_exactly_at_the_shown_next_run(demo_datasets, schedule, time_zone, now):
     """Just after a dispatch, the page's next run is the firing after which `due` (beat's rule) turns true."""
-    dataset = demo_datasets.industry
+    dataset = on_clock(demo_datasets.industry, time_zone)
     dataset.schedule = schedule
     now = timezone.make_aware(now)
     dataset.last_scheduled_at = now
