@@ -7,7 +7,7 @@ cannot be used. The email address is the username.
 Password reset is Django's: the answer to a request is the same page whether or
 not an account has that address (no enumeration); the mailed link carries a token
 that stops working once the password changes (single use) and after
-PASSWORD_RESET_TIMEOUT. Requests for known accounts and completed resets are audited.
+VITAMIN_PASSWORD_RESET_SECONDS. Requests for known accounts and completed resets are audited.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ def send_password_reset(request, user) -> None:
         [user.email],
         "Choose a new password",
         "password_reset.txt",
-        {"user": user, "url": url, "hours": settings.PASSWORD_RESET_TIMEOUT // 3600},
+        {"user": user, "url": url, "minutes": settings.PASSWORD_RESET_TIMEOUT // 60},
     )
 
 

@@ -415,6 +415,12 @@ EMAIL_USE_TLS = env_bool("VITAMIN_EMAIL_USE_TLS", False, "Use STARTTLS for SMTP.
 DEFAULT_FROM_EMAIL = env_str(
     "VITAMIN_EMAIL_FROM", "Vitamin <no-reply@vitamin.local>", "Sender address of notification mail."
 )
+PASSWORD_RESET_TIMEOUT = env_int(
+    "VITAMIN_PASSWORD_RESET_SECONDS",
+    3600,
+    "How long a mailed password reset link works, in seconds (it also stops once the password is changed).",
+    minimum=60,
+)
 
 # --- REST API ------------------------------------------------------------------
 REST_FRAMEWORK = {

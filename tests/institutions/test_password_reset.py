@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.tokens import default_token_generator
 from django.core import mail
 from django.test import Client
 from django.utils.encoding import force_bytes
@@ -67,6 +68,7 @@ def test_password_reset_from_request_to_sign_in_with_the_new_password(client, al
     assert answer.status_code == 302 and answer["Location"] == "/accounts/password-reset/sent/"
     assert mail.outbox[0].to == ["alice@fund.example"]
     assert "[Vitamin] Choose a new password" == mail.outbox[0].subject
+    assert "The link works once, for 60 minutes." in mail.outbox[0].body
 
     form = client.get(reset_link(), follow=True)
     assert form.status_code == 200 and b"Choose a new password" in form.content
@@ -150,3 +152,15 @@ def test_in_the_embedded_default_the_reset_mail_is_printed_on_the_console_as_the
     assert "Subject: [Vitamin] Choose a new password" in printed and _LINK.search(printed)
     readme = " ".join((Path(__file__).parents[2] / "README.md").read_text().split())
     assert "password reset links) is printed on the `make run` console" in readme
+
+
+@pytest.mark.parametrize(("age_seconds", "works"), [(3600 - 60, True), (3600 + 60, False)])
+def test_a_link_works_for_the_configured_time_only(alice, settings, age_seconds, works):
+    assert settings.PASSWORD_RESET_TIMEOUT == REGISTRY["VITAMIN_PASSWORD_RESET_SECONDS"].default == 3600
+    issued = default_token_generator._num_seconds(default_token_generator._now()) - age_seconds
+    token = default_token_generator._make_token_with_timestamp(alice, issued, default_token_generator.secret)
+    page = Client().get(
+        f"/accounts/password-reset/{urlsafe_base64_encode(force_bytes(alice.pk))}/{token}/", follow=True
+    )
+    assert (b"new_password1" in page.content) is works
+    assert (b"This link has already been used" in page.content) is not works
