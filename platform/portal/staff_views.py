@@ -4,7 +4,7 @@ the next scheduled run, "Refresh now", and the version history with retention an
 These pages read; the one thing they change, a refresh request, goes through `catalog.refresh.request_refresh`,
 the path the admin action and `manage.py refresh_dataset` take, which records its audit event. What they
 show is computed by the rules the pipeline itself applies: the next run by beat's dispatcher rule
-(`catalog.tasks.next_scheduled_at`), a version's fate by retention's (`datasets.publish.versions_to_retire`,
+(`catalog.schedule.next_scheduled_at`), a version's fate by retention's (`datasets.publish.versions_to_retire`,
 `catalog.refresh.pinned_versions`).
 """
 
