@@ -159,3 +159,12 @@ def probe_urlconf():
 def basic_auth(client_id: str, secret: str) -> str:
     """An HTTP Basic Authorization header value (client_secret_basic)."""
     return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+
+
+def sign_in_browser(page, base: str, user, next_path: str) -> None:
+    """Sign `user` in on the portal's sign-in page in a real browser and land on `next_path`."""
+    page.goto(f"{base}/accounts/login/?next={next_path}")
+    page.fill("#id_username", user.username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button:has-text('Sign in')")
+    page.wait_for_url(f"{base}{next_path}")

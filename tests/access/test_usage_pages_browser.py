@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from catalog_support import approved, auth, bearer_token
-from partner_support import PASSWORD, make_institution
+from partner_support import make_institution, sign_in_browser
 
 from access import subscriptions
 from institutions.models import Institution, InstitutionStatus
@@ -15,14 +15,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(trans
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 800}
 SQL = "SELECT csi_industry, SUM(gmv) AS gmv FROM industry_prosperity_monthly GROUP BY 1"
-
-
-def sign_in(page, base: str, user, next_path: str) -> None:
-    page.goto(f"{base}/accounts/login/?next={next_path}")
-    page.fill("#id_username", user.username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button:has-text('Sign in')")
-    page.wait_for_url(f"{base}{next_path}")
 
 
 def scrolls_sideways(page) -> list[str]:
@@ -48,7 +40,7 @@ def test_a_partner_reads_its_usage_on_a_phone_and_a_desktop(live_server, page, c
 
     path = f"/subscriptions/{subscription.pk}/"
     page.set_viewport_size(PHONE)
-    sign_in(page, live_server.url, alice, path)
+    sign_in_browser(page, live_server.url, alice, path)
     queries = page.locator("#usage-queries")
     assert queries.locator(".used-today").inner_text() == "2"
     assert queries.locator(".daily-limit").inner_text() == "100"
@@ -83,7 +75,7 @@ def test_staff_decide_applications_in_bulk_with_the_keyboard(live_server, page, 
         for number in (1, 2)
     )
     page.set_viewport_size(viewport)
-    sign_in(page, live_server.url, olga, "/institutions/review/")
+    sign_in_browser(page, live_server.url, olga, "/institutions/review/")
     assert scrolls_sideways(page) == [], "the queue and its bulk bar fit the width"
     bulk = page.locator(".bulk-actions")
     assert bulk.bounding_box()["width"] <= viewport["width"]

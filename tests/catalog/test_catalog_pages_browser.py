@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from partner_support import PASSWORD
+from partner_support import sign_in_browser
 
 from access import service
 from access.models import Subscription
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-def sign_in(page, base: str, user, next_path: str) -> None:
-    page.goto(f"{base}/accounts/login/?next={next_path}")
-    page.fill("#id_username", user.username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button:has-text('Sign in')")
-    page.wait_for_url(f"{base}{next_path}")
 
 
 def test_browse_request_and_approve(live_server, page, catalog, fund, alice, olga, plan):
@@ -25,7 +17,7 @@ def test_browse_request_and_approve(live_server, page, catalog, fund, alice, olg
     page.on("request", lambda request: None if request.url.startswith(base) else external.append(request.url))
 
     # The fund's owner browses the catalog and filters it.
-    sign_in(page, base, alice, "/catalog/")
+    sign_in_browser(page, base, alice, "/catalog/")
     assert page.locator(".dataset-card").count() == 7
     page.select_option("select[name=tier]", "aggregate")
     page.click("button:has-text('Search')")
@@ -49,7 +41,7 @@ def test_browse_request_and_approve(live_server, page, catalog, fund, alice, olg
     page.click("button:has-text('Sign out')")
 
     # A platform admin approves it from the review queue.
-    sign_in(page, base, olga, "/subscriptions/review/")
+    sign_in_browser(page, base, olga, "/subscriptions/review/")
     row = page.locator(f"#review-{subscription.pk}")
     assert "Consumption factors" in row.inner_text()
     row.locator("button:has-text('Approve')").click()
@@ -63,7 +55,7 @@ def test_browse_request_and_approve(live_server, page, catalog, fund, alice, olg
 
     # Now subscribed, the owner sees the aggregated preview, drawn as an inline chart.
     page.click("button:has-text('Sign out')")
-    sign_in(page, base, alice, "/catalog/card_transactions/")
+    sign_in_browser(page, base, alice, "/catalog/card_transactions/")
     assert page.locator("#sample svg.bar-chart").count() == 1
     assert "Approved" in page.locator("#access").inner_text()
     assert external == []
