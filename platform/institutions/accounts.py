@@ -88,8 +88,8 @@ class PasswordResetRequestView(auth_views.PasswordResetView):
 
     def form_valid(self, form):
         for user in form.get_users(form.cleaned_data["email"]):
+            record("account.password_reset_requested", **by_user(user), request=self.request)  # before: fail closed
             emails.send_password_reset(self.request, user)
-            record("account.password_reset_requested", **by_user(user), request=self.request)
         return HttpResponseRedirect(self.get_success_url())
 
 
@@ -102,8 +102,9 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
     success_url = reverse_lazy("password-reset-complete")
 
     def form_valid(self, form):
-        response = super().form_valid(form)
-        record("account.password_reset", **by_user(form.user), request=self.request)
+        with transaction.atomic():  # the new password and its audit event, or neither
+            response = super().form_valid(form)
+            record("account.password_reset", **by_user(form.user), request=self.request)
         return response
 
 
