@@ -108,8 +108,8 @@ def show_refresh_progress(request, pk: int):
 
 
 def run_progress(run: RefreshRun) -> dict:
-    def moment(value):
-        return value.isoformat() if value else None
+    def moment(value):  # on the server's clock, as the page shows times
+        return timezone.localtime(value).isoformat() if value else None
 
     return {
         "id": run.pk,

@@ -71,5 +71,8 @@ def test_staff_refresh_now_and_watch_it_publish(live_server, page, demo_datasets
     for width, height in ((1280, 800), (390, 844)):
         page.set_viewport_size({"width": width, "height": height})
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), width
-        page.screenshot(path=f"/tmp/h3-ops-{width}.png", full_page=True)
+        page.goto(f"{base}/staff/")
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), f"/staff/ at {width}"
+        assert "v1" in page.locator(f"#dataset-{SLUG}").inner_text()
+        page.go_back()
     assert external == []

@@ -165,6 +165,7 @@ def test_the_progress_json_is_the_runs_own_fields(client, catalog, olga):
     )
     client.force_login(olga)
     progress = client.get(f"/staff/refreshes/{run.pk}/progress/").json()
+    assert progress["started_at"].endswith("+08:00"), "on the server's clock, as the page shows times"
     assert progress == {
         "id": run.pk,
         "dataset": "card_transactions",
@@ -173,9 +174,9 @@ def test_the_progress_json_is_the_runs_own_fields(client, catalog, olga):
         "finished": False,
         "trigger": "manual",
         "requested_by": "olga@vitamin.example",
-        "created_at": run.created_at.isoformat(),
-        "started_at": started.isoformat(),
-        "heartbeat_at": (started + timedelta(seconds=28)).isoformat(),
+        "created_at": timezone.localtime(run.created_at).isoformat(),
+        "started_at": timezone.localtime(started).isoformat(),
+        "heartbeat_at": timezone.localtime(started + timedelta(seconds=28)).isoformat(),
         "finished_at": None,
         "rows_processed": 12_345,
         "duration_seconds": None,
