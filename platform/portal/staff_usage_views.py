@@ -32,7 +32,9 @@ def show_usage(request):
                     list(zip(across.days, across.per_day[metric], strict=True)), label=term.label, unit=term.unit
                 ),
                 "top": [(each.label, each.period[metric]) for each in top],
-                "top_chart": charts.bar_chart([(each.label, each.period[metric]) for each in top], unit=term.unit)
+                "top_chart": charts.bar_chart(
+                    [(each.label, each.period[metric]) for each in top], unit=term.unit, label_width=200
+                )
                 if top
                 else None,
                 "today": across.per_day[metric][-1],
