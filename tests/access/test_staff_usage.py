@@ -7,7 +7,7 @@ import re
 import pytest
 from catalog_support import approved, auth, bearer_token
 from django.utils import timezone
-from partner_support import make_user
+from partner_support import make_institution, make_user
 
 from access.usage import CHART_DAYS, usage_across, usage_report
 from quotas.windows import usage_day
@@ -72,3 +72,13 @@ def test_the_totals_add_up_the_usage_report(used):
     assert len(across.days) == CHART_DAYS and across.days[-1] == usage_day(timezone.now())
     assert [each.period["queries"] for each in across.top("queries")] == [3, 1]
     assert across.top("lookups") == []
+
+
+def test_names_reach_the_page_and_its_charts_escaped(client, olga, catalog, plan):
+    hostile = make_institution('<script>alert("x")</script> Co.', 77)
+    approved(hostile, catalog.industry, plan, ["query"])
+    run_query(client, bearer_token(hostile), "SELECT COUNT(*) FROM industry_prosperity_monthly")
+    client.force_login(olga)
+    html = client.get(URL).content.decode()
+    assert "<script>alert" not in html
+    assert html.count("&lt;script&gt;alert(") >= 3, "in the table, the top list and the chart's labels"
