@@ -11,7 +11,7 @@ SCOPES: dict[str, str] = {
     "download": "Download subscribed datasets over Delta Sharing",
     "lookup": "Run consented per-customer lookups and cohort assessments",
     "usage:read": "Read usage and quota figures",
-    "audit:read": "Read the audit log of your institution (planned: no endpoint yet)",
+    "audit:read": "Read your institution's audit trail and verify the audit chain",
 }
 ALL_SCOPES = tuple(SCOPES)
 

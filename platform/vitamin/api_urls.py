@@ -10,4 +10,5 @@ urlpatterns = [
     path("", include("access.api_urls")),
     path("", include("query.api_urls")),
     path("", include("lookups.api_urls")),
+    path("", include("audit.api_urls")),
 ]

@@ -440,7 +440,7 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Vitamin API",
-    "DESCRIPTION": "Open financial data sharing: catalog, subscriptions, SQL queries and jobs, usage. Delta Sharing under /delta-sharing/: whole versions of open datasets for pandas, Spark and other connectors. Consented lookups (scope lookup): batches of consenting customers answered with their fields or Y/N against a cut-off, and cohort assessments of consenting customers with groups below k left out.",
+    "DESCRIPTION": "Open financial data sharing: catalog, subscriptions, SQL queries and jobs, usage. Delta Sharing under /delta-sharing/: whole versions of open datasets for pandas, Spark and other connectors. Consented lookups (scope lookup): batches of consenting customers answered with their fields or Y/N against a cut-off, and cohort assessments of consenting customers with groups below k left out. Audit (scope audit:read): your institution's own audit events with every hash, and verification of the audit chain.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -470,6 +470,22 @@ AUTH_FAILURES_PER_MINUTE = env_int(
     10,
     "Failed OAuth client authentications allowed per minute for one client id and for one IP address; then 429.",
     minimum=1,
+)
+
+# --- Audit log -------------------------------------------------------------------
+AUDIT_READS_PER_MINUTE = env_int(
+    "VITAMIN_AUDIT_READS_PER_MINUTE",
+    60,
+    "Reads of its own audit trail (API pages and chain verifications) one institution may make per minute; "
+    "then 429 rate_limited. Not charged to any plan.",
+    minimum=1,
+)
+AUDIT_FULL_VERIFY_SECONDS = env_int(
+    "VITAMIN_AUDIT_FULL_VERIFY_SECONDS",
+    3600,
+    "How long a verification of the whole audit chain is reused: in between, a verification on request checks "
+    "only the events appended since (docs/audit.md). 0: verify the whole chain every time.",
+    minimum=0,
 )
 
 LOGIN_URL = "/accounts/login/"

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit.chain import canonical_json
+from audit.exports import jsonl_lines
 from audit.models import AuditEvent
 
 # One column per record field. `details` is the canonical JSON text, exactly as hashed.
@@ -80,9 +81,8 @@ def _parse_time(option: str, text: str) -> datetime:
 
 def _write_jsonl(events: Iterable[AuditEvent], output: TextIO) -> int:
     count = 0
-    for event in events:
-        # The canonical form: drop "hash" from a line and SHA-256 the rest to check it.
-        output.write(canonical_json(event.to_record()) + "\n")
+    for line in jsonl_lines(events):
+        output.write(line)
         count += 1
     return count
 
