@@ -98,7 +98,7 @@ def test_the_landing_page_counts_what_waits_and_what_failed_recently(client, cat
     html = client.get("/staff/").content.decode()
     assert "<strong>2</strong> institutions waiting for review" in html
     assert "<strong>1</strong> subscription request waiting" in html
-    assert "<strong>1</strong> refresh running, <strong>1</strong> queued" in html
+    assert '<strong>1</strong> refresh running <span class="muted">(1 queued)</span>' in html
     assert "<strong>1</strong> refresh failed in the last 24 hours" in html
     assert f'href="/staff/datasets/credit_profiles/#run-{recent.pk}"' in html and "— boom" in html
     assert "— old" not in html
