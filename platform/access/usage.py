@@ -1,4 +1,5 @@
-"""Consumption against limits, per subscription and day, for the usage API.
+"""Consumption against limits, per subscription and day: the usage API's report, and the same numbers shaped for
+the portal's pages (one subscription's usage, today's use for a list, usage added up across institutions).
 
 Past days come from UsageDaily (the quota service's rollup). Today also reads
 the live counters when the quota backend is Redis, whose UsageDaily rows lag by

@@ -13,6 +13,8 @@ from access.plan_terms import METRIC_WORDS, daily_term, plan_terms
 from access.usage import CHART_DAYS, subscription_usage, usage_report
 from datasets.query.limits import CHARGED_AFTER_USE, DAILY_METRICS
 from portal.templatetags.units import human
+from quotas.models import UsageDaily
+from quotas.service import get_backend
 from quotas.windows import usage_day
 
 INDUSTRY_SQL = "SELECT csi_industry, SUM(gmv) AS gmv FROM industry_prosperity_monthly GROUP BY 1 ORDER BY 1"
@@ -73,6 +75,26 @@ def test_the_page_reads_the_same_days_as_the_usage_api(client, fund, subscriptio
     for metric, each in usage.items():
         assert each.used_today == api_today[metric]["used"] and each.daily_limit == api_today[metric]["limit"]
         assert len(each.days) == CHART_DAYS and each.days[-1] == (usage_day(timezone.now()), each.used_today)
+
+
+@pytest.fixture
+def redis_quotas(settings, redis_client, redis_url):
+    settings.QUOTA_BACKEND = "redis"
+    settings.REDIS_URL = redis_url
+    get_backend.cache_clear()
+    yield
+    get_backend.cache_clear()
+
+
+def test_with_redis_today_is_read_from_the_live_counters_before_any_rollup(
+    client, fund, alice, subscription, redis_quotas
+):
+    run_queries(client, fund, 2)
+    assert not UsageDaily.objects.exists(), "nothing rolled up yet"
+    client.force_login(alice)
+    html = client.get(f"/subscriptions/{subscription.pk}/").content.decode()
+    assert text_of(usage_block(html, "queries"), "used-today") == "2"
+    assert text_of(usage_block(html, "rows_returned"), "used-today") == "4"
 
 
 def test_the_list_shows_the_metric_nearest_its_limit_today(client, fund, alice, subscription):
