@@ -11,7 +11,6 @@ from django.utils import timezone
 from access import metering, service, subscriptions
 from access.usage import usage_report
 from quotas.models import UsageDaily
-from quotas.service import get_backend
 from quotas.windows import usage_day
 from vitamin.errors import refusal_headers, status_of
 from vitamin.refusals import Refusal
@@ -21,15 +20,6 @@ from vitamin.refusals import Refusal
 def grant(fund, demo_datasets, plan):
     approved(fund, demo_datasets.industry, plan, ["query"])
     return service.ensure(fund, demo_datasets.industry, "query")
-
-
-@pytest.fixture
-def redis_quotas(settings, redis_client, redis_url):
-    settings.QUOTA_BACKEND = "redis"
-    settings.REDIS_URL = redis_url
-    get_backend.cache_clear()
-    yield
-    get_backend.cache_clear()
 
 
 def test_charges_count_against_the_daily_limit_and_then_answer_429(grant):

@@ -14,7 +14,6 @@ from access.usage import CHART_DAYS, subscription_usage, usage_report
 from datasets.query.limits import CHARGED_AFTER_USE, DAILY_METRICS
 from portal.templatetags.units import human
 from quotas.models import UsageDaily
-from quotas.service import get_backend
 from quotas.windows import usage_day
 
 INDUSTRY_SQL = "SELECT csi_industry, SUM(gmv) AS gmv FROM industry_prosperity_monthly GROUP BY 1 ORDER BY 1"
@@ -75,15 +74,6 @@ def test_the_page_reads_the_same_days_as_the_usage_api(client, fund, subscriptio
     for metric, each in usage.items():
         assert each.used_today == api_today[metric]["used"] and each.daily_limit == api_today[metric]["limit"]
         assert len(each.days) == CHART_DAYS and each.days[-1] == (usage_day(timezone.now()), each.used_today)
-
-
-@pytest.fixture
-def redis_quotas(settings, redis_client, redis_url):
-    settings.QUOTA_BACKEND = "redis"
-    settings.REDIS_URL = redis_url
-    get_backend.cache_clear()
-    yield
-    get_backend.cache_clear()
 
 
 def test_with_redis_today_is_read_from_the_live_counters_before_any_rollup(
