@@ -12,13 +12,14 @@ SHARING_VENV := $(VENV)/sharing-client
 SHARING_STAMP := $(SHARING_VENV)/.installed
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: run test test-sqlite test-postgres bench lint clean-data help
+.PHONY: run test test-sqlite test-postgres bench lint screenshots clean-data help
 
 help:
 	@echo "make run    - install, migrate, load demo data, serve portal+API, worker and beat on :$${PORT:-8000}"
 	@echo "make test   - run the whole test suite (SQLite; also PostgreSQL when VITAMIN_TEST_POSTGRES is set)"
 	@echo "make bench  - run the benchmarks (ratios against raw baselines); rewrites docs/benchmarks.md"
 	@echo "make lint   - ruff"
+	@echo "make screenshots - photograph the portal's main pages into docs/images/portal/ (headless Chromium)"
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "Vitamin needs Python 3.11 or newer on PATH (set PYTHON=...)."; exit 1; }
@@ -57,6 +58,10 @@ test: $(DEV_STAMP) $(SHARING_STAMP)
 
 bench: $(DEV_STAMP) $(SHARING_STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# The portal's main pages, photographed by the browser test that checks them (tests/portal/test_screenshots.py).
+screenshots: $(DEV_STAMP)
+	VITAMIN_SCREENSHOTS_DIR=docs/images/portal $(PYTEST) tests/portal/test_screenshots.py -q
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .

@@ -116,6 +116,8 @@
     const firstOther = numeric.find(([, index]) => index !== 0);
     xs.value = "0";
     ys.value = String((firstOther || numeric[0])[1]);
+    // Over time or a number: a line; over categories: bars.
+    kind.value = /^(DATE|TIME|TIMESTAMP)/i.test(result.columns[0].type) || isNumeric(result.columns[0].type) ? "line" : "bar";
     const draw = () => drawChart(document.getElementById("chart-canvas"), result.rows, Number(xs.value), Number(ys.value), kind.value);
     [xs, ys, kind].forEach((control) => control.addEventListener("change", draw));
     box.hidden = false;
