@@ -10,12 +10,14 @@ monthly limit, so none is shown as one.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
 from django.utils import timezone
 
 from datasets.query.limits import CHARGED_AFTER_USE, CONCURRENT_QUERIES, DAILY_METRICS, Limits
+from datasets.spec import Mode
 
 
 class Unit(StrEnum):
@@ -49,6 +51,14 @@ METRIC_WORDS: dict[str, tuple[str, Unit]] = {
     "bytes_downloaded": ("bytes downloaded", Unit.BYTES),
     "lookups": ("lookups", Unit.COUNT),
     "cohort_customers": ("cohort customers", Unit.COUNT),
+}
+
+# The daily metrics each access mode is charged against (docs/query.md, sharing.md, lookup.md): a query also
+# charges a job's result download to bytes_downloaded. The per-query limits bound queries only.
+METRICS_BY_MODE: dict[str, tuple[str, ...]] = {
+    Mode.QUERY: ("queries", "rows_returned", "bytes_scanned", "bytes_downloaded"),
+    Mode.DOWNLOAD: ("bytes_downloaded",),
+    Mode.LOOKUP: ("lookups", "cohort_customers"),
 }
 
 _REFUSED_BEFORE = (
@@ -95,7 +105,16 @@ def daily_term(metric: str) -> Term:
     )
 
 
-def plan_terms(limits: Limits) -> list[TermValue]:
-    """Every limit of `limits`, daily metrics first, each with its value and what happens when it is reached."""
-    terms = [daily_term(metric) for metric in DAILY_METRICS] + list(_PER_QUERY)
+def metrics_for(modes: Iterable[str]) -> list[str]:
+    """The daily metrics that use in `modes` is charged against, in DAILY_METRICS order."""
+    charged = {metric for mode in modes for metric in METRICS_BY_MODE.get(mode, ())}
+    return [metric for metric in DAILY_METRICS if metric in charged]
+
+
+def plan_terms(limits: Limits, modes: Iterable[str] | None = None) -> list[TermValue]:
+    """The limits of `limits` that bind use in `modes` (every limit when None), daily metrics first, each with
+    its value and what happens when it is reached."""
+    modes = list(Mode) if modes is None else list(modes)
+    terms = [daily_term(metric) for metric in metrics_for(modes)]
+    terms += list(_PER_QUERY) if Mode.QUERY in modes else []
     return [TermValue(term, getattr(limits, term.name)) for term in terms]

@@ -77,7 +77,7 @@ def show_dataset(request, slug: str):
             "sample": _sample_block(request, dataset, version, memberships),
             "access": _access_rows(dataset, memberships),
             "lookup": describe.lookup_terms(describe.spec_for(dataset, version)),
-            "offered_plans": offered_plans(),
+            "offered_plans": offered_plans(dataset),
         },
     )
 
@@ -93,7 +93,7 @@ def request_access(request, slug: str):
         return render(
             request,
             "portal/catalog/request_access.html",
-            {"dataset": dataset, "form": None, "offered_plans": offered_plans()},
+            {"dataset": dataset, "form": None, "offered_plans": offered_plans(dataset)},
             status=403,
         )
     form = RequestAccessForm(
@@ -121,13 +121,15 @@ def request_access(request, slug: str):
     return render(
         request,
         "portal/catalog/request_access.html",
-        {"dataset": dataset, "form": form, "offered_plans": offered_plans()},
+        {"dataset": dataset, "form": form, "offered_plans": offered_plans(dataset)},
     )
 
 
-def offered_plans() -> list[tuple[QuotaPlan, list]]:
-    """The plans a partner may ask for, each with its limits and what happens at each: shown before a request."""
-    return [(plan, plan_terms(plan.limits())) for plan in QuotaPlan.objects.filter(is_offered=True)]
+def offered_plans(dataset: Dataset) -> list[tuple[QuotaPlan, list]]:
+    """The plans a partner may ask for, each with the limits that bind this dataset's modes and what happens at
+    each: shown before a request."""
+    modes = access.offered_modes(dataset.tier)
+    return [(plan, plan_terms(plan.limits(), modes)) for plan in QuotaPlan.objects.filter(is_offered=True)]
 
 
 def _active_dataset(slug: str) -> Dataset:

@@ -16,7 +16,7 @@ from django.views.decorators.http import require_POST
 
 from access import subscriptions, usage
 from access.models import Subscription
-from access.plan_terms import daily_term, plan_terms
+from access.plan_terms import daily_term, metrics_for, plan_terms
 from institutions.access import ensure_manager, ensure_member
 from institutions.models import MANAGER_ROLES, Member
 from portal import charts
@@ -42,7 +42,7 @@ def list_subscriptions(request):
                 (
                     subscription,
                     subscription.institution_id in managed and subscriptions.can(subscription, "cancel"),
-                    _nearest_limit(today.get(subscription.pk, [])),
+                    _nearest_limit(today.get(subscription.pk, []), subscription.modes),
                 )
                 for subscription in rows
             ]
@@ -50,9 +50,11 @@ def list_subscriptions(request):
     )
 
 
-def _nearest_limit(metrics: list[usage.MetricUsage]) -> dict | None:
-    """The metric closest to its daily limit today (the list's one-line summary), or None without a plan."""
-    limited = [each for each in metrics if each.daily_limit]
+def _nearest_limit(metrics: list[usage.MetricUsage], modes: list[str]) -> dict | None:
+    """The metric of the subscription's modes closest to its daily limit today (the list's one-line summary),
+    or None without a plan."""
+    relevant = set(metrics_for(modes))
+    limited = [each for each in metrics if each.daily_limit and (each.metric in relevant or each.used_today)]
     if not limited:
         return None
     nearest = max(limited, key=lambda each: (each.share_today, each.used_today))
@@ -75,7 +77,7 @@ def show_subscription(request, pk: int):
         {
             "subscription": subscription,
             "limits": limits,
-            "terms": plan_terms(limits) if limits else [],
+            "terms": plan_terms(limits, subscription.modes) if limits else [],
             "usage": _usage_rows(subscription) if limits else [],
             "time_zone": timezone.get_default_timezone_name(),
             "history": subscription.changes.all()[:50],
@@ -89,9 +91,13 @@ def show_subscription(request, pk: int):
 
 
 def _usage_rows(subscription: Subscription) -> list[dict]:
-    """Per daily metric: today's and this month's use, its limit and what happens there, and a 30-day chart."""
+    """Per daily metric of the subscription's modes (and any other it used): today's and this month's use, its limit
+    and what happens there, and a 30-day chart."""
+    relevant = set(metrics_for(subscription.modes))
     rows = []
     for each in usage.subscription_usage(subscription):
+        if each.metric not in relevant and not (each.used_this_month or any(amount for _, amount in each.days)):
+            continue
         term = daily_term(each.metric)
         rows.append(
             {

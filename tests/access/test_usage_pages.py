@@ -9,7 +9,8 @@ import pytest
 from catalog_support import approved, auth, bearer_token
 from django.utils import timezone
 
-from access.plan_terms import METRIC_WORDS, daily_term, plan_terms
+from access import metering, service
+from access.plan_terms import METRIC_WORDS, METRICS_BY_MODE, daily_term, metrics_for, plan_terms
 from access.usage import CHART_DAYS, subscription_usage, usage_report
 from datasets.query.limits import CHARGED_AFTER_USE, DAILY_METRICS
 from portal.templatetags.units import human
@@ -51,7 +52,8 @@ def test_the_subscription_page_shows_todays_usage_as_the_usage_report_counts_it(
 
     client.force_login(alice)
     html = client.get(f"/subscriptions/{subscription.pk}/").content.decode()
-    for metric in DAILY_METRICS:
+    assert metrics_for(["query"]) == ["queries", "rows_returned", "bytes_scanned", "bytes_downloaded"]
+    for metric in metrics_for(["query"]):
         block = usage_block(html, metric)
         unit = daily_term(metric).unit
         assert text_of(block, "used-today") == human(counted[metric]["used"], unit)
@@ -110,6 +112,26 @@ def test_what_happens_at_a_limit_follows_how_the_metric_is_charged():
         sentence = daily_term(metric).at_limit
         assert ("crosses the daily limit completes" in sentence) == (metric in CHARGED_AFTER_USE)
         assert ("refused whole before any work" in sentence) == (metric not in CHARGED_AFTER_USE)
+
+
+def test_a_page_shows_the_metrics_of_the_subscriptions_modes_and_any_other_it_used(
+    client, fund, dave, bank, alice, catalog, plan, subscription
+):
+    lookup = approved(bank, catalog.credit, plan, ["lookup"])
+    client.force_login(dave)
+    html = client.get(f"/subscriptions/{lookup.pk}/").content.decode()
+    assert re.findall(r'id="usage-([a-z_]+)"', html) == ["lookups", "cohort_customers"]
+    assert 'id="term-max_query_seconds"' not in html, "no query limits on a lookup subscription"
+
+    client.force_login(alice)
+    assert 'id="usage-lookups"' not in client.get(f"/subscriptions/{subscription.pk}/").content.decode()
+    metering.charge(service.ensure(fund, catalog.industry, "query"), "lookups", 5)  # charged, so it is shown
+    block = usage_block(client.get(f"/subscriptions/{subscription.pk}/").content.decode(), "lookups")
+    assert text_of(block, "used-today") == "5"
+
+
+def test_every_daily_metric_is_charged_by_some_mode():
+    assert {metric for metrics in METRICS_BY_MODE.values() for metric in metrics} == set(DAILY_METRICS)
 
 
 def test_plan_terms_cover_every_limit(plan):

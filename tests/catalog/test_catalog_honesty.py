@@ -111,11 +111,17 @@ def plan_block(html: str, name: str) -> str:
 def test_the_plans_on_offer_are_shown_before_a_request_with_their_terms(client, catalog, alice, fund, offered, url):
     html = page(client, alice, url)
     block = plan_block(html, offered.name)
-    for item in plan_terms(offered.limits()):
+    assert 'id="term-lookups_per_day"' not in block, "an open dataset is not looked up: no lookup limits"
+    for item in plan_terms(offered.limits(), ["query", "download"]):
         row = re.search(rf'<tr id="term-{item.term.name}">(.*?)</tr>', block, re.S).group(1)
         assert human(item.value, item.term.unit) in row and item.term.at_limit in row
     assert "953.7 MB" in block and "1,000,000,000" not in block, "10^9 bytes in human units"
     assert 'id="plan-internal"' not in html, "a plan not on offer is not shown"
+
+
+def test_a_lookup_datasets_plans_show_the_lookup_limits_only(client, catalog, alice, fund, offered):
+    block = plan_block(page(client, alice, "/catalog/credit_profiles/"), offered.name)
+    assert re.findall(r'<tr id="term-([a-z_]+)">', block) == ["lookups_per_day", "cohort_customers_per_day"]
 
 
 def test_a_member_who_cannot_request_still_reads_the_terms(client, catalog, bob, fund, offered):
