@@ -3,11 +3,15 @@ time (and says when the data ends long before it), and the plans a partner can a
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+from types import SimpleNamespace
 
 import pytest
 from catalog_support import auth, bearer_token
 from django.utils import timezone
+from hypothesis import given
+from hypothesis import strategies as st
 
 from access.models import QuotaPlan
 from access.plan_terms import plan_terms
@@ -128,3 +132,21 @@ def test_a_member_who_cannot_request_still_reads_the_terms(client, catalog, bob,
     client.force_login(bob)
     response = client.get("/catalog/industry_prosperity_monthly/request/")
     assert response.status_code == 403 and 'id="plan-standard"' in response.content.decode()
+
+
+@given(
+    last=st.dates(min_value=dt.date(2000, 1, 1), max_value=dt.date(2030, 12, 31)),
+    lag=st.integers(min_value=-30, max_value=2000),
+    frequency=st.sampled_from([*describe.BEHIND_AFTER_DAYS, "", "irregular"]),
+)
+def test_data_is_called_behind_exactly_when_its_lag_passes_the_frequencys_allowance(last, lag, frequency):
+    published = timezone.make_aware(dt.datetime.combine(last + dt.timedelta(days=lag), dt.time(12)))
+    version = SimpleNamespace(
+        created_at=published,
+        dataset_spec=SimpleNamespace(time_column="month"),
+        column_stats={"month": {"min": "1999-01-01", "max": last.isoformat()}},
+    )
+    fresh = describe.freshness(SimpleNamespace(update_frequency=frequency), version)
+    allowed = describe.BEHIND_AFTER_DAYS.get(frequency, describe.BEHIND_AFTER_DAYS_DEFAULT)
+    assert fresh.days_behind == lag and fresh.behind == (lag > allowed)
+    assert fresh.time_range == {"column": "month", "from": "1999-01-01", "to": last.isoformat()}
