@@ -27,6 +27,16 @@ def worker(settings, store_url):
         yield
 
 
+def sign_in_through(page, base: str, path: str, user) -> None:
+    """Open a staff page signed out: the site's sign-in page, then back to the page."""
+    page.goto(f"{base}{path}")
+    assert page.url.endswith(f"/accounts/login/?next={path}"), page.url
+    page.fill("#id_username", user.username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button:has-text('Sign in')")
+    page.wait_for_url(f"{base}{path}")
+
+
 def test_staff_refresh_now_and_watch_it_publish(live_server, page, demo_datasets, olga, worker):
     base = live_server.url
     external, polled = [], []
@@ -34,12 +44,7 @@ def test_staff_refresh_now_and_watch_it_publish(live_server, page, demo_datasets
     page.on("request", lambda request: polled.append(request.url) if "/progress/" in request.url else None)
 
     # A staff page sends an anonymous visitor to the site's sign-in, and back after it.
-    page.goto(f"{base}/staff/")
-    assert re.search(r"/accounts/login/\?next=/staff/$", page.url)
-    page.fill("#id_username", olga.username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button:has-text('Sign in')")
-    page.wait_for_url(f"{base}/staff/")
+    sign_in_through(page, base, "/staff/", olga)
     assert page.locator("h1").inner_text() == "Staff"
     assert "none yet" in page.locator(f"#dataset-{SLUG}").inner_text()
 
@@ -76,3 +81,25 @@ def test_staff_refresh_now_and_watch_it_publish(live_server, page, demo_datasets
         assert "v1" in page.locator(f"#dataset-{SLUG}").inner_text()
         page.go_back()
     assert external == []
+
+
+def test_without_javascript_the_page_reloads_until_the_run_finishes(live_server, chromium, demo_datasets, olga):
+    run = RefreshRun.objects.create(dataset=demo_datasets.industry, requested_by=olga.username)
+    context = chromium.new_context(java_script_enabled=False)
+    page = context.new_page()
+    try:
+        sign_in_through(page, live_server.url, f"/staff/datasets/{SLUG}/", olga)
+        status = page.locator(f"#run-{run.pk} [data-field=status_label]")
+        assert status.inner_text() == "Queued"
+        RefreshRun.objects.filter(pk=run.pk).update(status=RefreshRun.Status.FAILED, error="the source is down")
+        expect(status).to_have_text("Failed", timeout=30_000)
+        assert "the source is down" in page.locator(f"#run-{run.pk}").inner_text()
+    finally:
+        context.close()
+
+
+def test_a_signed_out_page_stops_polling_and_shows_the_sign_in(live_server, page, demo_datasets, olga):
+    RefreshRun.objects.create(dataset=demo_datasets.industry, requested_by=olga.username)
+    sign_in_through(page, live_server.url, f"/staff/datasets/{SLUG}/", olga)
+    page.context.clear_cookies()  # the session ends (signed out elsewhere, or expired)
+    page.wait_for_url(re.compile(r"/accounts/login/\?next="), timeout=30_000)

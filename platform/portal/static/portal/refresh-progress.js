@@ -1,6 +1,6 @@
 // Live progress of the queued and running refreshes on a dataset's operations page (portal/staff/dataset.html).
 // Each unfinished run's <tbody> names its progress URL (staff_views.show_refresh_progress); every 1.5 s the
-// fields are updated from it, and when a run finishes (or its URL answers 4xx) the page reloads to show what is
+// fields are updated from it, and when a run finishes (or its URL answers 4xx or a redirect) the page reloads to show what is
 // true now: the run's version and the history.
 // Without this script the page reloads itself every 5 seconds (a <noscript> refresh) while a run is active.
 (function () {
@@ -31,11 +31,12 @@
 
   function poll() {
     var pending = runs.map(function (run) {
-      return fetch(run.dataset.progressUrl, { headers: { Accept: "application/json" }, credentials: "same-origin" })
+      return fetch(run.dataset.progressUrl, { headers: { Accept: "application/json" }, credentials: "same-origin", redirect: "manual" })
         .then(function (response) {
           if (response.ok) return response.json();
-          // Gone, or no longer allowed (signed out): the reload shows what is true now.
-          return response.status >= 400 && response.status < 500 ? { gone: true } : null;
+          // Signed out (a redirect to the sign-in), gone or no longer allowed: the reload shows what is true now.
+          var gone = response.type === "opaqueredirect" || (response.status >= 400 && response.status < 500);
+          return gone ? { gone: true } : null;
         })
         .then(function (progress) {
           if (!progress) return false;
