@@ -7,7 +7,7 @@ import re
 
 import pytest
 from celery.contrib.testing.worker import start_worker
-from partner_support import PASSWORD
+from partner_support import sign_in_browser
 from playwright.sync_api import expect
 
 from catalog.models import RefreshRun
@@ -30,11 +30,8 @@ def worker(settings, store_url):
 def sign_in_through(page, base: str, path: str, user) -> None:
     """Open a staff page signed out: the site's sign-in page, then back to the page."""
     page.goto(f"{base}{path}")
-    assert page.url.endswith(f"/accounts/login/?next={path}"), page.url
-    page.fill("#id_username", user.username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button:has-text('Sign in')")
-    page.wait_for_url(f"{base}{path}")
+    assert page.url == f"{base}/accounts/login/?next={path}", page.url
+    sign_in_browser(page, base, user, path)
 
 
 def test_staff_refresh_now_and_watch_it_publish(live_server, page, demo_datasets, olga, worker):
