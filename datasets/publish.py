@@ -149,14 +149,26 @@ def cleanup_stale_staging(store: Store, older_than_seconds: float, *, now_second
     Use a threshold well above the longest build: a running build's staging looks exactly like a dead one's.
     """
     now_seconds = time.time() if now_seconds is None else now_seconds
+    return discard_staging(store, started_before=now_seconds - older_than_seconds)
+
+
+def discard_staging(store: Store, *, started_before: float, keep_slugs: Iterable[str] = ()) -> list[str]:
+    """Delete the staging directories of builds started before `started_before` (epoch seconds), or without a
+    build marker, except those of `keep_slugs`; returns their paths.
+
+    The caller knows which builds are dead (no refresh of the dataset runs): the platform sweeps a killed
+    build's staging at once this way, and everything else after a long age (`cleanup_stale_staging`).
+    """
+    keep = set(keep_slugs)
     removed = []
     for slug in store.subdirectories(store.path(STAGING_DIR)):
+        if slug in keep:
+            continue
         for build_id in store.subdirectories(store.path(STAGING_DIR, slug)):
             path = store.path(STAGING_DIR, slug, build_id)
-            started = (
-                store.modified_seconds(f"{path}/{BUILD_MARKER}") if store.exists(f"{path}/{BUILD_MARKER}") else None
-            )
-            if started is None or now_seconds - started > older_than_seconds:
+            marker = f"{path}/{BUILD_MARKER}"
+            started = store.modified_seconds(marker) if store.exists(marker) else None
+            if started is None or started < started_before:
                 store.delete_dir(path)
                 removed.append(path)
     return removed

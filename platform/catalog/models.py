@@ -147,6 +147,9 @@ class RefreshRun(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     rows_processed = models.BigIntegerField(default=0)
+    # Claims so far: a run whose worker was killed is queued again (catalog.refresh.recover_refreshes) until
+    # it has been tried REFRESH_MAX_ATTEMPTS times; a heartbeat carries the attempt, so a presumed-dead one cannot write.
+    attempts = models.PositiveSmallIntegerField(default=0)
     version = models.ForeignKey(DatasetVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     error = models.TextField(blank=True)
 

@@ -13,6 +13,16 @@ The publish protocol, end to end:
 A crash before step 3 commits leaves the previous version serving; the files of
 step 2 are then an orphan that `cleanup_store` removes. One refresh per dataset
 runs at a time: a partial unique index allows a single `running` row per dataset.
+
+A refresh whose worker is killed stays `running` with a heartbeat that stops. The
+recovery sweep (`recover_refreshes`, every 10 s from beat and when a worker starts)
+finds runs whose heartbeat is older than VITAMIN_REFRESH_STALE_SECONDS, queues them
+again with a new message (a file-system queue's message is gone after a full crash;
+a redelivered one finds the run `running` and leaves it to the sweep) until they have
+had REFRESH_MAX_ATTEMPTS claims, then fails them, and removes the staging and scratch
+folders of every build that is no longer running (`sweep_leftovers`). The attempt
+number fences a run presumed dead that was only slow: its heartbeat and its publish
+check that the run is still theirs.
 """
 
 from __future__ import annotations
@@ -22,12 +32,13 @@ import shutil
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from celery import current_app
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import F, Max
 from django.utils import timezone
 
 from audit.actors import by_username_or_system
@@ -39,6 +50,7 @@ from datasets.build import build, connector_for
 from datasets.publish import (
     cleanup_stale_staging,
     discard,
+    discard_staging,
     orphan_versions,
     publish,
     remove_version,
@@ -53,10 +65,11 @@ REFRESH_TASK = "catalog.refresh_dataset"  # catalog.tasks.refresh_dataset
 
 log = logging.getLogger("vitamin.catalog.refresh")
 
-STALE_AFTER = timedelta(minutes=10)  # a running refresh whose heartbeat is older is presumed dead
-HEARTBEAT_SECONDS = 2.0
-STAGING_MAX_AGE_SECONDS = 6 * 3600
+HEARTBEAT_SECONDS = 2.0  # well under VITAMIN_REFRESH_STALE_SECONDS (at least 10), after which a run is presumed dead
+REFRESH_MAX_ATTEMPTS = 3  # claims of one run; a run killed this often (a build that kills its worker) fails
+STAGING_MAX_AGE_SECONDS = 6 * 3600  # staging folders without a build marker, and legacy scratch/build-* folders
 ORPHAN_MIN_AGE_SECONDS = 3600
+SCRATCH_RUN_PREFIX = "run-"  # each run builds in <VITAMIN_DATA_DIR>/scratch/run-<id>
 
 # Functions (dataset -> set of version numbers) that pin versions against retention; the grants app
 # registers one, so that a version a subscription is pinned to keeps its files.
@@ -79,8 +92,21 @@ class TransientRefreshError(Exception):
     """The source failed in a way that retrying may fix; the run was put back in the queue."""
 
 
+class _NoLongerOurs(Exception):
+    """The run was presumed dead and queued again or failed while this process still built it."""
+
+
 def store() -> Store:
     return Store.from_url(settings.STORE_URL)
+
+
+def stale_after() -> timedelta:
+    """How old a running refresh's heartbeat may get before the run is presumed dead (VITAMIN_REFRESH_STALE_SECONDS)."""
+    return timedelta(seconds=settings.REFRESH_STALE_SECONDS)
+
+
+def scratch_root() -> Path:
+    return settings.DATA_DIR / "scratch"
 
 
 def request_refresh(
@@ -116,16 +142,25 @@ class _Heartbeat:
 
     def __init__(self, run: RefreshRun, report: Callable[[int], None] | None):
         self.run_id = run.pk
+        self.attempt = run.attempts
         self.report = report
         self.rows = 0
+        self.lost = False
 
     def __call__(self, rows: int) -> None:
         self.rows = rows
 
     def beat(self) -> None:
-        RefreshRun.objects.filter(pk=self.run_id).update(rows_processed=self.rows, heartbeat_at=timezone.now())
+        # Only while the run is still this attempt's: one presumed dead and queued again is not revived.
+        if not _ours(self.run_id, self.attempt).update(rows_processed=self.rows, heartbeat_at=timezone.now()):
+            self.lost = True
+            return
         if self.report:
             self.report(self.rows)
+
+
+def _ours(run_id: int, attempt: int):
+    return RefreshRun.objects.filter(pk=run_id, status=RefreshRun.Status.RUNNING, attempts=attempt)
 
 
 def run_refresh(
@@ -142,16 +177,22 @@ def run_refresh(
     """
     run = RefreshRun.objects.select_related("dataset").get(pk=run_id)
     if run.is_finished or run.status == RefreshRun.Status.RUNNING:
-        return run  # a redelivered message: the work is done or under way elsewhere
+        # A redelivered message: the work is done or under way elsewhere; if its worker died, the
+        # recovery sweep queues the run again once its heartbeat is stale.
+        return run
     dataset = run.dataset
-    if not _claim(run):
+    claimed = _claim(run)
+    if claimed is None:
+        return run  # another message for this run claimed it first
+    if not claimed:
         _finish(run, RefreshRun.Status.SKIPPED, error="another refresh of this dataset was running")
         return run
 
     target = store()
+    scratch = scratch_root() / f"{SCRATCH_RUN_PREFIX}{run.pk}"
+    heartbeat = _Heartbeat(run, on_progress)
     try:
         spec = load_spec(dataset.spec_path, {**spec_variables(), **(variables or {})})
-        heartbeat = _Heartbeat(run, on_progress)
         with every(HEARTBEAT_SECONDS, heartbeat.beat, name=f"refresh-heartbeat-{run.pk}"):
             result = build(
                 spec,
@@ -159,19 +200,25 @@ def run_refresh(
                 master_key=settings.PSEUDONYM_MASTER_KEY.encode(),
                 release=dataset.pseudonym_release,
                 store=target,
-                scratch_dir=settings.DATA_DIR / "scratch",
+                scratch_dir=scratch,
                 on_progress=heartbeat,
             )
     except ConnectorError as exc:
+        if heartbeat.lost:
+            return _given_up(run)
         if exc.transient:
             _requeue(run, str(exc))
             raise TransientRefreshError(str(exc)) from exc
         _finish(run, RefreshRun.Status.FAILED, error=str(exc))
         return run
     except Exception as exc:
+        if heartbeat.lost:
+            return _given_up(run)
         log.exception("refresh of %s failed", dataset.slug)
         _finish(run, RefreshRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
         return run
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
     run.rows_processed = result.source_rows
     latest = dataset.latest_version()
@@ -185,10 +232,16 @@ def run_refresh(
         _finish(run, RefreshRun.Status.UNCHANGED, version=latest)
         return run
 
+    if not _ours(run.pk, run.attempts).exists():
+        discard(result.staging)
+        return _given_up(run)
     number = _next_version_number(dataset, target)
     manifest = publish(target, dataset.slug, number, result)
     try:
         with transaction.atomic():
+            # The fence, under the write: a run presumed dead meanwhile publishes nothing (its files go).
+            if not _ours(run.pk, run.attempts).select_for_update().exists():
+                raise _NoLongerOurs
             summary = result.to_dict()
             version = DatasetVersion.objects.create(
                 dataset=dataset,
@@ -220,6 +273,9 @@ def run_refresh(
                     **({"published_at": published_at.isoformat()} if published_at else {}),
                 },
             )
+    except _NoLongerOurs:
+        remove_version(target, dataset.slug, number)
+        return _given_up(run)
     except BaseException:
         remove_version(target, dataset.slug, number)  # never leave files no published row accounts for
         raise
@@ -227,24 +283,101 @@ def run_refresh(
     return run
 
 
-def _claim(run: RefreshRun) -> bool:
+def _given_up(run: RefreshRun) -> RefreshRun:
+    """This process's attempt was presumed dead (its heartbeat went stale) and the run handed on: it stops here."""
+    log.warning("refresh run %s was taken from this worker (presumed dead); its result is dropped", run.pk)
+    run.refresh_from_db()
+    return run
+
+
+def _claim(run: RefreshRun) -> bool | None:
+    """Mark `run` running: True; False when another run of its dataset is running; None when this run is no
+    longer queued (another message for it claimed it first)."""
     now = timezone.now()
     try:
         with transaction.atomic():
             Dataset.objects.select_for_update().filter(pk=run.dataset_id).first()
+            this_run = RefreshRun.objects.filter(pk=run.pk, status=RefreshRun.Status.QUEUED)
+            if not this_run.exists():
+                return None
             for stale in RefreshRun.objects.filter(
-                dataset_id=run.dataset_id, status=RefreshRun.Status.RUNNING, heartbeat_at__lt=now - STALE_AFTER
-            ):
+                dataset_id=run.dataset_id, status=RefreshRun.Status.RUNNING, heartbeat_at__lt=now - stale_after()
+            ).select_related("dataset"):
                 _finish(stale, RefreshRun.Status.FAILED, error="the worker running it stopped responding")
             if RefreshRun.objects.filter(dataset_id=run.dataset_id, status=RefreshRun.Status.RUNNING).exists():
                 return False
-            run.status = RefreshRun.Status.RUNNING
-            run.started_at = run.heartbeat_at = now
-            run.error = ""
-            run.save(update_fields=["status", "started_at", "heartbeat_at", "error"])
-    except IntegrityError:  # another worker claimed it between our check and our write
+            this_run.update(
+                status=RefreshRun.Status.RUNNING, started_at=now, heartbeat_at=now, error="", attempts=F("attempts") + 1
+            )
+    except IntegrityError:  # another worker claimed a run of this dataset between our check and our write
         return False
+    run.refresh_from_db(fields=["status", "started_at", "heartbeat_at", "error", "attempts"])
     return True
+
+
+def recover_refreshes(*, now: datetime | None = None) -> dict:
+    """Runs left `running` by a dead worker (heartbeat older than VITAMIN_REFRESH_STALE_SECONDS): queued again with
+    a new message until they have had REFRESH_MAX_ATTEMPTS claims, then failed; then `sweep_leftovers`.
+
+    Each decision is a conditional update on the run as read (same status, attempt and heartbeat), so two sweeps,
+    or a sweep racing a heartbeat that came back, act at most once.
+    """
+    now = now or timezone.now()
+    retried, failed = [], []
+    stale = RefreshRun.objects.filter(status=RefreshRun.Status.RUNNING, heartbeat_at__lt=now - stale_after())
+    for run in stale.select_related("dataset"):
+        as_read = RefreshRun.objects.filter(
+            pk=run.pk, status=RefreshRun.Status.RUNNING, attempts=run.attempts, heartbeat_at=run.heartbeat_at
+        )
+        error = f"the worker running it stopped responding (no heartbeat since {run.heartbeat_at.isoformat()})"
+        with transaction.atomic():
+            if run.attempts >= REFRESH_MAX_ATTEMPTS:
+                if as_read.update(
+                    status=RefreshRun.Status.FAILED, error=f"{error}; gave up after {run.attempts} attempts", finished_at=now
+                ):
+                    run.refresh_from_db()
+                    _record_outcome(run)
+                    failed.append(run.pk)
+                continue
+            if not as_read.update(status=RefreshRun.Status.QUEUED, error=f"{error}; retrying"):
+                continue
+            record(
+                "dataset.refresh.retry",
+                target=run.dataset.slug,
+                outcome="interrupted",
+                details={"run": run.pk, "attempt": run.attempts, "heartbeat_at": run.heartbeat_at.isoformat()},
+            )
+        result = current_app.send_task(REFRESH_TASK, args=[run.pk])
+        RefreshRun.objects.filter(pk=run.pk).update(task_id=result.id)
+        retried.append(run.pk)
+    return {"retried": retried, "failed": failed, **sweep_leftovers()}
+
+
+def sweep_leftovers(target: Store | None = None) -> dict:
+    """Remove at once the staging folders (in the store) and scratch folders (on this host) of every build that
+    is no longer running: a killed build's, whose own cleanup never ran.
+
+    Only folders older than this call are touched: a build claimed after the running runs were read
+    makes its folders after that instant.
+    """
+    target = target or store()
+    checked_at = time.time()
+    running = RefreshRun.objects.filter(status=RefreshRun.Status.RUNNING)
+    running_ids = set(running.values_list("pk", flat=True))
+    running_slugs = set(running.values_list("dataset__slug", flat=True))
+    staging = discard_staging(target, keep_slugs=running_slugs, started_before=checked_at)
+    scratch = []
+    for folder in scratch_root().glob(f"{SCRATCH_RUN_PREFIX}*"):
+        run_id = folder.name.removeprefix(SCRATCH_RUN_PREFIX)
+        if run_id.isdigit() and int(run_id) in running_ids:
+            continue
+        try:
+            if folder.stat().st_mtime < checked_at:
+                shutil.rmtree(folder, ignore_errors=True)
+                scratch.append(folder.name)
+        except FileNotFoundError:
+            continue
+    return {"swept_staging": staging, "swept_scratch": scratch}
 
 
 def _requeue(run: RefreshRun, error: str) -> None:
@@ -260,12 +393,16 @@ def _finish(run: RefreshRun, status: str, *, error: str = "", version: DatasetVe
     run.finished_at = timezone.now()
     run.save(update_fields=["status", "error", "version", "finished_at", "rows_processed"])
     if status != RefreshRun.Status.PUBLISHED:  # a publication is recorded with its version, in one transaction
-        record(
-            "dataset.refresh",
-            target=run.dataset.slug,
-            outcome="failure" if status == RefreshRun.Status.FAILED else "success",
-            details={"run": run.pk, "status": status, "error": error[:500]},
-        )
+        _record_outcome(run)
+
+
+def _record_outcome(run: RefreshRun) -> None:
+    record(
+        "dataset.refresh",
+        target=run.dataset.slug,
+        outcome="failure" if run.status == RefreshRun.Status.FAILED else "success",
+        details={"run": run.pk, "status": run.status, "error": run.error[:500]},
+    )
 
 
 def _next_version_number(dataset: Dataset, target: Store) -> int:
@@ -307,7 +444,7 @@ def cleanup_store(target: Store | None = None) -> dict:
                 remove_version(target, dataset.slug, number)
                 removed_orphans.append(f"{dataset.slug}/v{number}")
     removed_scratch = []
-    for folder in (settings.DATA_DIR / "scratch").glob("build-*"):  # left by builds killed mid-way
+    for folder in scratch_root().glob("build-*"):  # the layout before scratch/run-<id>
         if now_seconds - folder.stat().st_mtime > STAGING_MAX_AGE_SECONDS:
             shutil.rmtree(folder, ignore_errors=True)
             removed_scratch.append(folder.name)
@@ -322,4 +459,5 @@ def cleanup_store(target: Store | None = None) -> dict:
         "orphans": removed_orphans,
         "scratch": removed_scratch,
         "expired_runs": expired_count,
+        **sweep_leftovers(target),
     }

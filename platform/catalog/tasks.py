@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from celery import shared_task
-from django.db import transaction
+import logging
+
+from celery import shared_task, signals
+from django.db import connection, transaction
 from django.utils import timezone
 
 from catalog.models import Dataset, RefreshRun
-from catalog.refresh import REFRESH_TASK, TransientRefreshError, cleanup_store, request_refresh, run_refresh
+from catalog.refresh import (
+    REFRESH_TASK,
+    TransientRefreshError,
+    cleanup_store,
+    recover_refreshes,
+    request_refresh,
+    run_refresh,
+    sweep_leftovers,
+)
 from catalog.schedule import due
 
 SCHEDULED_REFRESH_EXPIRES_SECONDS = 3600  # a scheduled refresh nobody ran within an hour is dropped, not piled up
@@ -18,6 +28,12 @@ PERIODIC_TASKS = {
         "task": "catalog.dispatch_due_refreshes",
         "schedule": 60.0,
         "options": {"expires": 55},
+    },
+    # Every 10 s, so a refresh whose worker was killed is queued again within VITAMIN_REFRESH_STALE_SECONDS + 10 s.
+    "catalog-recover-refreshes": {
+        "task": "catalog.recover_refreshes",
+        "schedule": 10.0,
+        "options": {"expires": 9},
     },
     "catalog-cleanup-store": {
         "task": "catalog.cleanup_store",
@@ -73,3 +89,23 @@ def dispatch_due_refreshes() -> list[str]:
 @shared_task(name="catalog.cleanup_store")
 def cleanup_store_task() -> dict:
     return cleanup_store()
+
+
+@shared_task(name="catalog.recover_refreshes")
+def recover_refreshes_task() -> dict:
+    """Queue again (or fail) refreshes whose worker died; sweep dead builds' folders (catalog.refresh)."""
+    return recover_refreshes()
+
+
+@signals.worker_ready.connect
+def _sweep_on_worker_start(sender=None, **_):
+    """A worker starting after a crash empties the scratch folders of builds no longer running on this host at
+    once, and asks for a recovery sweep (which any worker may run) instead of waiting for beat."""
+    try:
+        sweep_leftovers()
+        if sender is not None:
+            sender.app.send_task("catalog.recover_refreshes")
+    except Exception:  # noqa: BLE001 - the periodic sweep does the same a few seconds later
+        logging.getLogger("vitamin.catalog.refresh").exception("the start-up sweep failed")
+    finally:
+        connection.close()  # the pool's children must not share this process's connection

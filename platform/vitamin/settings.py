@@ -259,6 +259,14 @@ DATASET_SPECS_DIR = REPO_DIR / Path(  # an absolute value replaces REPO_DIR
         "Folder of dataset spec files synced into the catalog. Relative paths are resolved against the repository root.",
     )
 )
+REFRESH_STALE_SECONDS = env_int(
+    "VITAMIN_REFRESH_STALE_SECONDS",
+    30,
+    "A running refresh whose heartbeat (written every 2 s while it builds) is older than this, in seconds, is "
+    "presumed dead (its worker was killed): the recovery sweep (every 10 s from beat, and when a worker starts) "
+    "queues it again, up to 3 attempts, or fails it, and removes its staging and scratch folders.",
+    minimum=10,
+)
 DEMO_TRANSACTIONS = env_int(
     "VITAMIN_DEMO_TRANSACTIONS", 1_000_000, "Source transaction rows the demo datasets are built from.", minimum=1000
 )
@@ -309,6 +317,13 @@ QUERY_CONCURRENT_PER_INSTITUTION = env_int(
     "Queries (and running jobs) one institution may run at once across all its subscriptions and all "
     "processes; each subscription's plan may allow fewer. More answer 429 quota_exceeded.",
     minimum=1,
+)
+QUERY_SLOT_LEASE_SECONDS = env_int(
+    "VITAMIN_QUERY_SLOT_LEASE_SECONDS",
+    10,
+    "A query's concurrency slot is a lease this long, renewed every third of it by the process running the "
+    "query: a process that dies (killed mid-query) gives its slots back within this many seconds.",
+    minimum=3,
 )
 QUERY_TEMP_MAX_MB = env_int(
     "VITAMIN_QUERY_TEMP_MAX_MB",
