@@ -117,6 +117,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "vitamin.languages.PageLocaleMiddleware",  # LocaleMiddleware for pages; the API's contract stays English
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -160,7 +161,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
-LANGUAGE_CODE = "en-us"
+# The portal speaks English and Simplified Chinese, chosen from the browser's Accept-Language or the
+# header's switcher (docs/portal.md, "Languages"); the API, Delta Sharing and OAuth's JSON stay English.
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
+LOCALE_PATHS = [REPO_DIR / "platform" / "locale"]
 TIME_ZONE = env_str(
     "VITAMIN_TIME_ZONE", "Asia/Shanghai", "Time zone for display and for schedules (cron expressions in dataset specs)."
 )

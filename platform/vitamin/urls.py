@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/v1/", include("vitamin.api_urls")),
     path("delta-sharing/", include("sharing.urls")),
     path("admin/", admin.site.urls),
+    path("i18n/", include("django.conf.urls.i18n")),  # set_language: the header's language switcher
     path("", include("oauth.urls")),
     path("", include("sharing.page_urls")),
     path("", include("institutions.urls")),
