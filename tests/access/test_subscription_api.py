@@ -146,6 +146,9 @@ def test_usage_against_limits(client, fund, fund_token, demo_datasets, plan):
 
 
 def count_queries(client, url, token) -> int:
+    """Queries of a repeated call: the first also notes the client's last use (once a minute, oauth.activity) and
+    reads the token anew after writes changed the access generation."""
+    client.get(url, **auth(token))
     with CaptureQueriesContext(connection) as captured:
         response = client.get(url, **auth(token))
     assert response.status_code == 200, response.content

@@ -191,11 +191,15 @@ def test_catalog_needs_a_token_with_catalog_read(client, catalog, fund):
 
 
 def test_the_listing_makes_the_same_queries_for_one_dataset_or_many(client, catalog, token, store_url):
+    # Each count is of a repeated call: a first one also notes the client's last use (once a minute,
+    # oauth.activity) and reads the token anew after writes changed the access generation.
     Dataset.objects.exclude(slug="industry_prosperity_monthly").update(is_active=False)
+    get(client, "/api/v1/datasets", token)
     with CaptureQueriesContext(connection) as one:
         get(client, "/api/v1/datasets", token)
     Dataset.objects.update(is_active=True)
     publish_table(catalog.industry, industry_table(), store_url)
+    get(client, "/api/v1/datasets", token)
     with CaptureQueriesContext(connection) as many:
         assert get(client, "/api/v1/datasets", token)["count"] == 7
     assert len(many) == len(one)
