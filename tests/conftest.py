@@ -20,8 +20,9 @@ import pytest
 from testenv import POSTGRES_ADMIN_URL, POSTGRES_URL, REDIS_URL, REQUIRE_SERVICES, TEST_DATA_DIR  # noqa: I001 - first: sets the environment
 
 # The shared fixtures (the cast tabled in catalog_support's docstring, plan, catalog, ...) reach every
-# test, and so does `sharing_client` (the Delta Sharing connector's own venv, tests/sharing_support.py).
-pytest_plugins = ["catalog_support", "sharing_support"]
+# test, and so do `sharing_client` (the Delta Sharing connector's own venv, tests/sharing_support.py) and
+# `object_store` (a real S3-compatible server, tests/object_store_support.py).
+pytest_plugins = ["catalog_support", "sharing_support", "object_store_support"]
 
 _DB_FIXTURES = {
     "db",
