@@ -108,11 +108,11 @@ def _anchor_problem(anchor: ChainHead, chain: ChainVerification) -> str | None:
     """None when the anchor's event is stored unchanged within the verified chain, else a problem code."""
     if chain.ok and anchor.seq > chain.head_seq:
         return "truncated"
-    if not chain.ok and chain.bad_seq is not None and anchor.seq >= chain.bad_seq:
-        return "not_verifiable"  # the chain is broken before the anchor: its link cannot be vouched for
     event = AuditEvent.objects.filter(seq=anchor.seq).first()
     if event is None:
-        return "truncated"
+        return "missing"  # a gap where it was: the chain is broken there too
     if event.hash != anchor.hash or compute_hash(event.to_record()) != anchor.hash:
         return "anchor_mismatch"
+    if not chain.ok and chain.bad_seq is not None and anchor.seq >= chain.bad_seq:
+        return "not_verifiable"  # stored unchanged, but the chain breaks before it: its place cannot be vouched for
     return None

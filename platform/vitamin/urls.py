@@ -21,5 +21,6 @@ urlpatterns = [
     path("", include("oauth.urls")),
     path("", include("sharing.page_urls")),
     path("", include("institutions.urls")),
+    path("", include("audit.urls")),
     path("", include("portal.urls")),
 ]
