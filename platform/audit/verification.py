@@ -5,8 +5,11 @@ So each process keeps the head it last verified. A call checks only what was app
 starting at that head event, which must still be there unchanged (so deleting the newest events
 is noticed); the whole chain is verified again when the last full verification is older than
 VITAMIN_AUDIT_FULL_VERIFY_SECONDS, or when the short check fails (then the full one names the
-first bad event). One lock per process: concurrent calls wait for one verification instead of
-each running their own.
+first bad event). The remembered head is also the full verification's anchor: once a process has
+verified an event, a chain without it (its newest events deleted, or rewritten from there on)
+is reported broken until the process restarts or `forget()` is called (after a restore from a
+backup, say). One lock per process: concurrent calls wait for one verification instead of each
+running their own.
 
 The cost of that bound: an event older than the remembered head that is edited afterwards is
 found by the next full verification, at most VITAMIN_AUDIT_FULL_VERIFY_SECONDS later. An anchor
@@ -99,8 +102,10 @@ def _verify_chain() -> tuple[ChainVerification, datetime]:
                 _verified = replace(known, head=result.head, events_checked=result.events_checked)
                 return result, known.full_at
         full_at_monotonic, full_at = time.monotonic(), timezone.now()
-        result = verify_log()
-        _verified = _Verified(result.head, result.events_checked, full_at_monotonic, full_at) if result.ok else None
+        # The head verified before is this process's anchor: a chain that no longer holds it was cut or rewritten.
+        result = verify_log(expect_head=known.head if known is not None else None)
+        if result.ok:
+            _verified = _Verified(result.head, result.events_checked, full_at_monotonic, full_at)
         return result, full_at
 
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 from catalog_support import approved, auth, bearer_token
-from partner_support import PASSWORD
+from partner_support import sign_in_browser
 
 from audit import verification
 from audit.actors import by_client_id
@@ -18,14 +18,6 @@ from datasets.spec import Mode
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 SQL = "SELECT csi_industry, SUM(gmv) AS gmv FROM industry_prosperity_monthly GROUP BY 1 ORDER BY 1"
-
-
-def sign_in(page, base: str, user, next_path: str) -> None:
-    page.goto(f"{base}/accounts/login/?next={next_path}")
-    page.fill("#id_username", user.username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button:has-text('Sign in')")
-    page.wait_for_url(f"{base}{next_path}")
 
 
 def test_staff_find_bobs_queries_and_the_owner_verifies_her_trail(
@@ -45,7 +37,7 @@ def test_staff_find_bobs_queries_and_the_owner_verifies_her_trail(
     assert len(bobs) == 2
 
     # Olga searches the log by institution and event.
-    sign_in(page, base, olga, "/audit/search/")
+    sign_in_browser(page, base, olga, "/audit/search/")
     page.fill("input[name=institution]", str(fund.pk))
     page.fill("input[name=action]", "query.run")
     page.click("button:has-text('Search')")
@@ -63,7 +55,7 @@ def test_staff_find_bobs_queries_and_the_owner_verifies_her_trail(
     page.click("button:has-text('Sign out')")
 
     # Alice, the fund's owner, opens her trail from the institution page and verifies the chain.
-    sign_in(page, base, alice, f"/institutions/{fund.pk}/")
+    sign_in_browser(page, base, alice, f"/institutions/{fund.pk}/")
     page.click("nav.tabs a:has-text('Audit trail')")
     page.wait_for_url(f"{base}/institutions/{fund.pk}/audit/")
     for event in bobs:

@@ -317,24 +317,34 @@ def test_an_edited_chain_is_reported_and_the_anchor_of_the_edited_event_fails(cl
     assert body["anchor_ok"] is False
 
 
-@pytest.mark.django_db
-def test_deleting_the_newest_events_is_seen_without_a_full_verification(client, fund, reader, tamper, settings):
-    settings.AUDIT_FULL_VERIFY_SECONDS = 3600
+def verified_events(client, reader, fund) -> list[AuditEvent]:
+    """Three of the fund's events, then a verification that the server remembers (an hour's window)."""
     mine = [record("query.run", **by_client_id("c-1", fund.pk)) for _ in range(3)]
     assert get(client, reader, VERIFY).json()["ok"] is True
+    return mine
+
+
+@pytest.mark.django_db
+def test_deleting_the_newest_events_is_reported_by_the_server_that_verified_them(
+    client, fund, reader, tamper, settings
+):
+    settings.AUDIT_FULL_VERIFY_SECONDS = 3600
+    mine = verified_events(client, reader, fund)
     tamper.execute("DELETE FROM audit_auditevent WHERE seq >= %s", [mine[1].seq])
 
     body = get(client, reader, VERIFY, anchor=f"{mine[2].seq}:{mine[2].hash}").json()
 
-    assert body["anchor_ok"] is False and body["ok"] is False
-    assert body["anchor_problem"] == "truncated"
+    assert body["ok"] is False and body["problem"] == "truncated"
+    assert body["anchor_ok"] is False and body["anchor_problem"] == "missing"
+    # Later appends do not hide the cut: the remembered head is gone for good.
+    record("query.run", **by_client_id("c-1", fund.pk))
+    assert get(client, reader, VERIFY).json()["problem"] in ("truncated", "anchor_mismatch")
 
 
 @pytest.mark.django_db
 def test_an_edit_after_the_last_full_verification_is_found_once_it_is_due(client, fund, reader, tamper, settings):
     settings.AUDIT_FULL_VERIFY_SECONDS = 3600
-    mine = [record("query.run", **by_client_id("c-1", fund.pk)) for _ in range(3)]
-    assert get(client, reader, VERIFY).json()["ok"] is True
+    mine = verified_events(client, reader, fund)
     tamper.execute("UPDATE audit_auditevent SET outcome = 'denied' WHERE seq = %s", [mine[0].seq])
     # Within the window only what was appended since is checked: the documented cost of the bound.
     assert get(client, reader, VERIFY).json()["ok"] is True
