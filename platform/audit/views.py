@@ -110,7 +110,7 @@ def search(request):
         return _refused(request, "audit/search.html", refusal, {})
     events, next_before_seq = newest_first(filters.apply(AuditEvent.objects.all()), PAGE_SIZE)
     record_read("search", details=_read_details(filters, events), request=request)
-    institutions = Institution.objects.in_bulk([int(e.institution) for e in events if e.institution.isdigit()])
+    institutions = Institution.objects.in_bulk({_institution_id(e.institution) for e in events} - {None})
     for event in events:
         event.institution_name = _institution_name(institutions, event.institution)
     return render(request, "audit/search.html", _listing(request, filters, events, next_before_seq))
@@ -159,5 +159,10 @@ def _refused(request, template: str, refusal: Refusal, context: dict):
 
 
 def _institution_name(institutions: dict, label: str) -> str:
-    institution = institutions.get(int(label)) if label.isdigit() else None
+    institution = institutions.get(_institution_id(label))
     return institution.legal_name if institution else label
+
+
+def _institution_id(label: str) -> int | None:
+    """An event's institution label as an institution's id, if it can be one (labels are free text)."""
+    return int(label) if label.isascii() and label.isdigit() and len(label) <= 18 else None

@@ -274,3 +274,13 @@ def test_the_trail_picker_opens_the_only_trail_or_lists_several(client, alice, f
     Member.objects.create(user=alice, institution=bank, role=Role.ADMIN)
     page = client.get("/audit/").content.decode()
     assert f"/institutions/{fund.pk}/audit/" in page and f"/institutions/{bank.pk}/audit/" in page
+
+
+def test_events_whose_institution_is_a_free_label_are_shown_under_it(client, olga, make_chain):
+    make_chain(2)
+    record("query.run", institution="9" * 40)
+    client.force_login(olga)
+
+    page = client.get("/audit/search/").content.decode()
+
+    assert "inst-1" in page and "inst-0" in page and "9" * 40 in page

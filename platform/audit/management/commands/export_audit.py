@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from itertools import islice
 from typing import Any, TextIO
 
@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from audit.chain import canonical_json
 from audit.exports import jsonl_lines
 from audit.models import AuditEvent
+from audit.search import parse_time
 
 # One column per record field. `details` is the canonical JSON text, exactly as hashed.
 PARQUET_SCHEMA = pa.schema(
@@ -73,10 +74,9 @@ class Command(BaseCommand):
 
 def _parse_time(option: str, text: str) -> datetime:
     try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise CommandError(f"{option}: not an ISO-8601 time: {text!r}") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return parse_time(option, text)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def _write_jsonl(events: Iterable[AuditEvent], output: TextIO) -> int:
