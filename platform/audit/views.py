@@ -25,9 +25,9 @@ from audit.reads import record_read, take_read, trail_of
 from audit.search import PARTNER_FILTERS, AuditFilters, newest_first
 from institutions.access import ensure_member
 from institutions.models import MANAGER_ROLES, Institution, Member
-from portal.review_views import staff_required
 from vitamin.errors import status_of
 from vitamin.refusals import Refusal
+from vitamin.staff import staff_required
 
 PAGE_SIZE = 50
 TRAIL_ROLES = MANAGER_ROLES
