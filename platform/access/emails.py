@@ -1,5 +1,8 @@
 """Notification mail to a partner about its subscription: approved, rejected, revoked, expiring soon.
 
+Written in the language active when sent: the deciding administrator's page, or English from the
+expiry task (docs/portal.md "Languages").
+
 Sent after the change has committed. A mail server that is down must not undo
 or fail a decision that is already recorded, so failures are logged, not raised.
 """
@@ -14,6 +17,7 @@ from django.core.mail import send_mail
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext_lazy, ngettext
 
 from access.models import Subscription
 from institutions.links import absolute_url
@@ -21,9 +25,9 @@ from institutions.links import absolute_url
 log = logging.getLogger("vitamin.access.emails")
 
 _SUBJECTS = {
-    Subscription.Status.APPROVED: "Access to {dataset} approved",
-    Subscription.Status.REJECTED: "Access to {dataset} not approved",
-    Subscription.Status.REVOKED: "Access to {dataset} revoked",
+    Subscription.Status.APPROVED: gettext_lazy("Access to %(dataset)s approved"),
+    Subscription.Status.REJECTED: gettext_lazy("Access to %(dataset)s not approved"),
+    Subscription.Status.REVOKED: gettext_lazy("Access to %(dataset)s revoked"),
 }
 
 
@@ -37,13 +41,15 @@ def recipients(subscription: Subscription) -> list[str]:
 
 def send_decision(subscription: Subscription) -> bool:
     """Tell the partner the subscription was approved (or its terms changed), rejected or revoked."""
-    subject = _SUBJECTS[subscription.status].format(dataset=subscription.dataset.title)
+    subject = _SUBJECTS[subscription.status] % {"dataset": subscription.dataset.title}
     return _send(subscription, subject, "decision.txt")
 
 
 def send_expiry_notice(subscription: Subscription) -> bool:
     days_left = max(0, math.ceil((subscription.expires_at - timezone.now()).total_seconds() / 86400))
-    subject = f"Access to {subscription.dataset.title} expires in {days_left} day{'s' if days_left != 1 else ''}"
+    subject = ngettext(
+        "Access to %(dataset)s expires in %(days)d day", "Access to %(dataset)s expires in %(days)d days", days_left
+    ) % {"dataset": subscription.dataset.title, "days": days_left}
     return _send(subscription, subject, "expiring.txt", days_left=days_left)
 
 

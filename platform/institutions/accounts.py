@@ -19,6 +19,7 @@ from django.db import transaction
 from django.http import HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
 from audit.actors import by_user, by_username_or_system
@@ -66,7 +67,7 @@ def verify_email(request, token: str):
         user.is_active = True
         user.save(update_fields=["is_active"])
         record("account.email_verified", **by_user(user), request=request)
-    messages.success(request, "Your email address is confirmed. Sign in to continue.")
+    messages.success(request, _("Your email address is confirmed. Sign in to continue."))
     return redirect("login")
 
 

@@ -8,6 +8,7 @@ the first seventeen with weights 3^i mod 31.
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext as _
 
 ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 LENGTH = 18
@@ -33,15 +34,18 @@ def is_valid_credit_code(code: str) -> bool:
 def validate_credit_code(code: str) -> None:
     """Django field validator."""
     if len(code) != LENGTH:
-        raise ValidationError("A unified social credit code has exactly 18 characters.", code="credit_code_length")
+        raise ValidationError(_("A unified social credit code has exactly 18 characters."), code="credit_code_length")
     bad = sorted({char for char in code if char not in _VALUE})
     if bad:
         raise ValidationError(
-            "A unified social credit code uses only digits and capital letters other than I, O, Z, S and V "
-            f"(found {''.join(bad)}).",
+            _(
+                "A unified social credit code uses only digits and capital letters other than I, O, Z, S and V "
+                "(found %(characters)s)."
+            )
+            % {"characters": "".join(bad)},
             code="credit_code_charset",
         )
     if not is_valid_credit_code(code):
         raise ValidationError(
-            "The check character of this unified social credit code is wrong.", code="credit_code_check"
+            _("The check character of this unified social credit code is wrong."), code="credit_code_check"
         )

@@ -1,4 +1,6 @@
-"""Notification mail: account verification, password reset, invitations, application decisions."""
+"""Notification mail: account verification, password reset, invitations, application decisions.
+
+A mail is written in the language active when it is sent (the portal page's, docs/portal.md "Languages")."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
+from django.utils.translation import gettext as _
 
 from institutions import links
 
@@ -21,7 +24,7 @@ def _send(to: list[str], subject: str, template: str, context: dict) -> None:
 def send_verification(request, user) -> None:
     token = links.make_token({"user": user.pk, "email": user.email}, salt=links.VERIFY_EMAIL_SALT)
     url = links.absolute_url(request, reverse("verify-email", args=[token]))
-    _send([user.email], "Confirm your email address", "verify_email.txt", {"user": user, "url": url})
+    _send([user.email], _("Confirm your email address"), "verify_email.txt", {"user": user, "url": url})
 
 
 def send_password_reset(request, user) -> None:
@@ -33,7 +36,7 @@ def send_password_reset(request, user) -> None:
     )
     _send(
         [user.email],
-        "Choose a new password",
+        _("Choose a new password"),
         "password_reset.txt",
         {"user": user, "url": url, "minutes": settings.PASSWORD_RESET_TIMEOUT // 60},
     )
@@ -44,7 +47,7 @@ def send_invitation(request, invitation) -> None:
     url = links.absolute_url(request, reverse("accept-invitation", args=[token]))
     _send(
         [invitation.email],
-        f"Invitation to join {invitation.institution.legal_name}",
+        _("Invitation to join %(name)s") % {"name": invitation.institution.legal_name},
         "invitation.txt",
         {"invitation": invitation, "url": url, "days": links.INVITATION_MAX_AGE_SECONDS // 86400},
     )
@@ -56,7 +59,12 @@ def send_application_decision(institution, *, approved: bool, reason: str) -> No
         recipients.add(institution.applicant.email)
     _send(
         sorted(recipients),
-        f"Your application for {institution.legal_name} was {'approved' if approved else 'rejected'}",
+        (
+            _("Your application for %(name)s was approved")
+            if approved
+            else _("Your application for %(name)s was rejected")
+        )
+        % {"name": institution.legal_name},
         "application_decision.txt",
         {"institution": institution, "approved": approved, "reason": reason},
     )

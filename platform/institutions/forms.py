@@ -5,28 +5,29 @@ from __future__ import annotations
 from django import forms
 from django.contrib.auth import get_user_model, password_validation
 from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
+from django.utils.translation import gettext_lazy as _
 
 from institutions.lifecycle import ALLOWED_TRANSITIONS
 from institutions.models import Institution, InstitutionStatus, Role
 
 
 class SignupForm(forms.Form):
-    full_name = forms.CharField(max_length=150)
-    email = forms.EmailField()
-    password = forms.CharField(widget=forms.PasswordInput, strip=False)
-    password_again = forms.CharField(widget=forms.PasswordInput, strip=False, label="Password (again)")
+    full_name = forms.CharField(max_length=150, label=_("Full name"))
+    email = forms.EmailField(label=_("E-mail"))
+    password = forms.CharField(widget=forms.PasswordInput, strip=False, label=_("Password"))
+    password_again = forms.CharField(widget=forms.PasswordInput, strip=False, label=_("Password (again)"))
 
     def clean_email(self) -> str:
         email = self.cleaned_data["email"].strip().lower()
         if get_user_model().objects.filter(username__iexact=email).exists():
-            raise forms.ValidationError("An account with this email address already exists; sign in instead.")
+            raise forms.ValidationError(_("An account with this email address already exists; sign in instead."))
         return email
 
     def clean(self):
         cleaned = super().clean()
         password = cleaned.get("password")
         if password and password != cleaned.get("password_again"):
-            self.add_error("password_again", "The two passwords differ.")
+            self.add_error("password_again", _("The two passwords differ."))
         elif password:
             candidate = get_user_model()(username=cleaned.get("email", ""), email=cleaned.get("email", ""))
             try:
@@ -41,7 +42,7 @@ class EmailSignInForm(AuthenticationForm):
     bootstrap `admin`): the address is looked up, case-insensitively, before the password is checked."""
 
     username = forms.EmailField(
-        label="E-mail", widget=forms.EmailInput(attrs={"autofocus": True, "autocomplete": "username"})
+        label=_("E-mail"), widget=forms.EmailInput(attrs={"autofocus": True, "autocomplete": "username"})
     )
 
     def clean_username(self) -> str:
@@ -54,27 +55,37 @@ class EmailSignInForm(AuthenticationForm):
 class PasswordResetRequestForm(PasswordResetForm):
     """Django's form, with the field labelled as everywhere else; accounts.PasswordResetRequestView mails the link."""
 
-    email = forms.EmailField(label="E-mail", max_length=254, widget=forms.EmailInput(attrs={"autocomplete": "email"}))
+    email = forms.EmailField(
+        label=_("E-mail"), max_length=254, widget=forms.EmailInput(attrs={"autocomplete": "email"})
+    )
 
 
 class ApplicationForm(forms.ModelForm):
     class Meta:
         model = Institution
         fields = ["legal_name", "type", "credit_code", "contact_name", "contact_email", "contact_phone"]
-        help_texts = {"credit_code": "统一社会信用代码: 18 characters, as on the business licence."}
+        labels = {
+            "legal_name": _("Legal name"),
+            "type": _("Type"),
+            "credit_code": _("Unified social credit code"),
+            "contact_name": _("Contact name"),
+            "contact_email": _("Contact e-mail"),
+            "contact_phone": _("Contact phone"),
+        }
+        help_texts = {"credit_code": _("统一社会信用代码: 18 characters, as on the business licence.")}
 
     def clean_credit_code(self) -> str:
         return self.cleaned_data["credit_code"].strip().upper()
 
 
 class InviteForm(forms.Form):
-    email = forms.EmailField()
-    role = forms.ChoiceField(choices=Role.choices, initial=Role.ANALYST)
+    email = forms.EmailField(label=_("E-mail"))
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.ANALYST, label=_("Role"))
 
 
 class StatusChangeForm(forms.Form):
-    to_status = forms.ChoiceField(choices=InstitutionStatus.choices, label="New status")
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=2000)
+    to_status = forms.ChoiceField(choices=InstitutionStatus.choices, label=_("New status"))
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), max_length=2000, label=_("Reason"))
 
     def __init__(self, *args, institution: Institution, **kwargs):
         super().__init__(*args, **kwargs)

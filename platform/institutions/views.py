@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from institutions import lifecycle, members
@@ -31,7 +32,7 @@ def apply(request):
     form = ApplicationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         institution = lifecycle.file_application(applicant=request.user, request=request, **form.cleaned_data)
-        messages.success(request, "Your application was filed. You will get an email when it has been reviewed.")
+        messages.success(request, _("Your application was filed. You will get an email when it has been reviewed."))
         return redirect("institution", pk=institution.pk)
     return render(request, "institutions/apply.html", {"form": form})
 
@@ -66,7 +67,7 @@ def manage_members(request, pk: int):
             except members.MembershipError as exc:
                 messages.error(request, str(exc))
             else:
-                messages.success(request, f"Invitation sent to {form.cleaned_data['email']}.")
+                messages.success(request, _("Invitation sent to %(email)s.") % {"email": form.cleaned_data["email"]})
                 return redirect("members", pk=institution.pk)
     return render(
         request,
@@ -92,7 +93,10 @@ def remove_member(request, pk: int, member_pk: int):
     except members.MembershipError as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, f"{target.user.get_username()} was removed; their tools' tokens are revoked.")
+        messages.success(
+            request,
+            _("%(username)s was removed; their tools' tokens are revoked.") % {"username": target.user.get_username()},
+        )
     return redirect("members", pk=institution.pk)
 
 
@@ -103,7 +107,7 @@ def accept_invitation(request, token: str):
         invitation = members.invitation_from_token(token)
         if request.method == "POST":
             members.accept(invitation, request.user, request=request)
-            messages.success(request, f"Welcome to {invitation.institution.legal_name}.")
+            messages.success(request, _("Welcome to %(name)s.") % {"name": invitation.institution.legal_name})
             return redirect("institution", pk=invitation.institution_id)
     except members.MembershipError as exc:
         return render(request, "institutions/message.html", {"title": "Invitation", "message": str(exc)}, status=400)
@@ -135,9 +139,13 @@ def change_status(request, pk: int):
         except lifecycle.StatusChangeError as exc:
             messages.error(request, str(exc))
         else:
-            messages.success(request, f"{institution.legal_name} is now {institution.get_status_display().lower()}.")
+            messages.success(
+                request,
+                _("%(name)s is now %(status)s.")
+                % {"name": institution.legal_name, "status": institution.get_status_display().lower()},
+            )
     else:
-        messages.error(request, "Choose an allowed status and give a reason.")
+        messages.error(request, _("Choose an allowed status and give a reason."))
     if request.POST.get("return_to") == "review":
         return redirect("review-queue")
     return redirect("institution", pk=pk)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from oauth.models import AuthMethod, GrantType
 from oauth.scopes import SCOPES
@@ -16,13 +17,13 @@ def _lines(text: str) -> list[str]:
 
 
 class ClientSettingsForm(forms.Form):
-    name = forms.CharField(max_length=100)
-    scopes = forms.MultipleChoiceField(choices=_SCOPE_CHOICES, widget=forms.CheckboxSelectMultiple)
+    name = forms.CharField(max_length=100, label=_("Name"))
+    scopes = forms.MultipleChoiceField(choices=_SCOPE_CHOICES, widget=forms.CheckboxSelectMultiple, label=_("Scopes"))
     redirect_uris = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 3}),
         required=False,
-        label="Redirect URIs",
-        help_text="One per line, matched exactly. Needed for the authorization code grant.",
+        label=_("Redirect URIs"),
+        help_text=_("One per line, matched exactly. Needed for the authorization code grant."),
     )
 
     def clean_redirect_uris(self) -> list[str]:
@@ -31,14 +32,17 @@ class ClientSettingsForm(forms.Form):
 
 class NewClientForm(ClientSettingsForm):
     grant_types = forms.MultipleChoiceField(
-        choices=GrantType.choices, widget=forms.CheckboxSelectMultiple, initial=[GrantType.CLIENT_CREDENTIALS]
+        choices=GrantType.choices,
+        widget=forms.CheckboxSelectMultiple,
+        initial=[GrantType.CLIENT_CREDENTIALS],
+        label=_("Grant types"),
     )
-    auth_method = forms.ChoiceField(choices=AuthMethod.choices, label="Client authentication")
+    auth_method = forms.ChoiceField(choices=AuthMethod.choices, label=_("Client authentication"))
     jwks = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 4}),
         required=False,
-        label="Public keys (JWKS)",
-        help_text='For private_key_jwt: {"keys": [...]} with public RSA or EC keys.',
+        label=_("Public keys (JWKS)"),
+        help_text=_('For private_key_jwt: {"keys": [...]} with public RSA or EC keys.'),
     )
 
     def clean_jwks(self) -> dict | None:
@@ -48,10 +52,10 @@ class NewClientForm(ClientSettingsForm):
         try:
             return parsers.loads(text)
         except ValueError:
-            raise forms.ValidationError("This is not valid JSON.") from None
+            raise forms.ValidationError(_("This is not valid JSON.")) from None
 
 
 class RegistrationTokenForm(forms.Form):
     scopes = forms.MultipleChoiceField(
-        choices=_SCOPE_CHOICES, widget=forms.CheckboxSelectMultiple, initial=list(SCOPES), label="Widest scopes"
+        choices=_SCOPE_CHOICES, widget=forms.CheckboxSelectMultiple, initial=list(SCOPES), label=_("Widest scopes")
     )

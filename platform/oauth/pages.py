@@ -13,6 +13,8 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -98,7 +100,7 @@ def show_client(request, client_id: str):
             except clients.ClientConfigError as exc:
                 form.add_error(None, str(exc))
             else:
-                messages.success(request, "Client updated.")
+                messages.success(request, _("Client updated."))
                 return redirect("client", client_id=client.client_id)
     return render(
         request,
@@ -132,9 +134,9 @@ def rotate_client_secret(request, client_id: str):
 def end_secret_overlap(request, client_id: str):
     client = _managed_client(request, client_id)
     if clients.end_secret_overlap(client, by=request.user, request=request):
-        messages.success(request, "The previous secret no longer works; only the current one does.")
+        messages.success(request, _("The previous secret no longer works; only the current one does."))
     else:
-        messages.info(request, "There was no previous secret still working.")
+        messages.info(request, _("There was no previous secret still working."))
     return redirect("client", client_id=client.client_id)
 
 
@@ -143,7 +145,9 @@ def end_secret_overlap(request, client_id: str):
 def revoke_client_tokens(request, client_id: str):
     client = _managed_client(request, client_id)
     revoked = clients.revoke_client_tokens(client, by=request.user, request=request)
-    messages.success(request, f"{revoked} token(s) revoked.")
+    messages.success(
+        request, ngettext("%(count)d token revoked.", "%(count)d tokens revoked.", revoked) % {"count": revoked}
+    )
     return redirect("client", client_id=client.client_id)
 
 
@@ -154,10 +158,13 @@ def switch_client(request, client_id: str, enabled: bool):
     client = _switchable_client(request, client_id)
     if enabled:
         clients.enable_client(client, by=request.user, request=request)
-        messages.success(request, f"{client.name} is enabled: it can get tokens again (its old tokens stay revoked).")
+        messages.success(
+            request,
+            _("%(name)s is enabled: it can get tokens again (its old tokens stay revoked).") % {"name": client.name},
+        )
     else:
         clients.disable_client(client, by=request.user, request=request)
-        messages.success(request, f"{client.name} is disabled and its tokens are revoked.")
+        messages.success(request, _("%(name)s is disabled and its tokens are revoked.") % {"name": client.name})
     return redirect("client", client_id=client.client_id)
 
 
@@ -169,7 +176,7 @@ def new_registration_token(request, pk: int):
     ensure_manager(request.user, institution)
     form = RegistrationTokenForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "Choose at least one scope.")
+        messages.error(request, _("Choose at least one scope."))
         return redirect("clients", pk=institution.pk)
     try:
         token = clients.issue_registration_token(

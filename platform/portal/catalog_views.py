@@ -13,6 +13,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
 from access import service as access
@@ -116,7 +117,10 @@ def request_access(request, slug: str):
         except Refusal as exc:
             form.add_error(None, exc.message)
         else:
-            messages.success(request, f"Access to {dataset.title} was requested; the administrators will review it.")
+            messages.success(
+                request,
+                _("Access to %(title)s was requested; the administrators will review it.") % {"title": dataset.title},
+            )
             return redirect("subscription", pk=subscription.pk)
     return render(
         request,

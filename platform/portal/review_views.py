@@ -16,6 +16,8 @@ from django.contrib import messages
 from django.db.models import Prefetch
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from access import subscriptions
@@ -57,7 +59,7 @@ def review_subscriptions(request):
 def decide_subscriptions(request):
     pressed = _pressed(request.POST, DECISIONS)
     if pressed is None:
-        messages.error(request, "Select at least one subscription and press one of the buttons.")
+        messages.error(request, _("Select at least one subscription and press one of the buttons."))
         return redirect("subscription-review")
     decision, ids, reason = pressed
     found = Subscription.objects.select_related("institution", "dataset").in_bulk(ids)
@@ -77,7 +79,7 @@ def decide_institutions(request):
     """Approve or reject (close) pending applications: one, or every selected with the one reason given."""
     pressed = _pressed(request.POST, tuple(INSTITUTION_DECISIONS))
     if pressed is None:
-        messages.error(request, "Select at least one application and press one of the buttons.")
+        messages.error(request, _("Select at least one application and press one of the buttons."))
         return redirect("review-queue")
     decision, ids, reason = pressed
     found = Institution.objects.filter(status=InstitutionStatus.PENDING).in_bulk(ids)
@@ -93,7 +95,7 @@ def decide_institutions(request):
     return redirect("review-queue")
 
 
-_PAST = {"approve": "approved", "reject": "rejected", "revoke": "revoked"}
+_PAST = {"approve": gettext_lazy("Approved"), "reject": gettext_lazy("Rejected"), "revoke": gettext_lazy("Revoked")}
 
 
 def _pressed(form, decisions: tuple[str, ...]) -> tuple[str, list[int], str] | None:
@@ -121,7 +123,7 @@ def _each(request, found: dict, name, decide, past: str) -> None:
         else:
             done.append(name(row))
     if done:
-        messages.success(request, f"{past.capitalize()}: {'; '.join(done)}.")
+        messages.success(request, _("%(decision)s: %(names)s.") % {"decision": past, "names": "; ".join(done)})
 
 
 def _decide(request, decision: str, subscription: Subscription, reason: str) -> None:

@@ -20,6 +20,7 @@ from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from access.models import Subscription
@@ -93,10 +94,12 @@ def show_dataset_operations(request, slug: str):
 def refresh_dataset_now(request, slug: str):
     dataset = get_object_or_404(Dataset, slug=slug)
     if not dataset.is_active:
-        messages.error(request, f"{dataset.slug} has no spec file any more: there is nothing to build.")
+        messages.error(
+            request, _("%(slug)s has no spec file any more: there is nothing to build.") % {"slug": dataset.slug}
+        )
         return redirect("staff-dataset", slug=dataset.slug)
     run = request_refresh(dataset, requested_by=request.user.get_username())
-    messages.success(request, f"Refresh of {dataset.slug} queued (run {run.pk}).")
+    messages.success(request, _("Refresh of %(slug)s queued (run %(run)s).") % {"slug": dataset.slug, "run": run.pk})
     return redirect(reverse("staff-dataset", args=[dataset.slug]) + f"#run-{run.pk}")
 
 

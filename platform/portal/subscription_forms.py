@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from access import service as access
 from access.models import QuotaPlan
@@ -11,21 +12,24 @@ from catalog.models import Dataset
 
 
 class RequestAccessForm(forms.Form):
-    institution = forms.ModelChoiceField(queryset=None, empty_label=None, help_text="You request for this institution.")
+    institution = forms.ModelChoiceField(
+        queryset=None, empty_label=None, label=_("Institution"), help_text=_("You request for this institution.")
+    )
     modes = forms.MultipleChoiceField(
-        label="Access modes", widget=forms.CheckboxSelectMultiple, help_text="What this dataset's tier allows."
+        label=_("Access modes"), widget=forms.CheckboxSelectMultiple, help_text=_("What this dataset's tier allows.")
     )
     plan = forms.ModelChoiceField(
         queryset=QuotaPlan.objects.filter(is_offered=True),
         required=False,
-        empty_label="No preference",
-        label="Requested plan",
-        help_text="The administrators choose the plan when they approve.",
+        empty_label=_("No preference"),
+        label=_("Requested plan"),
+        help_text=_("The administrators choose the plan when they approve."),
     )
     purpose = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 4}),
         max_length=PURPOSE_MAX_CHARS,
-        help_text="What the data will be used for. The administrators read this before deciding.",
+        label=_("Purpose"),
+        help_text=_("What the data will be used for. The administrators read this before deciding."),
     )
 
     def __init__(self, *args, dataset: Dataset, institutions, **kwargs):

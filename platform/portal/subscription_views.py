@@ -12,6 +12,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from access import subscriptions, usage
@@ -119,5 +120,5 @@ def cancel_subscription(request, pk: int):
     except Refusal as exc:
         messages.error(request, exc.message)
     else:
-        messages.success(request, "The subscription was cancelled.")
+        messages.success(request, _("The subscription was cancelled."))
     return redirect("subscription", pk=pk)

@@ -29,6 +29,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from audit.actors import by_user
@@ -275,7 +276,7 @@ def cancel_job(request, job_id):
     except Refusal as exc:
         messages.error(request, f"{exc.message} ({exc.code})")
     else:
-        messages.success(request, "The job was cancelled.")
+        messages.success(request, _("The job was cancelled."))
     return redirect("workbench-job", job_id=job.pk)
 
 
@@ -321,7 +322,7 @@ def save_query(request):
         institution=institution, owner=request.user, title=title, sql=sql, shared=bool(request.POST.get("shared"))
     )
     _record_saved("query.save", request, saved)
-    messages.success(request, f"Saved “{saved.title}”.")
+    messages.success(request, _("Saved “%(title)s”.") % {"title": saved.title})
     return redirect("workbench-saved", pk=saved.pk)
 
 
@@ -335,7 +336,7 @@ def saved_query(request, pk):
         if request.POST.get("action") == "delete":
             _record_saved("query.unsave", request, saved)
             saved.delete()
-            messages.success(request, f"Deleted “{saved.title}”.")
+            messages.success(request, _("Deleted “%(title)s”.") % {"title": saved.title})
             return redirect(f"{reverse('workbench')}?institution={saved.institution_id}")
         try:
             saved.sql = _sql_of(request)
@@ -347,7 +348,7 @@ def saved_query(request, pk):
         saved.updated_at = timezone.now()
         saved.save()
         _record_saved("query.save", request, saved)
-        messages.success(request, f"Updated “{saved.title}”.")
+        messages.success(request, _("Updated “%(title)s”.") % {"title": saved.title})
         return redirect("workbench-saved", pk=saved.pk)
     context = {"sql": saved.sql, "saved": saved, "can_edit": saved.owner_id == request.user.pk}
     return _render(request, saved.institution, context)

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
@@ -26,13 +27,13 @@ from sharing.profiles import SCOPE, ProfileError, profile
 class ProfileForm(forms.Form):
     version = forms.TypedChoiceField(
         choices=[
-            (1, "Version 1: a bearer token"),
-            (2, "Version 2: OAuth client credentials"),
+            (1, _("Version 1: a bearer token")),
+            (2, _("Version 2: OAuth client credentials")),
         ],
         coerce=int,
         initial=1,
         widget=forms.RadioSelect,
-        label="Kind of profile",
+        label=_("Kind of profile"),
     )
 
 
