@@ -34,7 +34,7 @@
       });
     }
     const label = document.createElement("span");
-    label.textContent = "Page";
+    label.textContent = pager.dataset.pageLabel || "Page";  // the template's translated words
     pager.appendChild(label);
     for (let page = 0; page < pages; page += 1) {
       const button = document.createElement("button");
@@ -42,7 +42,8 @@
       button.className = "secondary small";
       button.dataset.page = String(page);
       button.textContent = String(page + 1);
-      button.setAttribute("aria-label", `Rows ${page * PAGE_ROWS + 1} to ${Math.min(rows.length, (page + 1) * PAGE_ROWS)}`);
+      const rowsLabel = pager.dataset.rowsLabel || "Rows {first} to {last}";
+      button.setAttribute("aria-label", rowsLabel.replace("{first}", page * PAGE_ROWS + 1).replace("{last}", Math.min(rows.length, (page + 1) * PAGE_ROWS)));
       button.addEventListener("click", () => show(page));
       pager.appendChild(button);
     }
@@ -73,7 +74,7 @@
       .map((row) => [row[x], typeof row[y] === "number" ? row[y] : Number(row[y])])
       .filter(([, value]) => Number.isFinite(value));
     if (!points.length) {
-      canvas.textContent = "Nothing to draw: the Y column has no numbers.";
+      canvas.textContent = canvas.dataset.empty || "Nothing to draw: the Y column has no numbers.";
       return;
     }
     const width = 720, height = 320, left = 64, right = 16, top = 16, bottom = 56;
