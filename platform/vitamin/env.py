@@ -116,6 +116,7 @@ def env_secret(name: str, help: str, *, generate_into: Path | None = None) -> st
 
 # psycopg prepares a query after this many executions: never, unless the caller asks (prepare=True).
 PREPARE_ONLY_WHEN_ASKED = 2**31 - 1
+CONNECT_TIMEOUT_SECONDS = 5  # PostgreSQL connection timeout unless the URL says `?connect_timeout=N`
 
 
 def database_from_url(url: str, *, variable: str = "DATABASE_URL") -> dict:
@@ -128,6 +129,9 @@ def database_from_url(url: str, *, variable: str = "DATABASE_URL") -> dict:
         # Django turns psycopg's prepared statements off (None); a threshold no query reaches keeps
         # its own queries unprepared while the request path's lookups prepare theirs explicitly
         # (vitamin.prepared). `?prepare_threshold=N` in the URL overrides it.
+        # A server that does not answer (a host down, packets dropped) fails a connection within seconds,
+        # as a 503 (vitamin.errors), instead of holding a request thread for the TCP timeout.
+        options.setdefault("connect_timeout", str(CONNECT_TIMEOUT_SECONDS))
         try:
             options["prepare_threshold"] = int(options.get("prepare_threshold", PREPARE_ONLY_WHEN_ASKED))
         except ValueError:

@@ -12,16 +12,25 @@ own default views from the portal's templates (portal/templates/400.html, 403.ht
 403_csrf.html, 404.html, 500.html). Those views render 400, 500 and the CSRF failure without the
 request and with an empty context, so those pages (portal/errors/plain.html) need neither a
 user, nor the database, nor URL reversing: an error page cannot fail for the request's reason.
+
+A service the request needs that does not answer (the database, the Redis of the quota counters) is an
+outage, not a bug: wherever it surfaces (a view, a middleware, the authentication), the answer is 503 with
+a stable code and a `Retry-After` (`outage_refusal`), in the API's shape or as the site's 503 page.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import sys
 from datetime import datetime
 
+import redis
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, JsonResponse
+from django.db import InterfaceError, OperationalError
+from django.http import Http404, HttpResponse, JsonResponse
+from django.template import loader
 from django.utils import timezone
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -84,7 +93,7 @@ def status_of(refusal: Refusal) -> int:
 
 
 def refusal_headers(refusal: Refusal) -> dict[str, str]:
-    """Retry-After, and for a quota the RateLimit-* fields (draft-ietf-httpapi-ratelimit-headers) from its details."""
+    """Retry-After (always on a 503), and for a quota the RateLimit-* fields (draft-ietf-httpapi-ratelimit-headers) from its details."""
     headers = {}
     details = refusal.details if isinstance(refusal.details, dict) else {}
     if refusal.kind is Kind.LIMIT_REACHED and "limit" in details and "remaining" in details:
@@ -95,7 +104,31 @@ def refusal_headers(refusal: Refusal) -> dict[str, str]:
             headers["RateLimit-Reset"] = str(max(0, math.ceil((reset - timezone.now()).total_seconds())))
     if refusal.retry_after is not None:
         headers["Retry-After"] = str(int(refusal.retry_after))
+    elif refusal.kind is Kind.UNAVAILABLE:  # every 503 says when to try again (RFC 9110, 15.6.4)
+        headers["Retry-After"] = str(settings.OUTAGE_RETRY_AFTER_SECONDS)
     return headers
+
+
+# What each outage answers: the exceptions that mean a service did not answer (psycopg's and sqlite3's
+# OperationalError, also a lock wait that ran out, reach Django as its own; a connection already
+# closed is an InterfaceError), the code, and what the message names.
+_OUTAGES = (
+    ((OperationalError, InterfaceError), "database_unavailable", "The database"),
+    ((redis.ConnectionError, redis.TimeoutError), "quota_unavailable", "The quota service"),
+)
+
+
+def outage_refusal(exc: BaseException | None) -> Refusal | None:
+    """The 503 refusal for an exception that says a service is not answering; None for any other."""
+    for types, code, what in _OUTAGES:
+        if isinstance(exc, types):
+            return Refusal(
+                f"{what} is not answering right now, so this request was not completed. Try again shortly.",
+                code=code,
+                kind=Kind.UNAVAILABLE,
+                retry_after=settings.OUTAGE_RETRY_AFTER_SECONDS,
+            )
+    return None
 
 
 def refusal_response(refusal: Refusal) -> Response:
@@ -124,6 +157,9 @@ def api_exception_handler(exc, context):
     """DRF exception handler: every API error leaves in the one format."""
     if isinstance(exc, Refusal):
         return refusal_response(exc)
+    if (outage := outage_refusal(exc)) is not None:
+        log.warning("%s: %s", outage.code, exc, exc_info=exc)
+        return refusal_response(outage)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
@@ -185,6 +221,10 @@ def handler404(request, exception=None):
 
 
 def handler500(request):
+    # Django calls this while handling the exception (any middleware's, or a view's that no handler
+    # answered), and has logged it already.
+    if (outage := outage_refusal(sys.exc_info()[1])) is not None:
+        return outage_response(request, outage)
     if _is_api(request):
         return error_response(
             "internal_error", "The server failed to handle this request. Quote the request id when reporting it.", 500
@@ -192,6 +232,18 @@ def handler500(request):
     from django.views.defaults import server_error
 
     return server_error(request)
+
+
+def outage_response(request, outage: Refusal):
+    """503 with Retry-After: the API's error shape, or the site's 503 page (rendered without the request or
+    the database, like the 500 page)."""
+    if _is_api(request):
+        response = error_response(outage.code, outage.message, status_of(outage))
+    else:
+        response = HttpResponse(loader.get_template("503.html").render(), status=status_of(outage))
+    for name, value in refusal_headers(outage).items():
+        response[name] = value
+    return response
 
 
 def handler400(request, exception=None):

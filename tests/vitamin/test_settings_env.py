@@ -85,8 +85,15 @@ def test_database_url_parsing():
         "6543",
         "vit",
     )
-    assert pg["OPTIONS"] == {"sslmode": "require", "prepare_threshold": env.PREPARE_ONLY_WHEN_ASKED}
-    assert env.database_from_url("postgres://db/vit?prepare_threshold=5")["OPTIONS"] == {"prepare_threshold": 5}
+    assert pg["OPTIONS"] == {
+        "sslmode": "require",
+        "connect_timeout": str(env.CONNECT_TIMEOUT_SECONDS),
+        "prepare_threshold": env.PREPARE_ONLY_WHEN_ASKED,
+    }
+    assert env.database_from_url("postgres://db/vit?prepare_threshold=5&connect_timeout=2")["OPTIONS"] == {
+        "prepare_threshold": 5,
+        "connect_timeout": "2",
+    }
     with pytest.raises(ImproperlyConfigured, match="prepare_threshold"):
         env.database_from_url("postgres://db/vit?prepare_threshold=often")
     assert env.database_from_url("sqlite:////tmp/x.db")["NAME"] == "/tmp/x.db"
