@@ -62,11 +62,12 @@ def parse_time(name: str, text: str) -> datetime:
     """An ISO-8601 date or time; UTC when it names no offset. ValueError names the parameter."""
     try:
         moment = datetime.fromisoformat(text)
-    except ValueError:
+        # In UTC, as the database compares it: an offset that pushes it past year 1 or 9999 is refused here.
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
         raise ValueError(
-            f"{name} must be an ISO-8601 time (2025-03-01 or 2025-03-01T08:00:00Z), not {text!r}."
+            f"{name} must be an ISO-8601 time (2025-03-01 or 2025-03-01T08:00:00Z), not {text[:100]!r}."
         ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,9 @@ class _Verified:
     full_at: datetime
 
 
+# The largest seq a database column can hold (BIGINT): an anchor beyond it names no event that can exist.
+MAX_SEQ = 2**63 - 1
+
 _lock = threading.Lock()
 _verified: _Verified | None = None
 
@@ -111,7 +114,7 @@ def _verify_chain() -> tuple[ChainVerification, datetime]:
 
 def _anchor_problem(anchor: ChainHead, chain: ChainVerification) -> str | None:
     """None when the anchor's event is stored unchanged within the verified chain, else a problem code."""
-    if chain.ok and anchor.seq > chain.head_seq:
+    if (chain.ok and anchor.seq > chain.head_seq) or anchor.seq > MAX_SEQ:
         return "truncated"
     event = AuditEvent.objects.filter(seq=anchor.seq).first()
     if event is None:

@@ -181,6 +181,8 @@ def test_a_token_without_audit_read_is_refused_and_the_refusal_recorded(client, 
         {"dataset": "../etc"},
         {"since": "yesterday"},
         {"until": "2025-13-01"},
+        {"since": "0001-01-01T00:00:00+01:00"},
+        {"until": "9999-12-31T23:59:59-01:00"},
         {"since": "2025-03-02", "until": "2025-03-01"},
         {"after_seq": "0"},
         {"before_seq": "-1"},
@@ -352,6 +354,8 @@ def test_an_edit_after_the_last_full_verification_is_found_once_it_is_due(client
     assert get(client, reader, VERIFY, anchor=f"{mine[0].seq}:{mine[0].hash}").json()["anchor_ok"] is False
 
     settings.AUDIT_FULL_VERIFY_SECONDS = 0
+    beyond = get(client, reader, VERIFY, anchor=f"{'9' * 30}:{mine[0].hash}").json()
+    assert (beyond["anchor_ok"], beyond["anchor_problem"]) == (False, "truncated")
     body = get(client, reader, VERIFY).json()
 
     assert (body["ok"], body["problem"], body["bad_seq"]) == (False, "hash_mismatch", mine[0].seq)
