@@ -293,9 +293,9 @@ def _prepare(
     versions: Mapping[str, int] | None,
     request,
     as_of: datetime | None = None,
-) -> tuple[MeteredUse, dict[str, Grant], CheckedQuery]:
-    """Steps 1-4: the query's metered use, its grants and the query as checked (once); a refusal is audited
-    (as `query.run`) and raised."""
+) -> tuple[MeteredUse, dict[str, Grant], CheckedQuery, list[RemoteFile]]:
+    """Steps 1-4: the query's metered use, its grants, the query as checked (once) and the store's files it
+    reads (for the node's cache); a refusal is audited (as `query.run`) and raised."""
     try:
         if audit.fmt not in FORMATS:
             raise Refusal(f"Unknown format {audit.fmt!r}; choose one of {', '.join(FORMATS)}.", code="invalid_request")
@@ -537,7 +537,7 @@ def _record_end(result: QueryResult, granted: list[Grant], held: _Slots, audit: 
     except Exception:  # noqa: BLE001 - rolled back as a whole: each part again, on its own
         log.exception("recording the end of a query failed; recording each part on its own")
     for part, run in (
-        ("metering", lambda: metering.meter(used)),
+        ("metering", lambda: None if metered else metering.meter(used)),  # charged once, never twice
         ("giving back the query slots", held.release_again),
         ("the audit write", lambda: audit.record("query.run", outcome, **ran)),  # query.start is on record
     ):
@@ -545,3 +545,5 @@ def _record_end(result: QueryResult, granted: list[Grant], held: _Slots, audit: 
             run()
         except Exception:  # noqa: BLE001 - the rows are already sent
             log.exception("%s failed after a query finished", part)
+    metered = False  # by a quota backend outside the database, which the rollback does not undo (Redis)
+            metered = not metering.charges_roll_back()
