@@ -293,9 +293,9 @@ def _prepare(
     versions: Mapping[str, int] | None,
     request,
     as_of: datetime | None = None,
-) -> tuple[MeteredUse, dict[str, Grant], CheckedQuery, list[RemoteFile]]:
-    """Steps 1-4: the query's metered use, its grants, the query as checked (once) and the store's files it
-    reads (for the node's cache); a refusal is audited (as `query.run`) and raised."""
+) -> tuple[MeteredUse, dict[str, Grant], CheckedQuery]:
+    """Steps 1-4: the query's metered use, its grants and the query as checked (once); a refusal is audited
+    (as `query.run`) and raised."""
     try:
         if audit.fmt not in FORMATS:
             raise Refusal(f"Unknown format {audit.fmt!r}; choose one of {', '.join(FORMATS)}.", code="invalid_request")
@@ -528,9 +528,11 @@ def _record_end(result: QueryResult, granted: list[Grant], held: _Slots, audit: 
         for metric, amount in (("rows_returned", result.rows), ("bytes_scanned", result.bytes_scanned or 0))
     ]
     ran = {"code": code, "rows": result.rows, "truncated": result.truncated, "bytes_scanned": result.bytes_scanned}
+    metered = False  # by a quota backend outside the database, which the rollback does not undo (Redis)
     try:
         with transaction.atomic():
             metering.meter(used)
+            metered = not metering.charges_roll_back()
             held.release()
             audit.record("query.run", outcome, savepoint=False, **ran)
         return
@@ -545,5 +547,3 @@ def _record_end(result: QueryResult, granted: list[Grant], held: _Slots, audit: 
             run()
         except Exception:  # noqa: BLE001 - the rows are already sent
             log.exception("%s failed after a query finished", part)
-    metered = False  # by a quota backend outside the database, which the rollback does not undo (Redis)
-            metered = not metering.charges_roll_back()
