@@ -85,16 +85,40 @@ class Store:
         return self.fs.get_file_info(path).type == pafs.FileType.Directory
 
     def subdirectories(self, path: str) -> list[str]:
-        """Names (not paths) of the directories directly under `path`; empty when `path` does not exist."""
+        """Names (not paths) of the directories directly under `path`; empty when `path` does not exist.
+
+        On an object store a directory is a key prefix, and only one that holds a file counts: some
+        servers (SeaweedFS) keep listing a prefix for a while after its last object was deleted."""
         if not self.is_dir(path):
             return []
-        infos = self.fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
-        return sorted(info.base_name for info in infos if info.type == pafs.FileType.Directory)
+        if self.is_local:
+            infos = self.fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+            return sorted(info.base_name for info in infos if info.type == pafs.FileType.Directory)
+        infos = self.fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=True))
+        prefix = path.rstrip("/") + "/"
+        names = {
+            info.path[len(prefix) :].split("/", 1)[0]
+            for info in infos
+            if info.type == pafs.FileType.File and "/" in info.path[len(prefix) :]
+        }
+        return sorted(names)
 
     def modified_seconds(self, path: str) -> float | None:
-        """Modification time (epoch seconds) of a file, or None when the store does not know it."""
-        mtime = self.fs.get_file_info(path).mtime
-        return mtime.timestamp() if mtime is not None else None
+        """Modification time (epoch seconds) of a file or directory, or None when the store does not know it.
+
+        An object store has no directories, only key prefixes without a time: a directory's time there is
+        that of the newest file under it (what cleanup's age rules need of an orphan version folder)."""
+        info = self.fs.get_file_info(path)
+        if info.mtime is not None:
+            return info.mtime.timestamp()
+        if info.type != pafs.FileType.Directory:
+            return None
+        times = [
+            entry.mtime.timestamp()
+            for entry in self.fs.get_file_info(pafs.FileSelector(path, recursive=True))
+            if entry.type == pafs.FileType.File and entry.mtime is not None
+        ]
+        return max(times, default=None)
 
     def size_bytes(self, path: str) -> int:
         return self.fs.get_file_info(path).size

@@ -18,7 +18,9 @@ Steps, in order (each refusal is a Refusal with a stable code, and an audit even
                 refused with 429 before any work is done
  6. audit       `query.start`, written before execution: if it cannot be written the query
                 is refused (503 audit_unavailable), so no query runs unaudited
- 7. execute     `Gateway.run` under the plan's limits with the institution's re-keying key
+ 7. execute     `Gateway.run` under the plan's limits with the institution's re-keying key; on an object
+                store the versions' files are first fetched into the node's cache (datasets.cache) and
+                pinned until step 8, so DuckDB reads local files only (503 dataset_unavailable if the store fails)
  8. finish      when the stream ends (or the client goes away): rows returned and bytes
                 scanned charged, the slots given back, `query.run` recorded with the outcome
 
@@ -38,6 +40,7 @@ import hashlib
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -53,6 +56,7 @@ from audit.actors import by_client_id, by_username_or_system
 from audit.models import Outcome
 from audit.service import record
 from catalog.models import Dataset, DatasetVersion
+from datasets.cache import CacheError, FileCache, Pins, RemoteFile, remote_files
 from datasets.query import formats
 from datasets.query.bindings import DatasetBinding
 from datasets.query.errors import Code, QueryError, QueryFailed, QueryRejected
@@ -94,11 +98,11 @@ _gateway_lock = threading.Lock()
 
 
 def sandbox_config() -> SandboxConfig:
+    """DuckDB reads local files only: the store itself, or for an object store the node's cache of it."""
     store = _store(settings.STORE_URL)
-    if not store.is_local:
-        raise Refusal("Queries need a local store on this server.", code="internal_error", kind=Kind.FAILED)
+    cache = file_cache()
     return SandboxConfig(
-        store_root=store.root,
+        store_root=store.root if cache is None else str(cache.directory),
         temp_directory=str(settings.DATA_DIR / "query-tmp"),
         memory_limit_bytes=settings.QUERY_MEMORY_LIMIT_MB * 1024**2,
         threads=settings.QUERY_THREADS,
@@ -141,6 +145,33 @@ def _store(url: str) -> Store:
     return Store.from_url(url)
 
 
+def file_cache() -> FileCache | None:
+    """The node's cache of the object store's files (datasets.cache); None for a local store, read in place."""
+    if _store(settings.STORE_URL).is_local:
+        return None
+    return _file_cache(str(settings.DATA_DIR / "store-cache"), settings.STORE_CACHE_MAX_MB * 1024**2)
+
+
+@functools.lru_cache(maxsize=8)
+def _file_cache(directory: str, max_bytes: int) -> FileCache:
+    return FileCache(directory, max_bytes)
+
+
+def _pin(files: list[RemoteFile]) -> Pins:
+    """The query's files present in the node's cache and pinned until it ends (cold: fetched now, before
+    the query's clock starts); nothing to do for a local store. An object store that cannot deliver them is
+    503 dataset_unavailable, as a missing local file is."""
+    cache = file_cache()
+    if cache is None or not files:
+        return Pins({}, [])
+    try:
+        return cache.pin(_store(settings.STORE_URL), files)
+    except CacheError:
+        raise QueryFailed(
+            Code.DATASET_UNAVAILABLE, "A dataset file could not be read on this server right now."
+        ) from None
+
+
 # --- one query ---------------------------------------------------------------------------
 
 
@@ -167,6 +198,9 @@ class _Audit:
     username: str = ""
     started: float = field(default_factory=time.monotonic)
     versions: dict[str, int] = field(default_factory=dict)
+    # Joins a query's `query.start` to its `query.run`, and names its slots (query.interrupted finds the
+    # queries whose process died between the two).
+    query_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def __post_init__(self) -> None:
         if bool(self.client_id) == bool(self.username):
@@ -191,6 +225,7 @@ class _Audit:
             "format": self.fmt,
             "datasets": dict(self.versions),
             "duration_ms": round((time.monotonic() - self.started) * 1000),
+            "query_id": self.query_id,
             **extra,
         }
 
@@ -238,21 +273,25 @@ def run_query(
     """
     audit = _Audit(institution_id, client_id, sql, fmt, request, username)
     gateway = get_gateway()
-    use, granted, checked = _prepare(gateway, audit, institution_id, sql, versions, request, as_of)
+    use, granted, checked, files = _prepare(gateway, audit, institution_id, sql, versions, request, as_of)
     limits = _limits(granted.values(), max_rows)
     held = _start(use, audit, limits)
+    pins = Pins({}, [])
     try:
+        pins = _pin(files)
         result = gateway.execute(checked, partner_key(institution_id), limits, read=formats.READS[fmt])
         if on_start is not None:
             on_start(result)
         chunks = formats.stream(result, fmt)
     except QueryError as exc:
         held.release()
+        pins.release()
         raise audit.refused(query_error(exc), failed=isinstance(exc, QueryFailed)) from None
     except BaseException:
         held.release()
+        pins.release()
         raise
-    finishing = _finishing(chunks, result, granted.values(), held, audit)
+    finishing = _finishing(chunks, result, granted.values(), held, audit, pins)
     # Started here, so that its cleanup runs even if the server drops the response unread:
     # closing (or collecting) a generator that never started would skip its `finally`.
     try:
@@ -293,21 +332,21 @@ def _prepare(
     versions: Mapping[str, int] | None,
     request,
     as_of: datetime | None = None,
-) -> tuple[MeteredUse, dict[str, Grant], CheckedQuery]:
-    """Steps 1-4: the query's metered use, its grants and the query as checked (once); a refusal is audited
-    (as `query.run`) and raised."""
+) -> tuple[MeteredUse, dict[str, Grant], CheckedQuery, list[RemoteFile]]:
+    """Steps 1-4: the query's metered use, its grants, the query as checked (once) and the store's files it
+    reads (for the node's cache); a refusal is audited (as `query.run`) and raised."""
     try:
         if audit.fmt not in FORMATS:
             raise Refusal(f"Unknown format {audit.fmt!r}; choose one of {', '.join(FORMATS)}.", code="invalid_request")
         use = _use(gateway, audit, sql)
         granted = dict(zip(use.datasets, use.grants(), strict=True))
-        bindings = _bind(granted, dict(versions or {}), audit, as_of)
+        bindings, files = _bind(granted, dict(versions or {}), audit, as_of)
         checked = gateway.check(sql, bindings)
     except QueryError as exc:
         raise audit.refused(query_error(exc)) from None
     except Refusal as exc:
         raise audit.refused(exc) from None
-    return use, granted, checked
+    return use, granted, checked, files
 
 
 def query_error(exc: QueryError) -> Refusal:
@@ -356,7 +395,7 @@ def _check_cte_names(gateway: Gateway, sql: str) -> None:
 
 def _bind(
     granted: Mapping[str, Grant], requested: dict[str, int], audit: _Audit, as_of: datetime | None = None
-) -> dict[str, DatasetBinding]:
+) -> tuple[dict[str, DatasetBinding], list[RemoteFile]]:
     unknown = sorted(set(requested) - set(granted))
     if unknown:
         raise Refusal(
@@ -367,12 +406,13 @@ def _bind(
             raise Refusal("Give `versions` or `as_of`, not both.", code="invalid_request")
         requested = {slug: _version_at(grant, as_of) for slug, grant in granted.items()}
     store = _store(settings.STORE_URL)
-    bindings = {}
+    bindings, files = {}, []
     for slug, grant in granted.items():
         version = _version(grant, requested.get(slug))
         audit.versions[slug] = version.number
         bindings[slug] = binding_for(grant.dataset, version, store)
-    return bindings
+        files += remote_files(store, version.location, version.data_files)
+    return bindings, files
 
 
 def _version_at(grant: Grant, as_of: datetime) -> int:
@@ -413,7 +453,10 @@ def _version(grant: Grant, requested: int | None) -> DatasetVersion:
 
 def binding_for(dataset: Dataset, version: DatasetVersion, store: Store) -> DatasetBinding:
     """The gateway's view of one published version, governed by the spec it was built from (its tier,
-    column roles, entity and analysis rules), not by what the spec file says today."""
+    column roles, entity and analysis rules), not by what the spec file says today.
+
+    Its files are where DuckDB reads them: in a local store, or (object store) their copies in the node's
+    cache, which `run_query` fetches and pins before the query runs."""
     try:
         spec = version.dataset_spec
     except ValueError:  # fail closed: a version whose rules cannot be read is not served
@@ -428,12 +471,18 @@ def binding_for(dataset: Dataset, version: DatasetVersion, store: Store) -> Data
         slug=dataset.slug,
         version=version.number,
         tier=spec.tier,
-        files=tuple(store.path(version.location, file["path"]) for file in version.data_files),
+        files=tuple(_readable_paths(store, version)),
         columns={column["name"]: roles.get(column["name"], _UNDESCRIBED_ROLE) for column in version.schema},
         entity=spec.privacy.entity if spec.privacy else None,
         analysis=spec.analysis,
         size_bytes=sum(file.get("size_bytes", 0) for file in version.data_files) or version.bytes,
     )
+
+
+def _readable_paths(store: Store, version: DatasetVersion) -> list[str]:
+    files = remote_files(store, version.location, version.data_files)
+    cache = None if store.is_local else file_cache()
+    return [remote.source if cache is None else cache.path_for(remote) for remote in files]
 
 
 def _limits(granted, max_rows: int | None) -> Limits:
@@ -446,7 +495,7 @@ def _limits(granted, max_rows: int | None) -> Limits:
 def _start(use: MeteredUse, audit: _Audit, limits: Limits) -> _Slots:
     """Steps 5 and 6 in one transaction (one commit): the slots held, the query charged, `query.start` on record
     (fail closed: a query whose start cannot be recorded is refused, its charge given back)."""
-    held = _Slots()
+    held = _Slots(audit.query_id)
     try:
         use.commit(
             _CHARGED_BEFORE,
@@ -467,13 +516,14 @@ def _start(use: MeteredUse, audit: _Audit, limits: Limits) -> _Slots:
 class _Slots:
     """The concurrency slots a query holds (`metering.hold_query_slots`), given back when it ends."""
 
-    def __init__(self) -> None:
+    def __init__(self, holder: str = "") -> None:
+        self.holder = holder  # the query's id: its institution slot is named after it
         self._leases: list[Lease] = []
         self._released = False
 
     def hold(self, institution_id: int, granted, limits: Limits) -> None:
         """Step 5's concurrency slots: the institution's, then each subscription's (the charge follows)."""
-        self._leases = metering.hold_query_slots(institution_id, list(granted), limits.max_query_seconds)
+        self._leases = metering.hold_query_slots(institution_id, list(granted), holder=self.holder)
 
     def release(self) -> None:
         if not self._released:
@@ -496,8 +546,10 @@ def _resumed(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
         rest.close()
 
 
-def _finishing(chunks: Iterator[bytes], result: QueryResult, granted, held: _Slots, audit: _Audit) -> Iterator[bytes]:
-    """The chunks, then step 8 however the stream ends."""
+def _finishing(
+    chunks: Iterator[bytes], result: QueryResult, granted, held: _Slots, audit: _Audit, pins: Pins
+) -> Iterator[bytes]:
+    """The chunks, then step 8 however the stream ends (and the cached files it read unpinned)."""
     granted = list(granted)
     outcome, code = Outcome.SUCCESS, None
     try:
@@ -513,6 +565,7 @@ def _finishing(chunks: Iterator[bytes], result: QueryResult, granted, held: _Slo
         raise
     finally:
         result.close()
+        pins.release()
         if result.error is not None:
             outcome, code = Outcome.FAILURE, str(result.error.code)
         _record_end(result, granted, held, audit, _outcome(code, outcome), code)

@@ -46,6 +46,14 @@ STORE_URL = env_str(
     None,
     "Where published Parquet versions live: a local path or file:// URL, or s3://bucket/prefix?endpoint_override=host:port&region=... for S3-compatible storage. Default: <VITAMIN_DATA_DIR>/store.",
 ) or str(DATA_DIR / "store")
+STORE_CACHE_MAX_MB = env_int(
+    "VITAMIN_STORE_CACHE_MAX_MB",
+    10240,
+    "With an s3:// store: disk the query node's cache of published files (<VITAMIN_DATA_DIR>/store-cache, shared by "
+    "every process of the node) may fill, in MiB; the least recently used files are deleted first, never one a "
+    "running query reads. Size it to the versions partners query often: a file not cached is fetched before the query.",
+    minimum=1,
+)
 
 # --- Core Django ------------------------------------------------------------
 SECRET_KEY = env_secret(
