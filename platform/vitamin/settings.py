@@ -258,6 +258,13 @@ QUOTA_BACKEND = env_str(
 )
 if QUOTA_BACKEND == "redis" and not REDIS_URL:
     raise ImproperlyConfigured("VITAMIN_QUOTA_BACKEND=redis needs REDIS_URL")
+OUTAGE_RETRY_AFTER_SECONDS = env_int(
+    "VITAMIN_OUTAGE_RETRY_AFTER_SECONDS",
+    5,
+    "The Retry-After of a 503 answered because the database or the Redis quota store did not answer "
+    "(database_unavailable, quota_unavailable): about how long a restart of either takes.",
+    minimum=1,
+)
 
 # --- Datasets ------------------------------------------------------------------
 PSEUDONYM_MASTER_KEY = env_secret(
@@ -266,13 +273,6 @@ PSEUDONYM_MASTER_KEY = env_secret(
     generate_into=DATA_DIR / "pseudonym_key",
 )
 DATASET_SPECS_DIR = REPO_DIR / Path(  # an absolute value replaces REPO_DIR
-OUTAGE_RETRY_AFTER_SECONDS = env_int(
-    "VITAMIN_OUTAGE_RETRY_AFTER_SECONDS",
-    5,
-    "The Retry-After of a 503 answered because the database or the Redis quota store did not answer "
-    "(database_unavailable, quota_unavailable): about how long a restart of either takes.",
-    minimum=1,
-)
     env_str(
         "VITAMIN_DATASET_SPECS_DIR",
         "datasets/specs",
