@@ -1,5 +1,5 @@
-"""The audit pages in a real browser: staff find a partner's queries in the log; a partner's owner reads and verifies
-her institution's trail."""
+"""The audit pages in a real browser: staff find a partner's queries in the log and suspend the partner; a partner's
+owner reads and verifies her institution's trail."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(trans
 SQL = "SELECT csi_industry, SUM(gmv) AS gmv FROM industry_prosperity_monthly GROUP BY 1 ORDER BY 1"
 
 
-def test_staff_find_bobs_queries_and_the_owner_verifies_her_trail(
+def test_staff_find_bobs_queries_suspend_the_fund_and_the_owner_verifies_her_trail(
     live_server, page, client, catalog, fund, bank, alice, bob, olga, plan
 ):
     verification.forget()
@@ -52,6 +52,20 @@ def test_staff_find_bobs_queries_and_the_owner_verifies_her_trail(
         page.click("#export-jsonl")
     lines = open(download.value.path(), encoding="utf-8").read().splitlines()
     assert sorted(json.loads(line)["seq"] for line in lines) == sorted(event.seq for event in bobs)
+
+    # She suspends the fund from its page: its tool is refused on its next request.
+    page.goto(f"{base}/institutions/{fund.pk}/")
+    page.select_option("#id_to_status", "suspended")
+    page.fill("#id_reason", "Queries outside the agreed purpose, under review.")
+    page.click("button:has-text('Change status')")
+    assert page.locator("#status").inner_text() == "Suspended"
+    refused = client.post("/api/v1/query", {"sql": SQL}, content_type="application/json", **auth(token))
+    assert refused.status_code == 401
+    assert refused.json()["error"]["details"]["reason"] == "institution_not_active"
+    page.select_option("#id_to_status", "approved")
+    page.fill("#id_reason", "Review closed.")
+    page.click("button:has-text('Change status')")
+    assert page.locator("#status").inner_text() == "Approved"
     page.click("button:has-text('Sign out')")
 
     # Alice, the fund's owner, opens her trail from the institution page and verifies the chain.
