@@ -12,6 +12,7 @@ from datetime import date, timedelta
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from catalog.models import Dataset, DatasetVersion
 from datasets.query.limits import LIMIT_NAMES, Limits
@@ -51,12 +52,12 @@ class Subscription(models.Model):
     rejection, expiry or cancellation, the same row goes back to `requested`)."""
 
     class Status(models.TextChoices):
-        REQUESTED = "requested", "Requested"
-        APPROVED = "approved", "Approved"
-        REJECTED = "rejected", "Rejected"
-        REVOKED = "revoked", "Revoked"
-        EXPIRED = "expired", "Expired"
-        CANCELLED = "cancelled", "Cancelled"
+        REQUESTED = "requested", _("Requested")
+        APPROVED = "approved", _("Approved")
+        REJECTED = "rejected", _("Rejected")
+        REVOKED = "revoked", _("Revoked")
+        EXPIRED = "expired", _("Expired")
+        CANCELLED = "cancelled", _("Cancelled")
 
     institution = models.ForeignKey(Institution, on_delete=models.CASCADE, related_name="subscriptions")
     dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="subscriptions")

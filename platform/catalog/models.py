@@ -7,6 +7,8 @@ import json
 
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from datasets.spec import DatasetSpec, Tier
 from vitamin import access_generation as generation
@@ -73,8 +75,8 @@ class DatasetVersion(models.Model):
     """One immutable, published build of a dataset. Rows exist only for versions whose files are complete."""
 
     class Status(models.TextChoices):
-        PUBLISHED = "published", "Published"
-        RETIRED = "retired", "Retired"
+        PUBLISHED = "published", pgettext_lazy("version status", "Published")
+        RETIRED = "retired", _("Retired")
 
     dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="versions")
     number = models.PositiveIntegerField()
@@ -122,20 +124,20 @@ class RefreshRun(models.Model):
     """One attempt to refresh a dataset, from request to outcome."""
 
     class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        PUBLISHED = "published", "Published a new version"
-        UNCHANGED = "unchanged", "Unchanged (identical content)"
-        SKIPPED = "skipped", "Skipped (another refresh was running)"
-        FAILED = "failed", "Failed"
+        QUEUED = "queued", pgettext_lazy("refresh status", "Queued")
+        RUNNING = "running", _("Running")
+        PUBLISHED = "published", _("Published a new version")
+        UNCHANGED = "unchanged", _("Unchanged (identical content)")
+        SKIPPED = "skipped", _("Skipped (another refresh was running)")
+        FAILED = "failed", _("Failed")
 
     FINISHED = (Status.PUBLISHED, Status.UNCHANGED, Status.SKIPPED, Status.FAILED)
 
     class Trigger(models.TextChoices):
-        SCHEDULE = "schedule", "Schedule"
-        MANUAL = "manual", "Manual"
-        BOOTSTRAP = "bootstrap", "Bootstrap"
-        BACKFILL = "backfill", "Backfill of the monthly history"
+        SCHEDULE = "schedule", pgettext_lazy("refresh trigger", "Schedule")
+        MANUAL = "manual", _("Manual")
+        BOOTSTRAP = "bootstrap", _("Bootstrap")
+        BACKFILL = "backfill", _("Backfill of the monthly history")
 
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="refresh_runs")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)

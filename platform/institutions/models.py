@@ -4,23 +4,25 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from institutions.credit_code import validate_credit_code
 
 
 class InstitutionType(models.TextChoices):
-    FUND_COMPANY = "fund_company", "Fund management company"
-    BANK = "bank", "Bank"
-    INSURER = "insurer", "Insurer"
-    SECURITIES_FIRM = "securities_firm", "Securities firm"
-    OTHER = "other", "Other"
+    FUND_COMPANY = "fund_company", _("Fund management company")
+    BANK = "bank", _("Bank")
+    INSURER = "insurer", _("Insurer")
+    SECURITIES_FIRM = "securities_firm", _("Securities firm")
+    OTHER = "other", _("Other")
 
 
 class InstitutionStatus(models.TextChoices):
-    PENDING = "pending", "Pending review"
-    APPROVED = "approved", "Approved"
-    SUSPENDED = "suspended", "Suspended"
-    CLOSED = "closed", "Closed"
+    PENDING = "pending", _("Pending review")
+    APPROVED = "approved", _("Approved")
+    SUSPENDED = "suspended", _("Suspended")
+    CLOSED = "closed", _("Closed")
 
 
 class InstitutionManager(models.Manager):
@@ -81,10 +83,10 @@ class InstitutionStatusChange(models.Model):
 
 
 class Role(models.TextChoices):
-    OWNER = "owner", "Owner"
-    ADMIN = "admin", "Admin"
-    ANALYST = "analyst", "Analyst"
-    VIEWER = "viewer", "Viewer"
+    OWNER = "owner", _("Owner")
+    ADMIN = "admin", pgettext_lazy("member role", "Admin")  # not the header's link to the Django admin
+    ANALYST = "analyst", _("Analyst")
+    VIEWER = "viewer", _("Viewer")
 
 
 # Roles that manage the institution on the portal: members, clients, registration tokens.

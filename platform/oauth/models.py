@@ -12,6 +12,7 @@ from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, ClientMixin, TokenMix
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from institutions.models import Institution, InstitutionStatus
 from oauth import credentials
@@ -19,18 +20,18 @@ from oauth.scopes import parse_scope
 
 
 class AuthMethod(models.TextChoices):
-    CLIENT_SECRET_BASIC = "client_secret_basic", "Client secret (HTTP Basic)"
-    CLIENT_SECRET_POST = "client_secret_post", "Client secret (form post)"
-    PRIVATE_KEY_JWT = "private_key_jwt", "Signed JWT with a registered key (RFC 7523)"
+    CLIENT_SECRET_BASIC = "client_secret_basic", _("Client secret (HTTP Basic)")
+    CLIENT_SECRET_POST = "client_secret_post", _("Client secret (form post)")
+    PRIVATE_KEY_JWT = "private_key_jwt", _("Signed JWT with a registered key (RFC 7523)")
 
 
 SECRET_AUTH_METHODS = frozenset({AuthMethod.CLIENT_SECRET_BASIC, AuthMethod.CLIENT_SECRET_POST})
 
 
 class GrantType(models.TextChoices):
-    CLIENT_CREDENTIALS = "client_credentials", "Client credentials (machine to machine)"
-    AUTHORIZATION_CODE = "authorization_code", "Authorization code with PKCE (a tool acting for a member)"
-    REFRESH_TOKEN = "refresh_token", "Refresh token"
+    CLIENT_CREDENTIALS = "client_credentials", _("Client credentials (machine to machine)")
+    AUTHORIZATION_CODE = "authorization_code", _("Authorization code with PKCE (a tool acting for a member)")
+    REFRESH_TOKEN = "refresh_token", _("Refresh token")
 
 
 class Client(ClientMixin, models.Model):

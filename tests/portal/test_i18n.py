@@ -15,7 +15,7 @@ from pathlib import Path
 
 import polib
 import pytest
-from catalog_support import approved
+from catalog_support import approved, bearer_token
 from django.core import mail
 from django.template import engines
 from django.templatetags.i18n import BlockTranslateNode, TranslateNode
@@ -103,8 +103,9 @@ def _marked_in_python() -> dict[str, set[str]]:
             continue
         strings = set()
         for node in ast.walk(ast.parse(source)):
-            if isinstance(node, ast.Call) and getattr(node.func, "id", None) in calls:
-                for argument in node.args[:2]:
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) in calls | {"pgettext_lazy"}:
+                arguments = node.args[1:2] if node.func.id == "pgettext_lazy" else node.args[:2]
+                for argument in arguments:
                     if isinstance(argument, ast.Constant) and isinstance(argument.value, str):
                         strings.add(argument.value)
         marked[str(path.relative_to(PLATFORM))] = strings
@@ -332,3 +333,23 @@ def test_a_member_without_a_subscription_sees_the_empty_workbench_in_chinese(fun
     add_member(fund, viewer, Role.ANALYST)
     page = chinese(signed_in(viewer).get("/workbench/", **CHINESE))
     assert "您的机构还没有允许查询的订阅。" in page
+
+
+def test_status_role_and_type_names_in_chinese_and_in_english(fund, alice):
+    page = chinese(signed_in(alice).get(f"/institutions/{fund.pk}/", **CHINESE))
+    assert '<span class="status status-approved" id="status">已批准</span>' in page
+    assert "基金管理公司" in page and "您的角色：所有者" in page
+    english = signed_in(alice).get(f"/institutions/{fund.pk}/").content.decode()
+    assert '<span class="status status-approved" id="status">Approved</span>' in english
+
+
+def test_an_api_listing_names_its_choices_in_english(fund, alice, catalog, plan):
+    """Choice labels are translatable (gettext_lazy); the API still renders them in English."""
+    subscription = approved(fund, catalog.cards, plan, [Mode.QUERY])
+    response = Client().get(
+        f"/api/v1/subscriptions/{subscription.pk}",
+        HTTP_AUTHORIZATION=f"Bearer {bearer_token(fund, user=alice)}",
+        **CHINESE,
+    )
+    assert response.status_code == 200, response.content
+    assert not re.search(r"[\u4e00-\u9fff]", response.content.decode())
