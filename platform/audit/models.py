@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from audit.chain import canonical_json, format_timestamp
 
@@ -20,9 +21,9 @@ class AppendOnlyError(Exception):
 
 
 class ActorType(models.TextChoices):
-    USER = "user", "User"
-    CLIENT = "client", "OAuth client"
-    SYSTEM = "system", "System"
+    USER = "user", _("User")
+    CLIENT = "client", _("OAuth client")
+    SYSTEM = "system", _("System")
 
 
 class Outcome:

@@ -14,6 +14,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from audit import verification
@@ -75,7 +76,7 @@ def verify_trail(request, pk: int):
     try:
         anchor = ChainHead.parse(text) if text else None
     except ValueError as exc:
-        messages.error(request, f"Anchor: {exc}")
+        messages.error(request, _("Anchor: %(problem)s") % {"problem": exc})
         return redirect("institution-audit", pk=pk)
     try:
         take_read(institution.pk, view="verify", actor=actor, request=request)
@@ -91,14 +92,24 @@ def verify_trail(request, pk: int):
     )
     chain = result.chain
     if chain.ok:
-        messages.success(request, f"Chain intact: {chain.events_checked} events, head {chain.head}.")
+        messages.success(
+            request,
+            _("Chain intact: %(events)s events, head %(head)s.") % {"events": chain.events_checked, "head": chain.head},
+        )
     else:
-        messages.error(request, f"Chain broken at seq {chain.bad_seq} ({chain.problem}): {chain.message}")
+        messages.error(
+            request,
+            _("Chain broken at seq %(seq)s (%(problem)s): %(message)s")
+            % {"seq": chain.bad_seq, "problem": chain.problem, "message": chain.message},
+        )
     if anchor is not None:
         if result.anchor_ok:
-            messages.success(request, f"Anchor {anchor.seq} is in the chain, unchanged.")
+            messages.success(request, _("Anchor %(seq)s is in the chain, unchanged.") % {"seq": anchor.seq})
         else:
-            messages.error(request, f"Anchor {anchor.seq} does not hold: {result.anchor_problem}.")
+            messages.error(
+                request,
+                _("Anchor %(seq)s does not hold: %(problem)s.") % {"seq": anchor.seq, "problem": result.anchor_problem},
+            )
     return redirect("institution-audit", pk=pk)
 
 

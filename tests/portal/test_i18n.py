@@ -353,3 +353,11 @@ def test_an_api_listing_names_its_choices_in_english(fund, alice, catalog, plan)
     )
     assert response.status_code == 200, response.content
     assert not re.search(r"[\u4e00-\u9fff]", response.content.decode())
+
+
+def test_the_audit_pages_in_chinese(fund, alice, olga):
+    trail = chinese(signed_in(alice).get(f"/institutions/{fund.pk}/audit/", **CHINESE))
+    assert "<h1>审计日志</h1>" in trail and "校验哈希链" in trail and "操作者类型" in trail
+    verified = chinese(signed_in(alice).post(f"/institutions/{fund.pk}/audit/verify/", follow=True, **CHINESE))
+    assert "哈希链完整：" in verified
+    assert "<h1>审计检索</h1>" in chinese(signed_in(olga).get("/audit/search/", **CHINESE))
