@@ -7,6 +7,10 @@
         ...
     metering.refund(grant, "rows_returned", unused)
 
+A query slot is a short lease (VITAMIN_QUERY_SLOT_LEASE_SECONDS) that this process renews
+while the query runs (quotas.keeper): a process killed mid-query gives its slots back
+within that lifetime, not after the query's whole time limit.
+
 Usage is counted per subscription (quota subject `subscription:{id}`): each
 subscription has its own plan, so each has its own counters, and the same
 subscription requested again keeps its counters for the day. Daily limits use
@@ -23,6 +27,7 @@ from django.conf import settings
 
 from access.service import Grant
 from datasets.query.limits import CONCURRENT_QUERIES, DAILY_METRICS
+from quotas.keeper import keeper
 from quotas.service import (
     Charge,
     Decision,
@@ -30,14 +35,13 @@ from quotas.service import (
     Window,
     consume_all,
     get_backend,
+    live_leases,
     release_all,
     reserve_lease,
 )
 from quotas.service import refund as refund_quota
 from vitamin.refusals import Kind, Refusal
 
-# A query slot outlives the query time limit by this much, so a crashed process frees it soon after.
-QUERY_SLOT_MARGIN_SECONDS = 30
 # What `meter` charges against: use that already happened always counts.
 _NO_LIMIT = 2**62
 
@@ -96,60 +100,76 @@ def refund(grant: Grant, metric: str, amount: int, *, now: datetime | None = Non
 @contextmanager
 def query_slot(grant: Grant, *, now: datetime | None = None) -> Iterator[Lease]:
     """Hold one of the subscription's concurrent query slots for the block, or raise a LIMIT_REACHED Refusal."""
-    with _slot(grant.quota_subject, grant.limits.concurrent_queries, grant.limits.max_query_seconds, now=now) as lease:
+    with _slot(grant.quota_subject, grant.limits.concurrent_queries, now=now) as lease:
         yield lease
 
 
 @contextmanager
-def institution_query_slot(institution_id: int, max_query_seconds: int, *, now: datetime | None = None):
+def institution_query_slot(institution_id: int, *, now: datetime | None = None):
     """Hold one of the institution's VITAMIN_QUERY_CONCURRENT_PER_INSTITUTION slots, or raise a LIMIT_REACHED Refusal.
 
     Whatever its subscriptions allow each, an institution runs at most this many queries at once.
     """
     subject = f"institution:{institution_id}"
-    with _slot(subject, settings.QUERY_CONCURRENT_PER_INSTITUTION, max_query_seconds, now=now) as lease:
+    with _slot(subject, settings.QUERY_CONCURRENT_PER_INSTITUTION, now=now) as lease:
         yield lease
 
 
-def hold_query_slots(institution_id: int, grants: Sequence[Grant], max_query_seconds: int) -> list[Lease]:
+def hold_query_slots(institution_id: int, grants: Sequence[Grant], *, holder: str = "") -> list[Lease]:
     """The slots one query holds: the institution's, then each subscription's (`institution_query_slot`,
-    `query_slot`), or a LIMIT_REACHED Refusal with none held. Give them back with `release_query_slots`."""
-    wanted = [(f"institution:{institution_id}", settings.QUERY_CONCURRENT_PER_INSTITUTION, max_query_seconds)]
-    wanted += [
-        (grant.quota_subject, grant.limits.concurrent_queries, grant.limits.max_query_seconds) for grant in grants
-    ]
+    `query_slot`), or a LIMIT_REACHED Refusal with none held. Give them back with `release_query_slots`.
+
+    With `holder` (a query's id) the institution's lease is named `{holder}.0`, so that `query_alive` can
+    tell later whether the query's process still holds it. A slot lasts while this process runs the query
+    and streams its result (the keeper renews it), not a fixed time."""
+    wanted = [(f"institution:{institution_id}", settings.QUERY_CONCURRENT_PER_INSTITUTION)]
+    wanted += [(grant.quota_subject, grant.limits.concurrent_queries) for grant in grants]
     held: list[Lease] = []
     try:
-        for subject, limit, seconds in wanted:
-            held.append(_reserve_slot(subject, limit, seconds))
+        for index, (subject, limit) in enumerate(wanted):
+            held.append(_reserve_slot(subject, limit, lease_id=f"{holder}.{index}" if holder else None))
     except BaseException:
-        release_all(held)
+        _give_back(held)
         raise
     return held
 
 
 def release_query_slots(leases: Sequence[Lease]) -> None:
     """Give back the slots `hold_query_slots` gave (one statement); harmless for any already gone."""
-    release_all(leases)
+    _give_back(leases)
+
+
+def query_alive(institution_id: int, holder: str) -> bool:
+    """Whether the query `holder` (the id `hold_query_slots` got) still holds its institution slot: False once
+    it gave its slots back or its process died (the lease lapsed unrenewed)."""
+    lease = Lease(f"institution:{institution_id}", CONCURRENT_QUERIES, f"{holder}.0", expires_at=None)
+    return bool(live_leases([lease]))
 
 
 @contextmanager
-def _slot(subject: str, limit: int, max_query_seconds: int, *, now: datetime | None) -> Iterator[Lease]:
-    lease = _reserve_slot(subject, limit, max_query_seconds, now=now)
+def _slot(subject: str, limit: int, *, now: datetime | None) -> Iterator[Lease]:
+    lease = _reserve_slot(subject, limit, now=now)
     try:
         yield lease
     finally:
-        release_all([lease])
+        _give_back([lease])
 
 
-def _reserve_slot(subject: str, limit: int, max_query_seconds: int, *, now: datetime | None = None) -> Lease:
-    """One concurrent query slot of `subject`, lasting past the query's time limit by a margin (so a crashed
-    process frees it soon after), or a LIMIT_REACHED Refusal naming whose limit it is."""
-    ttl_seconds = max_query_seconds + QUERY_SLOT_MARGIN_SECONDS
-    lease, decision = reserve_lease(subject, CONCURRENT_QUERIES, limit, ttl_seconds, now=now)
+def _reserve_slot(subject: str, limit: int, *, now: datetime | None = None, lease_id: str | None = None) -> Lease:
+    """One concurrent query slot of `subject`, a short lease this process renews until it gives it back (so a
+    killed process frees it within VITAMIN_QUERY_SLOT_LEASE_SECONDS), or a LIMIT_REACHED Refusal naming whose
+    limit it is."""
+    ttl_seconds = settings.QUERY_SLOT_LEASE_SECONDS
+    lease, decision = reserve_lease(subject, CONCURRENT_QUERIES, limit, ttl_seconds, now=now, lease_id=lease_id)
     if lease is None:
         raise quota_exceeded(CONCURRENT_QUERIES, decision, now=now, scope=subject.partition(":")[0])
+    keeper().keep([lease], ttl_seconds)
     return lease
+
+
+def _give_back(leases: Sequence[Lease]) -> None:
+    keeper().drop(leases)
+    release_all(leases)
 
 
 def quota_exceeded(

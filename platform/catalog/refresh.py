@@ -333,7 +333,9 @@ def recover_refreshes(*, now: datetime | None = None) -> dict:
         with transaction.atomic():
             if run.attempts >= REFRESH_MAX_ATTEMPTS:
                 if as_read.update(
-                    status=RefreshRun.Status.FAILED, error=f"{error}; gave up after {run.attempts} attempts", finished_at=now
+                    status=RefreshRun.Status.FAILED,
+                    error=f"{error}; gave up after {run.attempts} attempts",
+                    finished_at=now,
                 ):
                     run.refresh_from_db()
                     _record_outcome(run)

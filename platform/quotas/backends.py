@@ -87,6 +87,15 @@ class QuotaBackend(ABC):
         """Hold `lease` if fewer than `limit` leases of its subject and metric are live at `now`."""
 
     @abstractmethod
+    def renew_all(self, leases: Sequence[Lease], expires_at: datetime, now: datetime) -> int:
+        """Move the expiry of each lease still live at `now` to `expires_at`; returns how many were. A lapsed
+        lease stays lapsed: its slot may have gone to someone else."""
+
+    @abstractmethod
+    def live(self, leases: Sequence[Lease], now: datetime) -> set[str]:
+        """The ids of those of `leases` still held at `now`."""
+
+    @abstractmethod
     def release(self, lease: Lease) -> None:
         """Drop `lease`; releasing twice or after expiry is harmless."""
 

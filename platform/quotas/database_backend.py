@@ -98,6 +98,22 @@ class DatabaseBackend(QuotaBackend):
             held, first_expiry = cursor.fetchone()
         return ReserveResult(False, held, _datetime_from_db(first_expiry))
 
+    def renew_all(self, leases: Sequence[Lease], expires_at: datetime, now: datetime) -> int:
+        if not leases:
+            return 0
+        adapt = connection.ops.adapt_datetimefield_value
+        ids = ", ".join(["%s"] * len(leases))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _RENEW_LEASES_SQL.format(ids=ids),
+                [adapt(expires_at), *(lease.lease_id for lease in leases), adapt(now)],
+            )
+            return cursor.rowcount
+
+    def live(self, leases: Sequence[Lease], now: datetime) -> set[str]:
+        ids = [lease.lease_id for lease in leases]
+        return set(QuotaLease.objects.filter(lease_id__in=ids, expires_at__gt=now).values_list("lease_id", flat=True))
+
     def release(self, lease: Lease) -> None:
         self.release_all([lease])
 
@@ -256,6 +272,10 @@ _INSERT_LEASE_IF_ROOM_SQL = """
 INSERT INTO quotas_quotalease (subject, metric, lease_id, expires_at)
 SELECT %s, %s, %s, %s
 WHERE (SELECT COUNT(*) FROM quotas_quotalease WHERE subject = %s AND metric = %s AND expires_at > %s) < %s
+"""
+
+_RENEW_LEASES_SQL = """
+UPDATE quotas_quotalease SET expires_at = %s WHERE lease_id IN ({ids}) AND expires_at > %s
 """
 
 _DELETE_LEASES_SQL = """

@@ -8,6 +8,7 @@ from quotas.windows import Window
 
 SUBJECT_MAX_LENGTH = 200
 METRIC_MAX_LENGTH = 64
+LEASE_ID_MAX_LENGTH = 64
 
 
 class QuotaCounter(models.Model):
@@ -50,7 +51,7 @@ class QuotaLease(models.Model):
 
     subject = models.CharField(max_length=SUBJECT_MAX_LENGTH)
     metric = models.CharField(max_length=METRIC_MAX_LENGTH)
-    lease_id = models.CharField(max_length=32, unique=True)
+    lease_id = models.CharField(max_length=LEASE_ID_MAX_LENGTH, unique=True)
     expires_at = models.DateTimeField(db_index=True)
 
     class Meta:

@@ -105,6 +105,24 @@ return {granted, held, tonumber(first) or -1}
 """
 
 
+# KEYS: each lease's sorted set; ARGV: now (ms), the new expiry (ms), then each lease's id. Only a lease still
+# live moves; the set's own expiry follows its latest lease.
+_RENEW = """
+local renewed = 0
+for i = 1, #KEYS do
+  local score = redis.call('ZSCORE', KEYS[i], ARGV[i + 2])
+  if score and tonumber(score) > tonumber(ARGV[1]) then
+    redis.call('ZADD', KEYS[i], 'XX', ARGV[2], ARGV[i + 2])
+    if redis.call('PTTL', KEYS[i]) < tonumber(ARGV[2]) - tonumber(ARGV[1]) then
+      redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[2]) - tonumber(ARGV[1]))
+    end
+    renewed = renewed + 1
+  end
+end
+return renewed
+"""
+
+
 class RedisBackend(QuotaBackend):
     def __init__(self, url: str):
         self.url = url
@@ -112,6 +130,7 @@ class RedisBackend(QuotaBackend):
         self._consume_all = self.client.register_script(_CONSUME_ALL)
         self._refund = self.client.register_script(_REFUND)
         self._reserve = self.client.register_script(_RESERVE)
+        self._renew = self.client.register_script(_RENEW)
 
     def consume_all(self, takes: Sequence[Take], now: datetime) -> ConsumeResult:
         keys, args = [], []
@@ -146,6 +165,31 @@ class RedisBackend(QuotaBackend):
         )
         first_expiry = None if first_expiry_ms < 0 else EPOCH + timedelta(milliseconds=first_expiry_ms)
         return ReserveResult(bool(granted), int(held), first_expiry)
+
+    def renew_all(self, leases: Sequence[Lease], expires_at: datetime, now: datetime) -> int:
+        if not leases:
+            return 0
+        return int(
+            self._renew(
+                keys=[_lease_key(lease) for lease in leases],
+                args=[
+                    _milliseconds(now - EPOCH),
+                    _milliseconds(expires_at - EPOCH),
+                    *(lease.lease_id for lease in leases),
+                ],
+            )
+        )
+
+    def live(self, leases: Sequence[Lease], now: datetime) -> set[str]:
+        pipeline = self.client.pipeline(transaction=False)
+        for lease in leases:
+            pipeline.zscore(_lease_key(lease), lease.lease_id)
+        now_ms = _milliseconds(now - EPOCH)
+        return {
+            lease.lease_id
+            for lease, score in zip(leases, pipeline.execute(), strict=True)
+            if score is not None and score > now_ms
+        }
 
     def release(self, lease: Lease) -> None:
         self.client.zrem(_lease_key(lease), lease.lease_id)

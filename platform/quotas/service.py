@@ -7,7 +7,9 @@ Two kinds of quota:
   `consume_all([Charge(...), ...])` takes several or none in one round trip,
   `refund` gives back what was not used;
 - concurrency leases: `reserve(subject, metric, limit, ttl_seconds)` holds one of
-  `limit` slots until `release(lease)` or until the lease expires.
+  `limit` slots until `release(lease)` or until the lease expires; `renew` moves a
+  live lease's expiry on, so a short lease renewed while its holder works (quotas.keeper)
+  is given back soon after the holder dies; `live_leases` says which are still held.
 
 Everything consumed is also counted per day in UsageDaily (read with `usage`).
 The backend (database or Redis) comes from settings.QUOTA_BACKEND; every
@@ -31,7 +33,7 @@ from django.utils import timezone
 from quotas.backends import CounterKey, QuotaBackend, Take
 from quotas.database_backend import DatabaseBackend
 from quotas.decisions import Decision, Lease, QuotaExceeded, decide, rate_limit_headers
-from quotas.models import METRIC_MAX_LENGTH, SUBJECT_MAX_LENGTH, UsageDaily
+from quotas.models import LEASE_ID_MAX_LENGTH, METRIC_MAX_LENGTH, SUBJECT_MAX_LENGTH, UsageDaily
 from quotas.redis_backend import RedisBackend
 from quotas.windows import Window
 
@@ -54,6 +56,8 @@ __all__ = [
     "refund",
     "release",
     "release_all",
+    "live_leases",
+    "renew",
     "reserve_lease",
     "reserve",
     "reserved",
@@ -235,6 +239,26 @@ def release_all(leases: Sequence[Lease], *, backend: QuotaBackend | None = None)
     (backend or get_backend()).release_all(leases)
 
 
+def renew(
+    leases: Sequence[Lease], ttl_seconds: float, *, backend: QuotaBackend | None = None, now: datetime | None = None
+) -> int:
+    """Extend each lease still live to `ttl_seconds` from now (one statement or script); returns how many were.
+    A lease that already lapsed is not revived."""
+    now = _aware(now)
+    if not ttl_seconds > 0:
+        raise ValueError(f"ttl_seconds must be positive, not {ttl_seconds!r}")
+    return (backend or get_backend()).renew_all(leases, _lease_expiry(now, ttl_seconds), now)
+
+
+def live_leases(
+    leases: Sequence[Lease], *, backend: QuotaBackend | None = None, now: datetime | None = None
+) -> set[str]:
+    """The ids of those of `leases` still held now (neither released nor lapsed)."""
+    if not leases:
+        return set()
+    return (backend or get_backend()).live(leases, _aware(now))
+
+
 @contextmanager
 def reserved(
     subject: str,
@@ -263,24 +287,32 @@ def reserve_lease(
     *,
     backend: QuotaBackend | None = None,
     now: datetime | None = None,
+    lease_id: str | None = None,
 ) -> tuple[Lease | None, Decision | None]:
     """`reserve` with the refusing decision: (lease, None) when granted (nothing reads a decision then), else
-    (None, the decision that refused)."""
+    (None, the decision that refused). `lease_id` (unique, at most 64 characters) names the lease after its
+    holder, so that others can ask whether it is still held (`live_leases`); default a random one."""
     now = _aware(now)
     _check_key(subject, metric)
     _check_count("limit", limit)
     if not ttl_seconds > 0:
         raise ValueError(f"ttl_seconds must be positive, not {ttl_seconds!r}")
-    expires_at = now + timedelta(seconds=ttl_seconds)
-    # Whole milliseconds, the resolution Redis scores keep, so both backends expire a lease at the same instant.
-    expires_at = expires_at.replace(microsecond=expires_at.microsecond // 1000 * 1000)
-    candidate = Lease(subject=subject, metric=metric, lease_id=uuid.uuid4().hex, expires_at=expires_at)
+    if lease_id is not None and not 0 < len(lease_id) <= LEASE_ID_MAX_LENGTH:
+        raise ValueError(f"lease_id must be 1 to {LEASE_ID_MAX_LENGTH} characters")
+    expires_at = _lease_expiry(now, ttl_seconds)
+    candidate = Lease(subject=subject, metric=metric, lease_id=lease_id or uuid.uuid4().hex, expires_at=expires_at)
     result = (backend or get_backend()).reserve(candidate, limit, now)
     if result.granted:
         return candidate, None
     # With limit 0 nothing is ever held, so no lease expiry says when to retry; a lease's lifetime does.
     reset_at = result.first_expiry or expires_at
     return None, decide(allowed=False, used=result.held or 0, limit=limit, reset_at=reset_at, now=now)
+
+
+def _lease_expiry(now: datetime, ttl_seconds: float) -> datetime:
+    expires_at = now + timedelta(seconds=ttl_seconds)
+    # Whole milliseconds, the resolution Redis scores keep, so both backends expire a lease at the same instant.
+    return expires_at.replace(microsecond=expires_at.microsecond // 1000 * 1000)
 
 
 def rollup_usage(*, backend: QuotaBackend | None = None, now: datetime | None = None) -> int:
