@@ -361,3 +361,9 @@ def test_the_audit_pages_in_chinese(fund, alice, olga):
     verified = chinese(signed_in(alice).post(f"/institutions/{fund.pk}/audit/verify/", follow=True, **CHINESE))
     assert "哈希链完整：" in verified
     assert "<h1>审计检索</h1>" in chinese(signed_in(olga).get("/audit/search/", **CHINESE))
+
+
+def test_the_switchers_choice_is_kept_for_a_year():
+    response = Client().post("/i18n/setlang/", {"language": "zh-hans", "next": "/"})
+    cookie = response.cookies["django_language"]
+    assert cookie.value == "zh-hans" and int(cookie["max-age"]) == 365 * 24 * 3600
