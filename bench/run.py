@@ -52,6 +52,12 @@ BENCHMARKS = {
     "lookup": ("bench_lookup.py", ["--rows", "10000000"], ["--rows", "200000", "--repeat", "3"]),
     "fund-index": ("bench_fund_index.py", ["--rows", "1000000"], ["--rows", "200000", "--repeat", "3"]),
     "workbench": ("bench_workbench.py", ["--rows", "1000000"], ["--rows", "200000", "--repeat", "7"]),
+    # Many partners, a mix of requests at 1-16 clients, then memory per process over a 5-minute soak.
+    "load": (
+        "bench_load.py",
+        ["--rows", "2000000", "--partners", "50"],
+        ["--rows", "200000", "--partners", "10", "--step-seconds", "5", "--soak-seconds", "30"],
+    ),
 }
 
 

@@ -1,4 +1,4 @@
-"""A live gunicorn with partners ready to query it: for fault tests and the load benchmark.
+"""A live gunicorn with partners ready to query it: for fault tests and the load benchmark (bench/bench_load.py).
 
     env = web_environment(data_dir, DATABASE_URL=..., REDIS_URL=..., VITAMIN_QUOTA_BACKEND="redis")
     partners = seed_partners(env, "cards", {"province": "dimension", "amount": "measure"}, count=3)
