@@ -4,8 +4,8 @@ Portal pages follow the visitor: the language chosen with the header's switcher 
 `set_language`, kept in a cookie), else the browser's Accept-Language, else English
 (settings.LANGUAGES, docs/portal.md "Languages"). The machine-facing paths never do: the
 REST API, the Delta Sharing protocol and OAuth's JSON endpoints answer in English whatever the
-client sends, because their messages sit beside stable error codes as part of the contract
-(docs/api.md) and Django's and DRF's own messages would otherwise arrive translated.
+client sends, because their messages sit beside stable error codes as part of the contract, and
+Django's and DRF's own messages would otherwise arrive translated.
 """
 
 from __future__ import annotations
