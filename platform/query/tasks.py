@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from query.interrupted import record_interrupted_queries
 from query.jobs import RUN_JOB_TASK, cleanup_jobs, execute_job
 
 PERIODIC_TASKS = {
     "query-cleanup-jobs": {"task": "query.cleanup_jobs", "schedule": 3600.0, "options": {"expires": 1800}},
+    "query-record-interrupted": {"task": "query.record_interrupted", "schedule": 60.0, "options": {"expires": 55}},
 }
 
 
@@ -19,3 +21,9 @@ def run_query_job(job_id: str) -> None:
 @shared_task(name="query.cleanup_jobs")
 def cleanup_jobs_task() -> dict:
     return cleanup_jobs()
+
+
+@shared_task(name="query.record_interrupted")
+def record_interrupted_task() -> list[str]:
+    """`query.run` (outcome `interrupted`) for queries whose process died mid-way (query.interrupted)."""
+    return record_interrupted_queries()
