@@ -15,6 +15,12 @@ download goes through `open_result`: the grants of the datasets the job read
 are checked again, the file's size is charged to `bytes_downloaded`, and the
 download is audited (`query.job_download`).
 
+With an object store (an s3:// VITAMIN_STORE_URL) the finished file is uploaded to
+`<store>/job-results/<id>.<ext>` and the local copy deleted, so any web node serves what
+any worker wrote; a download is then checked and charged (the whole file) as above and
+answered with a redirect to a pre-signed URL of the store (`presigned_result`), valid
+VITAMIN_SHARING_URL_SECONDS at most and never past the result's expiry.
+
 Cancelling: a queued job never starts (the worker only takes a job still
 `queued`). While a job runs, a thread of the worker writes its progress about
 once a second and, when it finds the job cancelled, interrupts the query at
@@ -52,9 +58,10 @@ from datasets.query.errors import QueryError
 from datasets.query.limits import CONCURRENT_QUERIES
 from datasets.query.results import QueryResult
 from datasets.spec import Mode
+from datasets.storage import Store
 from oauth.models import Client
 from query.models import QueryJob
-from query.service import check_query, get_gateway, run_query
+from query.service import check_query, configured_store, get_gateway, run_query
 from vitamin.background import every
 from vitamin.ranges import ByteRange
 from vitamin.refusals import Kind, Refusal
@@ -81,6 +88,16 @@ STALE_RUNNING = timedelta(hours=6)  # longer than any plan's time limit: such a 
 
 def results_dir() -> Path:
     return Path(settings.DATA_DIR) / "job-results"
+
+
+def results_store() -> Store | None:
+    """The object store finished results go to; None when results stay in results_dir() (a local store)."""
+    target = configured_store()
+    return None if target.is_local else target
+
+
+def _stored_path(target: Store, name: str) -> str:
+    return target.path("job-results", name)
 
 
 def submit_job(
@@ -190,6 +207,14 @@ def execute_job(job_id: UUID | str) -> None:
         return
     final = results_dir() / name
     partial.rename(final)
+    size = final.stat().st_size
+    try:
+        _upload(final, name)
+    except OSError:
+        log.exception("storing the result of query job %s failed", job.pk)
+        final.unlink(missing_ok=True)
+        _fail(job, "store_unavailable", "The job's result could not be stored; submit it again.")
+        return
     now = timezone.now()
     finished = QueryJob.objects.filter(pk=job.pk, state=State.RUNNING).update(
         state=State.SUCCEEDED,
@@ -197,13 +222,33 @@ def execute_job(job_id: UUID | str) -> None:
         truncated=run.result.truncated,
         bytes_scanned=run.result.bytes_scanned,
         result_path=name,
-        result_bytes=final.stat().st_size,
+        result_bytes=size,
         datasets=run.versions,
         finished_at=now,
         expires_at=now + timedelta(seconds=settings.JOB_RESULT_SECONDS),
     )
     if not finished:  # cancelled while the last batch was written
-        final.unlink(missing_ok=True)
+        _delete_result(name)
+
+
+def _upload(final: Path, name: str) -> None:
+    """With an object store: the finished file there (an S3 object appears whole when its upload completes),
+    the local copy gone."""
+    target = results_store()
+    if target is None:
+        return
+    target.fs.create_dir(target.path("job-results"), recursive=True)
+    with final.open("rb") as source, target.fs.open_output_stream(_stored_path(target, name)) as out:
+        while chunk := source.read(4 * 1024 * 1024):
+            out.write(chunk)
+    final.unlink()
+
+
+def _delete_result(name: str) -> None:
+    (results_dir() / name).unlink(missing_ok=True)
+    target = results_store()
+    if target is not None:
+        target.delete_file(_stored_path(target, name))
 
 
 def _write(chunks, partial: Path) -> None:
@@ -292,13 +337,57 @@ def cancel_job(job: QueryJob, *, request=None) -> QueryJob:
 
 def result_file(job: QueryJob) -> Path:
     """The finished result's file; 409 result_not_ready before it exists, 410 result_expired after expires_at."""
-    if job.state != State.SUCCEEDED:
-        raise Refusal(f"The job is {job.state}; it has no result.", code="result_not_ready", kind=Kind.CONFLICT)
+    _ready(job)
     path = results_dir() / job.result_path
     if job.expires_at <= timezone.now() or not path.exists():
         path.unlink(missing_ok=True)
-        raise Refusal("The job's result has expired; run the query again.", code="result_expired", kind=Kind.GONE)
+        raise _expired()
     return path
+
+
+def result_size(job: QueryJob) -> int:
+    """The finished result's size wherever it is (a HEAD's Content-Length); refused as `result_file` is."""
+    target = results_store()
+    if target is None:
+        return result_file(job).stat().st_size
+    return _stored_size(job, target)
+
+
+def _stored_size(job: QueryJob, target: Store) -> int:
+    _ready(job)
+    path = _stored_path(target, job.result_path)
+    if job.expires_at <= timezone.now() or not target.exists(path):
+        target.delete_file(path)
+        raise _expired()
+    return target.size_bytes(path)
+
+
+def _ready(job: QueryJob) -> None:
+    if job.state != State.SUCCEEDED:
+        raise Refusal(f"The job is {job.state}; it has no result.", code="result_not_ready", kind=Kind.CONFLICT)
+
+
+def _expired() -> Refusal:
+    return Refusal("The job's result has expired; run the query again.", code="result_expired", kind=Kind.GONE)
+
+
+def presigned_result(job: QueryJob, *, request=None, via: str) -> str | None:
+    """A pre-signed URL of the result in the object store, once the job's grants still hold and the whole file
+    is charged to `bytes_downloaded` (the URL serves any byte range of it, so all of it is charged) and the
+    download audited (`presigned: true`); None when results are local (`open_result` serves them).
+    Refusals as `open_result`'s."""
+    target = results_store()
+    if target is None:
+        return None
+    size = _stored_size(job, target)
+    seconds = min(settings.SHARING_URL_SECONDS, int((job.expires_at - timezone.now()).total_seconds()))
+    url = target.presigned_url(_stored_path(target, job.result_path), max(seconds, 1))
+    if url is None:
+        log.error("the object store has no key pair to sign a URL with (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)")
+        raise Refusal("The result cannot be served right now.", code="store_unavailable", kind=Kind.UNAVAILABLE)
+    details = {"bytes": size, "size": size, "format": job.format, "datasets": job.datasets, "via": via}
+    result_use(job, request=request).commit({"bytes_downloaded": size}, {**details, "presigned": True})
+    return url
 
 
 def result_link(job: QueryJob) -> str:
@@ -395,7 +484,7 @@ def cleanup_jobs(*, now=None) -> dict:
     now = now or timezone.now()
     removed = 0
     for job in QueryJob.objects.filter(state=State.SUCCEEDED, expires_at__lte=now).exclude(result_path=""):
-        (results_dir() / job.result_path).unlink(missing_ok=True)
+        _delete_result(job.result_path)
         QueryJob.objects.filter(pk=job.pk).update(result_path="")
         removed += 1
     stale = QueryJob.objects.filter(state=State.RUNNING, started_at__lt=now - STALE_RUNNING)

@@ -99,7 +99,7 @@ _gateway_lock = threading.Lock()
 
 def sandbox_config() -> SandboxConfig:
     """DuckDB reads local files only: the store itself, or for an object store the node's cache of it."""
-    store = _store(settings.STORE_URL)
+    store = configured_store()
     cache = file_cache()
     return SandboxConfig(
         store_root=store.root if cache is None else str(cache.directory),
@@ -145,9 +145,14 @@ def _store(url: str) -> Store:
     return Store.from_url(url)
 
 
+def configured_store() -> Store:
+    """The store of VITAMIN_STORE_URL, resolved once per URL."""
+    return _store(settings.STORE_URL)
+
+
 def file_cache() -> FileCache | None:
     """The node's cache of the object store's files (datasets.cache); None for a local store, read in place."""
-    if _store(settings.STORE_URL).is_local:
+    if configured_store().is_local:
         return None
     return _file_cache(str(settings.DATA_DIR / "store-cache"), settings.STORE_CACHE_MAX_MB * 1024**2)
 
@@ -165,7 +170,7 @@ def _pin(files: list[RemoteFile]) -> Pins:
     if cache is None or not files:
         return Pins({}, [])
     try:
-        return cache.pin(_store(settings.STORE_URL), files)
+        return cache.pin(configured_store(), files)
     except CacheError:
         raise QueryFailed(
             Code.DATASET_UNAVAILABLE, "A dataset file could not be read on this server right now."
@@ -405,7 +410,7 @@ def _bind(
         if requested:
             raise Refusal("Give `versions` or `as_of`, not both.", code="invalid_request")
         requested = {slug: _version_at(grant, as_of) for slug, grant in granted.items()}
-    store = _store(settings.STORE_URL)
+    store = configured_store()
     bindings, files = {}, []
     for slug, grant in granted.items():
         version = _version(grant, requested.get(slug))

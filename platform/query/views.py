@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -289,16 +289,20 @@ class JobDownload(APIView):
 
 
 def result_response(job: QueryJob, request, *, via: str) -> HttpResponse:
-    """The result file, or the one byte range asked for (206); a HEAD gets the headers only, after the
-    same grant check as a GET, and is neither charged nor audited as a download."""
+    """The result file, or the one byte range asked for (206); with an object store, a redirect (302) to a
+    pre-signed URL of it, once checked and charged. A HEAD gets the headers only, after the same grant check
+    as a GET, and is neither charged nor audited as a download."""
     if request.method == "HEAD":
-        path = jobs.result_file(job)
+        size = jobs.result_size(job)
         jobs.result_grants(job, request=request)
         response = HttpResponse(content_type=MEDIA_TYPES[job.format])
-        response["Content-Length"] = str(path.stat().st_size)
-        response["Content-Disposition"] = f'attachment; filename="{path.name}"'
+        response["Content-Length"] = str(size)
+        response["Content-Disposition"] = f'attachment; filename="{job.result_path}"'
         response["Accept-Ranges"] = "bytes"
         return response
+    url = jobs.presigned_result(job, request=request, via=via)
+    if url is not None:
+        return HttpResponseRedirect(url)
     range_header = request.headers.get("Range")
     file, part, size = jobs.open_result(
         job, request=request, via=via, part_of=lambda size: byte_range(range_header, size)
