@@ -287,6 +287,12 @@ class Sandbox:
             )
         if kind == "IO":
             log.error("query I/O error: %s", text)
+            if "No space left on device" in text:  # the temp directory's disk, where the query spilled: not the data
+                return QueryFailed(
+                    Code.SERVER_BUSY,
+                    "This server has no disk space left for the query's temporary files right now; retry later, "
+                    "or aggregate or filter before sorting or joining.",
+                )
             return QueryFailed(Code.DATASET_UNAVAILABLE, "A dataset file could not be read on this server right now.")
         if kind == "Permission":
             log.error("query refused by the sandbox: %s", text)

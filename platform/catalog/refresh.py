@@ -27,6 +27,7 @@ check that the run is still theirs.
 
 from __future__ import annotations
 
+import errno
 import logging
 import shutil
 import time
@@ -215,7 +216,7 @@ def run_refresh(
         if heartbeat.lost:
             return _given_up(run)
         log.exception("refresh of %s failed", dataset.slug)
-        _finish(run, RefreshRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
+        _finish(run, RefreshRun.Status.FAILED, error=_failure(exc))
         return run
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -281,6 +282,15 @@ def run_refresh(
         raise
     apply_retention(dataset, spec.versions_kept, target)
     return run
+
+
+def _failure(exc: Exception) -> str:
+    """The run's error: the exception, said plainly when it is a full disk (the store's, or the scratch
+    folder's, where DuckDB spills and the anonymizer stages rows)."""
+    text = f"{type(exc).__name__}: {exc}"
+    if getattr(exc, "errno", None) == errno.ENOSPC or "No space left on device" in str(exc):
+        return f"disk full: the store or <VITAMIN_DATA_DIR>/scratch has no room left ({text})"
+    return text
 
 
 def _given_up(run: RefreshRun) -> RefreshRun:
