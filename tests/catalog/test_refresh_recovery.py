@@ -1,7 +1,7 @@
 """Recovery of refreshes whose worker died: queued again or failed within VITAMIN_REFRESH_STALE_SECONDS, never
 blocking the next one, their staging and scratch folders swept at once (catalog.refresh.recover_refreshes).
 
-These drive the sweep on runs left as a killed worker leaves them; tests/catalog/test_refresh_faults.py kills
+These drive the sweep on runs left as a killed worker leaves them; tests/vitamin/test_embedded_faults.py kills
 real workers.
 """
 
