@@ -5,7 +5,8 @@ access is requested. A daily metric's sentence follows from how it is charged, t
 `datasets.query.limits.CHARGED_AFTER_USE` that the metering paths follow: charged before the work
 and refused whole, or counted after it so that the use crossing the limit completes. Every daily
 limit is a DAY window of the quota service (a calendar day in VITAMIN_TIME_ZONE); no plan has a
-monthly limit, so none is shown as one.
+monthly limit, so none is shown as one. The words are portal text, in the page's language (docs/portal.md,
+"Languages").
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from datasets.query.limits import CHARGED_AFTER_USE, CONCURRENT_QUERIES, DAILY_METRICS, Limits
 from datasets.spec import Mode
@@ -45,12 +48,12 @@ class TermValue:
 
 # The daily metrics in words and units, by quota metric name (DAILY_METRICS decides which exist; a test holds them equal).
 METRIC_WORDS: dict[str, tuple[str, Unit]] = {
-    "queries": ("queries", Unit.COUNT),
-    "rows_returned": ("rows returned", Unit.COUNT),
-    "bytes_scanned": ("bytes scanned", Unit.BYTES),
-    "bytes_downloaded": ("bytes downloaded", Unit.BYTES),
-    "lookups": ("lookups", Unit.COUNT),
-    "cohort_customers": ("cohort customers", Unit.COUNT),
+    "queries": (gettext_lazy("queries per day"), Unit.COUNT),
+    "rows_returned": (gettext_lazy("rows returned per day"), Unit.COUNT),
+    "bytes_scanned": (gettext_lazy("bytes scanned per day"), Unit.BYTES),
+    "bytes_downloaded": (gettext_lazy("bytes downloaded per day"), Unit.BYTES),
+    "lookups": (gettext_lazy("lookups per day"), Unit.COUNT),
+    "cohort_customers": (gettext_lazy("cohort customers per day"), Unit.COUNT),
 }
 
 # The daily metrics each access mode is charged against (docs/query.md, sharing.md, lookup.md): a query also
@@ -61,35 +64,41 @@ METRICS_BY_MODE: dict[str, tuple[str, ...]] = {
     Mode.LOOKUP: ("lookups", "cohort_customers"),
 }
 
-_REFUSED_BEFORE = (
+_REFUSED_BEFORE = gettext_lazy(
     "A request that would pass the daily limit is refused whole before any work is done "
-    "(HTTP 429 quota_exceeded) and nothing is charged for it; the count starts again at midnight ({zone})."
+    "(HTTP 429 quota_exceeded) and nothing is charged for it; the count starts again at midnight (%(zone)s)."
 )
-_COUNTED_AFTER = (
+_COUNTED_AFTER = gettext_lazy(
     "Counted when each query ends: the query that crosses the daily limit completes, and the next one is "
-    "refused (HTTP 429 quota_exceeded) until midnight ({zone})."
+    "refused (HTTP 429 quota_exceeded) until midnight (%(zone)s)."
 )
-# Limits that are not counted per day: enforced by the query path itself (docs/query.md).
-_PER_QUERY = (
-    Term(
-        CONCURRENT_QUERIES,
-        "queries at once",
-        Unit.COUNT,
-        "A query started while every slot is in use is refused (HTTP 429 quota_exceeded); retry when one finishes.",
-    ),
-    Term(
-        "max_query_seconds",
-        "time per query",
-        Unit.SECONDS,
-        "A query still running at this time is stopped (HTTP 408 time_limit_exceeded).",
-    ),
-    Term(
-        "max_result_rows",
-        "rows per result",
-        Unit.COUNT,
-        "A larger result is cut to its first rows and marked truncated: true.",
-    ),
-)
+
+
+def _per_query_terms() -> tuple[Term, ...]:
+    """Limits that are not counted per day: enforced by the query path itself (docs/query.md). Built on each call,
+    in the active language, like every term."""
+    return (
+        Term(
+            CONCURRENT_QUERIES,
+            _("queries at once"),
+            Unit.COUNT,
+            _(
+                "A query started while every slot is in use is refused (HTTP 429 quota_exceeded); retry when one finishes."
+            ),
+        ),
+        Term(
+            "max_query_seconds",
+            _("time per query"),
+            Unit.SECONDS,
+            _("A query still running at this time is stopped (HTTP 408 time_limit_exceeded)."),
+        ),
+        Term(
+            "max_result_rows",
+            _("rows per result"),
+            Unit.COUNT,
+            _("A larger result is cut to its first rows and marked truncated: true."),
+        ),
+    )
 
 
 def daily_term(metric: str) -> Term:
@@ -98,9 +107,9 @@ def daily_term(metric: str) -> Term:
     sentence = _COUNTED_AFTER if metric in CHARGED_AFTER_USE else _REFUSED_BEFORE
     return Term(
         DAILY_METRICS[metric],
-        f"{label} per day",
+        str(label),
         unit,
-        sentence.format(zone=timezone.get_default_timezone_name()),
+        sentence % {"zone": timezone.get_default_timezone_name()},
         metric=metric,
     )
 
@@ -116,5 +125,5 @@ def plan_terms(limits: Limits, modes: Iterable[str] | None = None) -> list[TermV
     its value and what happens when it is reached."""
     modes = list(Mode) if modes is None else list(modes)
     terms = [daily_term(metric) for metric in metrics_for(modes)]
-    terms += list(_PER_QUERY) if Mode.QUERY in modes else []
+    terms += list(_per_query_terms()) if Mode.QUERY in modes else []
     return [TermValue(term, getattr(limits, term.name)) for term in terms]

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_lazy
 
 from access.models import Subscription
 from audit.models import Outcome
@@ -84,9 +85,19 @@ def offered_modes(tier: str) -> tuple[Mode, ...]:
     return tuple(mode for mode in MODES_BY_TIER[tier] if mode in SERVED_MODES)
 
 
+# The modes' names in the portal's languages: datasets.spec keeps them in English (no Django there), and
+# tests/portal/test_i18n.py holds the two equal.
+MODE_WORDS = {
+    Mode.QUERY: gettext_lazy("SQL queries"),
+    Mode.DOWNLOAD: gettext_lazy("Bulk download (Delta Sharing)"),
+    Mode.LOOKUP: gettext_lazy("Consented lookups"),
+}
+
+
 def mode_label(mode: str) -> str:
-    """A mode's name for people; a mode not served yet says it is planned."""
-    return Mode(mode).label + ("" if mode in SERVED_MODES else " (planned)")
+    """A mode's name for people, in the active language; a mode not served yet says it is planned."""
+    label = MODE_WORDS[Mode(mode)]
+    return str(label) if mode in SERVED_MODES else gettext("%(mode)s (planned)") % {"mode": label}
 
 
 # Code → message template; the codes are part of the API.

@@ -14,7 +14,9 @@ from datasets.spec import DatasetSpec, Tier
 from vitamin import access_generation as generation
 from vitamin.prepared import PreparedLookup
 
-TIER_CHOICES = [(tier.value, tier.label) for tier in Tier]
+# The tiers' names in the portal's languages: datasets.spec keeps them in English (no Django there), and
+# tests/portal/test_i18n.py holds the two equal.
+TIER_CHOICES = [(Tier.OPEN.value, _("Open")), (Tier.AGGREGATE.value, _("Aggregate")), (Tier.LOOKUP.value, _("Lookup"))]
 
 
 class Dataset(models.Model):

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from django import forms
+from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
 from oauth.models import AuthMethod, GrantType
 from oauth.scopes import SCOPES
 from vitamin import parsers
 
-_SCOPE_CHOICES = [(name, f"{name} — {description}") for name, description in SCOPES.items()]
+_SCOPE_CHOICES = [(name, format_lazy("{} — {}", name, _(description))) for name, description in SCOPES.items()]
 
 
 def _lines(text: str) -> list[str]:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from django.utils.translation import gettext_noop
+
 from institutions.models import Role
 
+# English here, as the API's schema and metadata give them; a portal page shows gettext(description).
 SCOPES: dict[str, str] = {
-    "catalog:read": "Read the dataset catalog and your subscriptions",
-    "subscriptions:write": "Request and cancel dataset subscriptions",
-    "query": "Run SQL queries on subscribed datasets",
-    "download": "Download subscribed datasets over Delta Sharing",
-    "lookup": "Run consented per-customer lookups and cohort assessments",
-    "usage:read": "Read usage and quota figures",
-    "audit:read": "Read your institution's audit trail and verify the audit chain",
+    "catalog:read": gettext_noop("Read the dataset catalog and your subscriptions"),
+    "subscriptions:write": gettext_noop("Request and cancel dataset subscriptions"),
+    "query": gettext_noop("Run SQL queries on subscribed datasets"),
+    "download": gettext_noop("Download subscribed datasets over Delta Sharing"),
+    "lookup": gettext_noop("Run consented per-customer lookups and cohort assessments"),
+    "usage:read": gettext_noop("Read usage and quota figures"),
+    "audit:read": gettext_noop("Read your institution's audit trail and verify the audit chain"),
 }
 ALL_SCOPES = tuple(SCOPES)
 

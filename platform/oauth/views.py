@@ -12,6 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils.translation import gettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -120,14 +121,15 @@ def authorize(request):
     if beyond_role:
         return _error_page(
             request,
-            f"As {member.get_role_display().lower()} you cannot grant: {', '.join(beyond_role)}.",
+            gettext("As %(role)s you cannot grant: %(scopes)s.")
+            % {"role": member.get_role_display().lower(), "scopes": ", ".join(beyond_role)},
             status=403,
         )
     if request.method == "GET":
         return render(
             request,
             "oauth/authorize.html",
-            {"client": client, "scopes": [(scope, SCOPES[scope]) for scope in scopes], "member": member},
+            {"client": client, "scopes": [(scope, gettext(SCOPES[scope])) for scope in scopes], "member": member},
         )
 
     approved = request.POST.get("decision") == "allow"

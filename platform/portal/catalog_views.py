@@ -14,6 +14,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods
 
 from access import service as access
@@ -195,18 +196,18 @@ def _access_rows(dataset: Dataset, memberships: list[Member]) -> list[dict]:
 
 
 _PRIVACY_LABELS = {
-    "k_required": "k required",
-    "k_achieved": "k achieved",
-    "quasi_identifiers": "Quasi-identifiers",
-    "entity_column": "Entity column",
-    "distinct_entities": "Distinct entities",
-    "rows_in": "Rows in",
-    "rows_published": "Rows published",
-    "rows_suppressed": "Rows suppressed",
-    "columns_dropped": "Columns dropped",
-    "columns_pseudonymized": "Columns pseudonymized",
-    "columns_generalized": "Columns generalized",
-    "passed": "Passed",
+    "k_required": gettext_lazy("k required"),
+    "k_achieved": gettext_lazy("k achieved"),
+    "quasi_identifiers": gettext_lazy("Quasi-identifiers"),
+    "entity_column": gettext_lazy("Entity column"),
+    "distinct_entities": gettext_lazy("Distinct entities"),
+    "rows_in": gettext_lazy("Rows in"),
+    "rows_published": gettext_lazy("Rows published"),
+    "rows_suppressed": gettext_lazy("Rows suppressed"),
+    "columns_dropped": gettext_lazy("Columns dropped"),
+    "columns_pseudonymized": gettext_lazy("Columns pseudonymized"),
+    "columns_generalized": gettext_lazy("Columns generalized"),
+    "passed": gettext_lazy("Passed"),
 }
 
 

@@ -20,6 +20,7 @@ from django.core import mail
 from django.template import engines
 from django.templatetags.i18n import BlockTranslateNode, TranslateNode
 from django.test import Client
+from django.utils import translation
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from partner_support import add_member, make_user
@@ -367,3 +368,31 @@ def test_the_switchers_choice_is_kept_for_a_year():
     response = Client().post("/i18n/setlang/", {"language": "zh-hans", "next": "/"})
     cookie = response.cookies["django_language"]
     assert cookie.value == "zh-hans" and int(cookie["max-age"]) == 365 * 24 * 3600
+
+
+def test_the_portals_tier_and_mode_names_are_the_specs_in_english():
+    """datasets.spec has no Django, so the portal keeps the translatable copy; the English must stay the same."""
+    from access.service import MODE_WORDS
+    from catalog.models import TIER_CHOICES
+    from datasets.spec import Mode, Tier
+
+    with translation.override("en"):
+        assert [(value, str(label)) for value, label in TIER_CHOICES] == [(tier.value, tier.label) for tier in Tier]
+        assert {mode: str(label) for mode, label in MODE_WORDS.items()} == {mode: mode.label for mode in Mode}
+
+
+def test_plan_terms_tiers_modes_and_scopes_in_chinese(fund, alice, catalog, plan):
+    client = signed_in(alice)
+    dataset = chinese(client.get(f"/catalog/{catalog.industry.slug}/", **CHINESE))
+    assert "每日查询次数" in dataset and "在每次查询结束时计数" in dataset and ">开放<" in dataset
+    assert "该层级允许的访问方式：SQL 查询, 批量下载（Delta Sharing）。" in dataset
+    request = chinese(client.get(f"/catalog/{catalog.industry.slug}/request/", **CHINESE))
+    assert "批量下载（Delta Sharing）" in request
+    clients = chinese(client.get(f"/institutions/{fund.pk}/clients/", **CHINESE))
+    assert "query — 对已订阅的数据集运行 SQL 查询" in clients
+
+
+def test_the_api_schema_keeps_the_scopes_in_english():
+    schema = Client().get("/api/schema/", **CHINESE)
+    assert schema.status_code == 200
+    assert "Run SQL queries on subscribed datasets" in schema.content.decode()
