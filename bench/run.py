@@ -52,6 +52,8 @@ BENCHMARKS = {
     "lookup": ("bench_lookup.py", ["--rows", "10000000"], ["--rows", "200000", "--repeat", "3"]),
     "fund-index": ("bench_fund_index.py", ["--rows", "1000000"], ["--rows", "200000", "--repeat", "3"]),
     "workbench": ("bench_workbench.py", ["--rows", "1000000"], ["--rows", "200000", "--repeat", "7"]),
+    # Cold and warm queries on an S3-compatible store (a SeaweedFS started for the run) against local disk.
+    "object-store": ("bench_object_store.py", ["--rows", "20000000"], ["--rows", "1000000", "--repeat", "3"]),
     # Many partners, a mix of requests at 1-16 clients, then memory per process over a 5-minute soak.
     "load": (
         "bench_load.py",

@@ -138,6 +138,7 @@ class FileCache:
         target = self.path_for(remote)
         fetched = 0
         while True:
+            waiting_since = time.time()  # before the shared lock too: a download under way holds that one off
             descriptor = self._lock(remote.key, fcntl.LOCK_SH)
             if os.path.exists(target):
                 now = time.time()
@@ -147,11 +148,26 @@ class FileCache:
             descriptor = self._lock(remote.key, fcntl.LOCK_EX)
             try:
                 if not os.path.exists(target):  # nobody fetched it while we waited
+                    self._refuse_if_it_failed_since(remote, waiting_since)
                     self._download(store, remote, target)
                     fetched += remote.size_bytes
             finally:
                 os.close(descriptor)
             # Shared again (a lock cannot be downgraded atomically); an eviction in between sends us round again.
+
+    def _refuse_if_it_failed_since(self, remote: RemoteFile, moment: float) -> None:
+        """CacheError when a download of this file failed after `moment` (while we waited for its lock): the store
+        is down or too slow, and trying again at once would only wait as long again, so N queries waiting for
+        one file wait about one store timeout, not N of them one after another."""
+        try:
+            failed_at = os.stat(self._failure_mark(remote.key)).st_mtime
+        except FileNotFoundError:
+            return
+        if failed_at >= moment:
+            raise CacheError(f"{remote.source} could not be fetched from the store a moment ago")
+
+    def _failure_mark(self, key: str) -> Path:
+        return self.directory / "locks" / f"{key}.failed"
 
     def _download(self, store: Store, remote: RemoteFile, target: str) -> None:
         partial = self.directory / "partial" / f"{remote.key}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
@@ -166,13 +182,16 @@ class FileCache:
                         out.write(chunk)
                 out.flush()
                 os.fsync(out.fileno())
-            if (remote.size_bytes and size != remote.size_bytes) or (_SHA256.fullmatch(remote.sha256) and digest.hexdigest() != remote.sha256):
+            if (remote.size_bytes and size != remote.size_bytes) or (
+                _SHA256.fullmatch(remote.sha256) and digest.hexdigest() != remote.sha256
+            ):
                 log.error("%s: the store sent %d bytes that do not match the manifest", remote.source, size)
                 raise CacheError(f"{remote.source} in the store does not match its manifest")
             os.makedirs(os.path.dirname(target), exist_ok=True)
             os.rename(partial, target)  # whole or not at all
         except OSError as exc:
             log.error("fetching %s into the cache failed: %s", remote.source, exc)
+            self._failure_mark(remote.key).touch()  # for the processes waiting for this file's lock
             raise CacheError(f"{remote.source} could not be fetched from the store") from exc
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -248,4 +267,3 @@ def remote_files(store: Store, location: str, entries: Sequence[dict]) -> list[R
         RemoteFile(store.path(location, entry["path"]), entry.get("sha256", ""), int(entry.get("size_bytes", 0)))
         for entry in entries
     ]
-

@@ -24,7 +24,7 @@ def put(store: Store, name: str, data: bytes) -> RemoteFile:
 
 @pytest.fixture
 def s3_store(object_store, object_store_keys) -> Store:
-    return Store.from_url(object_store.store_url(object_store.bucket()))
+    return Store.from_url(object_store.fresh_store_url())
 
 
 def test_a_cold_read_fetches_from_the_object_store_and_a_warm_one_does_not(s3_store, tmp_path):

@@ -94,7 +94,7 @@ class _CrashingCopies(pafs.FileSystemHandler):
 
 @pytest.fixture
 def s3_store(object_store, object_store_keys) -> Store:
-    return Store.from_url(object_store.store_url(object_store.bucket()))
+    return Store.from_url(object_store.fresh_store_url())
 
 
 def build_version(store, spec_data, arrow_source, transactions, scratch, seed):
@@ -110,7 +110,9 @@ def read_rows(store: Store, number: int, cache_dir) -> int:
     import duckdb
 
     manifest = read_manifest(store, "card_test", number)
-    files = remote_files(store, version_path(store, "card_test", number).removeprefix(store.root + "/"), manifest["files"])
+    files = remote_files(
+        store, version_path(store, "card_test", number).removeprefix(store.root + "/"), manifest["files"]
+    )
     with FileCache(cache_dir, max_bytes=10**9).pin(store, files) as pins:
         paths = [pins.local_path(remote.source) for remote in files]
         return duckdb.sql(f"SELECT count(*) FROM read_parquet({paths!r})").fetchall()[0][0]

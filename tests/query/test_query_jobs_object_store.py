@@ -25,10 +25,9 @@ SQL = "SELECT csi_industry, SUM(gmv) AS gmv FROM industry_prosperity_monthly GRO
 
 
 @pytest.fixture
-def store_url(object_store, object_store_keys, settings, tmp_path) -> str:
-    settings.STORE_URL = object_store.store_url(object_store.bucket())
-    settings.DATA_DIR = tmp_path / "node"
-    return settings.STORE_URL
+def store_url(object_store_url) -> str:
+    """The catalog fixture publishes into a fresh bucket; this node's cache is private to the test."""
+    return object_store_url
 
 
 @pytest.fixture

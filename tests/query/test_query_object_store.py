@@ -24,11 +24,9 @@ EXPECTED = [["主要消费", 3006.0], ["信息技术", 3009.0]]
 
 
 @pytest.fixture
-def store_url(object_store, object_store_keys, settings, tmp_path) -> str:
+def store_url(object_store_url) -> str:
     """The catalog fixture publishes into a fresh bucket; this node's cache is private to the test."""
-    settings.STORE_URL = object_store.store_url(object_store.bucket())
-    settings.DATA_DIR = tmp_path / "node"
-    return settings.STORE_URL
+    return object_store_url
 
 
 @pytest.fixture
@@ -50,7 +48,9 @@ def body_of(response) -> dict:
 def cached_copies(catalog_dataset, store_url) -> list[str]:
     version = catalog_dataset.versions.get(number=1)
     cache = service.file_cache()
-    return [cache.path_for(remote) for remote in remote_files(Store.from_url(store_url), version.location, version.files)]
+    return [
+        cache.path_for(remote) for remote in remote_files(Store.from_url(store_url), version.location, version.files)
+    ]
 
 
 def test_a_cold_query_fetches_the_version_and_a_warm_one_needs_no_store(client, token, catalog, store_url):
