@@ -10,7 +10,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pyarrow.fs as pafs
 
@@ -39,13 +39,20 @@ class Store:
 
     @classmethod
     def from_url(cls, url: str) -> Store:
-        """`/path`, `file:///path` or `s3://bucket/prefix?endpoint_override=...` (pyarrow's S3 options)."""
+        """`/path`, `file:///path` or `s3://bucket/prefix?endpoint_override=...` (pyarrow's S3 options, and
+        `connect_timeout` and `request_timeout` in seconds: see `TIMEOUT_OPTIONS`)."""
         scheme = urlsplit(url).scheme
         if scheme in ("", "file"):
             path = Path(urlsplit(url).path if scheme else url).resolve()
             path.mkdir(parents=True, exist_ok=True)
             return cls(pafs.LocalFileSystem(), str(path))
-        fs, root = pafs.FileSystem.from_uri(url)
+        located, timeouts = _without_timeouts(url)
+        fs, root = pafs.FileSystem.from_uri(located)
+        if timeouts:
+            # pyarrow's URL parser knows no timeouts, and an S3FileSystem is made from its options only (it
+            # pickles as them): the same file system again, with the timeouts added.
+            rebuild, (options,) = fs.__reduce__()
+            fs = rebuild({**options, **timeouts})
         return cls(fs, root.rstrip("/"), _keys(url) if scheme == "s3" else None)
 
     def presigned_url(self, path: str, seconds: int) -> str | None:
@@ -147,6 +154,30 @@ class Store:
     def delete_file(self, path: str) -> None:
         if self.exists(path):
             self.fs.delete_file(path)
+
+
+# How long a request to an S3 store may wait, in seconds, as options of the store's URL. Unset, the AWS
+# SDK's own apply: 1 s to connect, and a request that receives no byte for 3 s is abandoned; pyarrow
+# tries a request 3 times. So a store that does not answer (down, or hung) costs a query about 10 s,
+# never more, then 503 dataset_unavailable (docs/operations.md, "What each fault does to a partner").
+TIMEOUT_OPTIONS = ("connect_timeout", "request_timeout")
+
+
+def _without_timeouts(url: str) -> tuple[str, dict[str, float]]:
+    """The URL without `TIMEOUT_OPTIONS`, and their values; ValueError for one that is not a positive number."""
+    parts = urlsplit(url)
+    kept, timeouts = [], {}
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name not in TIMEOUT_OPTIONS:
+            kept.append((name, value))
+            continue
+        try:
+            timeouts[name] = float(value)
+        except ValueError:
+            timeouts[name] = 0.0
+        if not timeouts[name] > 0:
+            raise ValueError(f"the store URL's {name} must be a positive number of seconds, not {value!r}")
+    return urlunsplit(parts._replace(query=urlencode(kept))), timeouts
 
 
 def _keys(url: str) -> ObjectStoreKeys | None:
