@@ -12,6 +12,7 @@ from datetime import date, datetime
 from typing import Any
 
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from catalog import schedule
 from catalog.models import Dataset, DatasetVersion
@@ -189,7 +190,12 @@ def coverage(dataset: Dataset, version: DatasetVersion | None, dictionary: list[
     for name, column in spec_columns(spec).items():
         if isinstance(column.generalize, Region):
             count = next((entry.distinct_count for entry in dictionary if entry.name == name), None)
-            spatial = f"Mainland China, by {column.generalize.level}" + (f" ({count} values)" if count else "")
+            level = column.generalize.level
+            spatial = (
+                _("Mainland China, by %(level)s (%(count)s values)") % {"level": level, "count": count}
+                if count
+                else _("Mainland China, by %(level)s") % {"level": level}
+            )
             break
     return Coverage(
         temporal_column=temporal.name if temporal else None,

@@ -159,19 +159,24 @@ def version_history(dataset: Dataset) -> dict:
         pinned = version.number in live_pins
         if version.status == DatasetVersion.Status.RETIRED:
             retired = (
-                f"retired {timezone.localtime(version.retired_at):%Y-%m-%d %H:%M}" if version.retired_at else "retired"
+                _("retired %(when)s") % {"when": f"{timezone.localtime(version.retired_at):%Y-%m-%d %H:%M}"}
+                if version.retired_at
+                else _("retired")
             )
             if version.files_removed_at:
-                fate = f"{retired}; files removed {timezone.localtime(version.files_removed_at):%Y-%m-%d %H:%M}"
+                fate = _("%(retired)s; files removed %(when)s") % {
+                    "retired": retired,
+                    "when": f"{timezone.localtime(version.files_removed_at):%Y-%m-%d %H:%M}",
+                }
             elif pinned:
-                fate = f"{retired}; files kept for pinned subscriptions"
+                fate = _("%(retired)s; files kept for pinned subscriptions") % {"retired": retired}
             else:
-                fate = f"{retired}; files removed when the next version is published"
+                fate = _("%(retired)s; files removed when the next version is published") % {"retired": retired}
         elif version.number in beyond_keep:
-            fate = f"retired when the next version is published (beyond the newest {keep})"
+            fate = _("retired when the next version is published (beyond the newest %(keep)s)") % {"keep": keep}
         elif version.number in next_to_go:
-            fate = f"kept; retired when the next version is published (newest {keep} kept)"
+            fate = _("kept; retired when the next version is published (newest %(keep)s kept)") % {"keep": keep}
         else:
-            fate = f"kept (one of the newest {keep})"
+            fate = _("kept (one of the newest %(keep)s)") % {"keep": keep}
         rows.append(VersionRow(version, fate, files_kept_for_pins=pinned, pins=pins.get(version.pk, [])))
     return {"versions_kept": keep, "rows": rows}

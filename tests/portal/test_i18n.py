@@ -195,7 +195,8 @@ def test_staff_pages_in_chinese(olga, catalog):
     assert "订阅申请" in chinese(client.get("/subscriptions/review/", **CHINESE))
     assert "待审核的入驻申请" in chinese(client.get("/institutions/review/", **CHINESE))
     assert "各机构用量" in chinese(client.get("/staff/usage/", **CHINESE))
-    assert "刷新记录" in chinese(client.get(f"/staff/datasets/{catalog.cards.slug}/", **CHINESE))
+    operations = chinese(client.get(f"/staff/datasets/{catalog.cards.slug}/", **CHINESE))
+    assert "刷新记录" in operations and "保留（最新 3 个之一）" in operations
 
 
 def test_page_messages_and_form_errors_in_chinese(fund, alice):
@@ -396,3 +397,17 @@ def test_the_api_schema_keeps_the_scopes_in_english():
     schema = Client().get("/api/schema/", **CHINESE)
     assert schema.status_code == 200
     assert "Run SQL queries on subscribed datasets" in schema.content.decode()
+
+
+def test_amounts_say_their_unit_in_the_active_language():
+    from portal.templatetags.units import human
+
+    with translation.override("en"):
+        assert (human(0, "bytes"), human(1, "bytes"), human(2048, "bytes"), human(90, "seconds")) == (
+            "0 bytes",
+            "1 byte",
+            "2.0 KB",
+            "90 s",
+        )
+    with translation.override("zh-hans"):
+        assert (human(1, "bytes"), human(1000, "bytes"), human(1.5, "seconds")) == ("1 字节", "1,000 字节", "1.5 秒")

@@ -8,6 +8,7 @@ Bytes as KB, MB, GB or TB with one decimal (powers of 1024, as the plans are wri
 from __future__ import annotations
 
 from django import template
+from django.utils.translation import gettext, ngettext
 
 from access.plan_terms import Unit
 
@@ -24,14 +25,15 @@ def human(value, unit: str = Unit.COUNT) -> str:
     if unit == Unit.BYTES:
         return human_bytes(int(value))
     if unit == Unit.SECONDS:
-        return f"{value:,g} s" if isinstance(value, float) else f"{int(value):,} s"
+        seconds = f"{value:,g}" if isinstance(value, float) else f"{int(value):,}"
+        return gettext("%(seconds)s s") % {"seconds": seconds}
     return f"{int(value):,}"
 
 
 def human_bytes(amount: int) -> str:
     """Below 1 KB in bytes, else the largest unit up to TB that keeps the number at or above 1, one decimal."""
     if abs(amount) < 1024:
-        return f"{amount:,} bytes" if amount != 1 else "1 byte"
+        return ngettext("%(amount)s byte", "%(amount)s bytes", amount) % {"amount": f"{amount:,}"}
     scaled, name = float(amount), BYTE_UNITS[0]
     for name in BYTE_UNITS:
         scaled /= 1024
