@@ -60,6 +60,12 @@ BENCHMARKS = {
         ["--rows", "2000000", "--partners", "50"],
         ["--rows", "200000", "--partners", "10", "--step-seconds", "5", "--soak-seconds", "30"],
     ),
+    # Throughput, p50 and p99 with two query nodes against one, on PostgreSQL (skipped when no server answers).
+    "topology": (
+        "bench_topology.py",
+        ["--rows", "20000000", "--postgres-server", POSTGRES_SERVER],
+        ["--rows", "1000000", "--requests", "200", "--rounds", "2", "--postgres-server", POSTGRES_SERVER],
+    ),
 }
 
 
