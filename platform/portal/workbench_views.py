@@ -65,14 +65,12 @@ def workbench_page(request):
     source = request.POST if request.method == "POST" else request.GET
     institution = workbench.institution_for(request.user, source.get("institution"))
     context = {"sql": source.get("sql", "")}
-    status = 200
     if request.method == "POST":
         try:
             context.update(_run(request, institution))
         except Refusal as exc:
-            context["error"] = _error(exc, context["sql"])
-            status = status_of(exc)
-    return _render(request, institution, context, status=status)
+            return _refused(request, institution, exc)
+    return _render(request, institution, context)
 
 
 def _run(request, institution) -> dict:
@@ -137,6 +135,12 @@ def _error(exc: Refusal, sql: str) -> dict:
     return error
 
 
+def _refused(request, institution, exc: Refusal):
+    """The editor again with the posted SQL and the refusal, under the refusal's HTTP status."""
+    sql = request.POST.get("sql", "")
+    return _render(request, institution, {"sql": sql, "error": _error(exc, sql)}, status=status_of(exc))
+
+
 def _render(request, institution, context: dict, *, status: int = 200):
     user = request.user
     memberships = workbench.query_memberships(user)
@@ -198,8 +202,7 @@ def export_result(request):
             request=request,
         )
     except Refusal as exc:
-        context = {"sql": request.POST.get("sql", ""), "error": _error(exc, request.POST.get("sql", ""))}
-        return _render(request, institution, context, status=status_of(exc))
+        return _refused(request, institution, exc)
     response = StreamingHttpResponse(run.chunks, content_type=MEDIA_TYPES[fmt])
     stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
     response["Content-Disposition"] = f'attachment; filename="query-{stamp}.{EXPORT_FORMATS[fmt]}"'
@@ -227,8 +230,7 @@ def submit_job(request):
             request=request,
         )
     except Refusal as exc:
-        context = {"sql": request.POST.get("sql", ""), "error": _error(exc, request.POST.get("sql", ""))}
-        return _render(request, institution, context, status=status_of(exc))
+        return _refused(request, institution, exc)
     return redirect("workbench-job", job_id=job.pk)
 
 
@@ -316,8 +318,7 @@ def save_query(request):
         if not title or len(title) > MAX_TITLE_CHARS:
             raise Refusal(f"Give the query a title of at most {MAX_TITLE_CHARS} characters.", code="invalid_request")
     except Refusal as exc:
-        context = {"sql": request.POST.get("sql", ""), "error": _error(exc, request.POST.get("sql", ""))}
-        return _render(request, institution, context, status=status_of(exc))
+        return _refused(request, institution, exc)
     saved = SavedQuery.objects.create(
         institution=institution, owner=request.user, title=title, sql=sql, shared=bool(request.POST.get("shared"))
     )
