@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -95,3 +96,45 @@ def test_the_next_run_stops_what_a_previous_one_left_running(served):  # noqa: F
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def test_a_refresh_cut_off_by_a_full_crash_is_picked_up_by_the_next_run(served):  # noqa: F811
+    """The file-system queue never redelivers the message of a task that was running when everything died;
+    the next run's recovery sweep finds the run left `running` with a stale heartbeat and queues it again."""
+    manage = [sys.executable, "manage.py"]
+    subprocess.run([*manage, "sync_datasets"], cwd=REPO_DIR, env=served["env"], check=True, capture_output=True)
+    subprocess.run(
+        [*manage, "refresh_dataset", "card_transactions"],
+        cwd=REPO_DIR,
+        env=served["env"],
+        check=True,
+        capture_output=True,
+    )
+
+    def run() -> tuple:
+        with sqlite3.connect(served["data_dir"] / "vitamin.sqlite3", timeout=30) as db:
+            return db.execute(
+                "SELECT id, status, rows_processed, attempts FROM catalog_refreshrun ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+
+    wait_until(lambda: run()[1] == "running" and run()[2] > 0, 180)
+    served["supervisor"].send_signal(signal.SIGKILL)
+    served["supervisor"].wait()
+    crashed_at = time.monotonic()
+    wait_until(lambda: processes_using(served["data_dir"]) == [], 60)
+
+    port = served["base"].rsplit(":", 1)[1]
+    served["supervisor"] = subprocess.Popen(
+        [*manage, "run", "--port", port],
+        cwd=REPO_DIR,
+        env=served["env"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_until(lambda: run()[1] not in ("queued", "running"), 300)
+    run_id, status, _, attempts = run()
+    print(
+        f"\nfull crash mid-refresh: run {run_id} {status} on attempt {attempts}, {time.monotonic() - crashed_at:.1f} s after"
+    )
+    assert (status, attempts) == ("published", 2)
+    assert not list((served["data_dir"] / "scratch").glob("run-*"))
