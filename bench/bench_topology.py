@@ -6,7 +6,7 @@
 Generates card_transactions-like Parquet (bench_query_engine.generate) as version 1 of an open dataset
 and registers a partner for it (bench_query_api.setup), then starts one query node: a gunicorn of its own
 (`--node-workers` processes × `--node-threads` threads, each process with its own query worker pool),
-as deploy/Procfile's `web` line runs one. `--clients` client threads send `--requests` queries of each
+as deploy/Procfile's `web` line runs one. CLIENT_THREADS (8) client threads send `--requests` queries of each
 kind over keep-alive connections (bench/http_client.py), each request to the next node in turn
 (round-robin, as the reverse proxy of deploy/nginx/vitamin.conf spreads them). A second node runs on the
 same Parquet and the same database, and the same load is sent to the first node alone, then spread over
@@ -23,20 +23,22 @@ cores, so on a 2-core machine it can only add what one node left idle (docs/oper
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import shutil
 import statistics
 import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import figures
 from bench_query_api import (
     AGGREGATE_SQL,
+    CLIENT_THREADS,
     QUERY_PATH,
     SLUG,
+    _concurrently,
     free_port,
     scratch_database,
     server_environment,
@@ -53,7 +55,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=20_000_000)
     parser.add_argument("--requests", type=int, default=800, help="queries of each kind per measurement")
-    parser.add_argument("--clients", type=int, default=8, help="client threads")
     parser.add_argument("--rounds", type=int, default=3, help="measurements of each, alternating one node and two")
     parser.add_argument("--node-workers", type=int, default=1, help="gunicorn processes per node")
     parser.add_argument("--node-threads", type=int, default=4, help="threads per gunicorn process")
@@ -81,12 +82,12 @@ def run(args: argparse.Namespace, database_url: str | None) -> None:
     print(
         f"generated {args.rows:,} rows ({len(files)} files) in {time.perf_counter() - started:.1f} s; "
         f"{os.cpu_count()} CPUs; a node is {args.node_workers} x {args.node_threads} (gunicorn processes x threads); "
-        f"{args.clients} clients; database {'PostgreSQL' if database_url else 'SQLite'}",
+        f"{CLIENT_THREADS} clients; database {'PostgreSQL' if database_url else 'SQLite'}",
         flush=True,
     )
     env = server_environment(data_dir, database_url)
     env["VITAMIN_QUERY_POOL_SIZE"] = str(args.node_threads)  # no request waits for a query worker
-    env["VITAMIN_QUERY_CONCURRENT_PER_INSTITUTION"] = str(4 * args.clients)  # one partner sends the whole load
+    env["VITAMIN_QUERY_CONCURRENT_PER_INSTITUTION"] = str(4 * CLIENT_THREADS)  # one partner sends the whole load
     token = setup(env, folder)
     nodes: list[subprocess.Popen] = []
     try:
@@ -101,7 +102,7 @@ def run(args: argparse.Namespace, database_url: str | None) -> None:
             rounds = {1: [], 2: []}
             for _ in range(args.rounds):
                 for count in (1, 2):
-                    rounds[count].append(load(bases[:count], token, sql, args))
+                    rounds[count].append(load(bases[:count], token, sql, args.requests))
             one, two = (tuple(statistics.median(r[i] for r in rounds[count]) for i in range(3)) for count in (1, 2))
             for count, (rate, p50, p99) in ((1, one), (2, two)):
                 print(
@@ -114,7 +115,7 @@ def run(args: argparse.Namespace, database_url: str | None) -> None:
                 f"p99 {two[2] / one[2]:.2f}",
                 flush=True,
             )
-            label = f"{kind} x{args.clients}"
+            label = f"{kind} x{CLIENT_THREADS}"
             figures.record(f"{label}: throughput, two nodes (raw: one node)", two[0], one[0], "queries/s",
                            higher_is_better=True)  # fmt: skip
             figures.record(f"{label}: p50, two nodes (raw: one node)", two[1], one[1], "ms")
@@ -127,47 +128,28 @@ def run(args: argparse.Namespace, database_url: str | None) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def load(bases: list[str], token: str, sql: str, args: argparse.Namespace) -> tuple[float, float, float]:
-    """Queries per second, p50 and p99 ms of `args.requests` queries from `args.clients` threads started
-    together, each thread sending its requests to the nodes in turn (starting at a different node each)."""
-    latencies_ms: list[float] = []
-    errors: list[str] = []
-    lock = threading.Lock()
-    start_together = threading.Barrier(args.clients + 1)
+def load(bases: list[str], token: str, sql: str, total: int) -> tuple[float, float, float]:
+    """Queries per second, p50 and p99 ms of `total` queries from CLIENT_THREADS threads started together
+    (bench_query_api._concurrently), each thread sending its requests to the nodes in turn, starting at a
+    different node each."""
     headers = {"Authorization": f"Bearer {token}"}
     body = {"sql": sql, "format": "json"}
+    clients = itertools.count()
 
-    def client(index: int) -> None:
+    def make_client():
         connections = [KeepAlive(base, headers) for base in bases]
         for connection in connections:  # warm-up: the connection, each node's caches
             connection.post_json(QUERY_PATH, body, count_only=True)
-        start_together.wait()
-        for turn in range(args.requests // args.clients):
-            connection = connections[(index + turn) % len(connections)]
-            started = time.perf_counter()
-            status, _ = connection.post_json(QUERY_PATH, body, count_only=True)
-            elapsed = (time.perf_counter() - started) * 1000
-            with lock:
-                if status == 200:
-                    latencies_ms.append(elapsed)
-                else:
-                    errors.append(str(status))
-        for connection in connections:
-            connection.close()
+        turns = itertools.count(next(clients))
 
-    threads = [threading.Thread(target=client, args=(index,)) for index in range(args.clients)]
-    for thread in threads:
-        thread.start()
-    start_together.wait()
-    started = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    seconds = time.perf_counter() - started
-    if errors:
-        raise SystemExit(f"{len(errors)} of {len(errors) + len(latencies_ms)} queries failed (statuses {errors[:5]})")
-    latencies_ms.sort()
-    p99 = latencies_ms[min(len(latencies_ms) - 1, int(len(latencies_ms) * 0.99))]
-    return len(latencies_ms) / seconds, statistics.median(latencies_ms), p99
+        def one() -> None:
+            status, _ = connections[next(turns) % len(connections)].post_json(QUERY_PATH, body, count_only=True)
+            if status != 200:
+                raise RuntimeError(f"HTTP {status}")
+
+        return one
+
+    return _concurrently(make_client, total)
 
 
 if __name__ == "__main__":

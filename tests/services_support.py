@@ -197,33 +197,30 @@ def private_redis() -> Iterator[PrivateRedis]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _started(factory, what: str):
+def _serve(manager_factory, what: str) -> Iterator:
+    """A fixture's body: the server the context manager starts, stopped after; skips (or fails under
+    VITAMIN_TEST_REQUIRE_SERVICES=1) when it cannot start."""
+    manager = manager_factory()
     try:
-        return factory()
+        server = manager.__enter__()
     except (FileNotFoundError, RuntimeError, subprocess.SubprocessError) as exc:
         message = f"a private {what} could not start: {exc}"
         if REQUIRE_SERVICES:
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
+    try:
+        yield server
+    finally:
+        manager.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="module")
 def own_postgres() -> Iterator[PrivatePostgres]:
     """A private PostgreSQL cluster for the module's tests (see the module docstring)."""
-    manager = private_postgres()
-    server = _started(manager.__enter__, "PostgreSQL")
-    try:
-        yield server
-    finally:
-        manager.__exit__(None, None, None)
+    yield from _serve(private_postgres, "PostgreSQL")
 
 
 @pytest.fixture(scope="module")
 def own_redis() -> Iterator[PrivateRedis]:
     """A private redis-server for the module's tests (see the module docstring)."""
-    manager = private_redis()
-    server = _started(manager.__enter__, "Redis")
-    try:
-        yield server
-    finally:
-        manager.__exit__(None, None, None)
+    yield from _serve(private_redis, "Redis")
