@@ -80,10 +80,13 @@ class Store:
         return "/".join([self.root, *parts])
 
     def check(self) -> None:
-        """Raise unless the store's root is reachable and is a directory."""
-        info = self.fs.get_file_info(self.root)
-        if info.type != pafs.FileType.Directory:
-            raise FileNotFoundError("store root is missing")
+        """Raise unless the store's root is reachable and is a directory (on an object store: its bucket
+        exists, since a prefix under which nothing is published yet is no object at all)."""
+        if self.fs.get_file_info(self.root).type == pafs.FileType.Directory:
+            return
+        if not self.is_local and self.fs.get_file_info(self.root.split("/", 1)[0]).type == pafs.FileType.Directory:
+            return
+        raise FileNotFoundError("store root is missing")
 
     def exists(self, path: str) -> bool:
         return self.fs.get_file_info(path).type != pafs.FileType.NotFound

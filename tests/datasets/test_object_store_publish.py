@@ -163,3 +163,11 @@ def test_a_version_is_published_whole_on_the_object_store(s3_store, spec_data, a
     again = build_version(s3_store, spec_data, arrow_source, transactions, scratch, seed=4)
     with pytest.raises(PublishError, match="exists already"):  # versions are immutable on S3 too
         publish(s3_store, "card_test", 1, again)
+
+
+def test_a_new_store_in_a_reachable_bucket_checks_out_and_a_missing_bucket_does_not(object_store, object_store_keys):
+    fresh = Store.from_url(object_store.fresh_store_url())
+    assert not fresh.exists(fresh.root)  # nothing published yet: the prefix is no object at all
+    fresh.check()  # /readyz: reachable
+    with pytest.raises(FileNotFoundError):
+        Store.from_url(object_store.store_url("no-such-bucket")).check()
