@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied
+from django.utils.translation import gettext as _
 
 from institutions.models import MANAGER_ROLES, Institution, Member
 
@@ -20,7 +21,7 @@ def ensure_member(user, institution: Institution, roles=None) -> Member | None:
         return member
     if roles is None and user.is_authenticated and user.is_staff:
         return None
-    raise PermissionDenied("You are not allowed to do this for this institution.")
+    raise PermissionDenied(_("You are not allowed to do this for this institution."))
 
 
 def ensure_manager(user, institution: Institution) -> Member:

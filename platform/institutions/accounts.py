@@ -53,14 +53,14 @@ def verify_email(request, token: str):
         )
     except links.BadLink as exc:
         return render(
-            request, "institutions/message.html", {"title": "Email not confirmed", "message": str(exc)}, status=400
+            request, "institutions/message.html", {"title": _("Email not confirmed"), "message": str(exc)}, status=400
         )
     user = get_user_model().objects.filter(pk=payload.get("user"), email=payload.get("email")).first()
     if user is None:
         return render(
             request,
             "institutions/message.html",
-            {"title": "Email not confirmed", "message": "This account no longer exists."},
+            {"title": _("Email not confirmed"), "message": _("This account no longer exists.")},
             status=400,
         )
     if not user.is_active and user.last_login is None:  # never reactivates an account an admin switched off

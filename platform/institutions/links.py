@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core import signing
+from django.utils.translation import gettext as _
 
 VERIFY_EMAIL_SALT = "institutions.verify-email"
 INVITATION_SALT = "institutions.invitation"
@@ -27,9 +28,9 @@ def read_token(token: str, *, salt: str, max_age_seconds: int) -> dict:
     try:
         return signing.loads(token, salt=salt, max_age=max_age_seconds)
     except signing.SignatureExpired:
-        raise BadLink("This link has expired.") from None
+        raise BadLink(_("This link has expired.")) from None
     except signing.BadSignature:
-        raise BadLink("This link is not valid.") from None
+        raise BadLink(_("This link is not valid.")) from None
 
 
 def absolute_url(request, path: str) -> str:

@@ -214,7 +214,7 @@ def _switchable_client(request, client_id: str) -> Client:
     client = get_object_or_404(Client.objects.select_related("institution"), client_id=client_id)
     member = ensure_member(request.user, client.institution)
     if not _may_switch(request.user, member):
-        raise PermissionDenied("Only the institution's owners and admins, or platform staff, can do this.")
+        raise PermissionDenied(_("Only the institution's owners and admins, or platform staff, can do this."))
     return client
 
 

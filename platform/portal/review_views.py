@@ -148,18 +148,18 @@ def _terms(form, subscription: Subscription) -> tuple[QuotaPlan, date, DatasetVe
     pk = subscription.pk
     plan = QuotaPlan.objects.filter(pk=_number(form.get(f"plan-{pk}"))).first()
     if plan is None:
-        raise subscriptions.invalid_request("Choose a plan.")
+        raise subscriptions.invalid_request(_("Choose a plan."))
     try:
         last_day = date.fromisoformat(form.get(f"last_day-{pk}", ""))
     except ValueError:
-        raise subscriptions.invalid_request("Give the last day of access as a date.") from None
+        raise subscriptions.invalid_request(_("Give the last day of access as a date.")) from None
     if last_day < timezone.localdate():
-        raise subscriptions.invalid_request("The last day of access cannot be in the past.")
+        raise subscriptions.invalid_request(_("The last day of access cannot be in the past."))
     pinned = None
     if form.get(f"pin-{pk}"):
         pinned = DatasetVersion.objects.filter(pk=_number(form.get(f"pin-{pk}")), dataset=subscription.dataset).first()
         if pinned is None:
-            raise subscriptions.invalid_request("The pinned version is not a version of this dataset.")
+            raise subscriptions.invalid_request(_("The pinned version is not a version of this dataset."))
     return plan, last_day, pinned
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
+from django.utils.translation import gettext as _
 
 from access import service as access
 from catalog import describe
@@ -40,7 +41,7 @@ def institution_for(user, institution_pk: str | int | None) -> Institution:
     PermissionDenied when the user may not query for it (or for any)."""
     memberships = query_memberships(user)
     if not memberships:
-        raise PermissionDenied("The SQL workbench is for members of an approved institution who may run queries.")
+        raise PermissionDenied(_("The SQL workbench is for members of an approved institution who may run queries."))
     if institution_pk in (None, ""):
         return memberships[0].institution
     try:
@@ -50,7 +51,7 @@ def institution_for(user, institution_pk: str | int | None) -> Institution:
     for member in memberships:
         if member.institution_id == wanted:
             return member.institution
-    raise PermissionDenied("You may not run queries for this institution.")
+    raise PermissionDenied(_("You may not run queries for this institution."))
 
 
 @dataclass

@@ -53,9 +53,12 @@ MAX_TITLE_CHARS = SavedQuery._meta.get_field("title").max_length
 def _sql_of(request) -> str:
     sql = request.POST.get("sql", "")
     if len(sql) > MAX_SQL_CHARS:
-        raise Refusal(f"The query is longer than {MAX_SQL_CHARS:,} characters.", code="invalid_request")
+        raise Refusal(
+            _("The query is longer than %(limit)s characters.") % {"limit": f"{MAX_SQL_CHARS:,}"},
+            code="invalid_request",
+        )
     if not sql.strip():
-        raise Refusal("Write a query first.", code="invalid_request")
+        raise Refusal(_("Write a query first."), code="invalid_request")
     return sql
 
 
@@ -193,7 +196,10 @@ def export_result(request):
     fmt = request.POST.get("format", "")
     try:
         if fmt not in EXPORT_FORMATS:
-            raise Refusal(f"Choose an export format: {', '.join(EXPORT_FORMATS)}.", code="invalid_request")
+            raise Refusal(
+                _("Choose an export format: %(formats)s.") % {"formats": ", ".join(EXPORT_FORMATS)},
+                code="invalid_request",
+            )
         run = run_query(
             institution_id=institution.pk,
             username=request.user.get_username(),
@@ -221,7 +227,10 @@ def submit_job(request):
     fmt = request.POST.get("format") or "parquet"
     try:
         if fmt not in MEDIA_TYPES:
-            raise Refusal(f"Choose a result format: {', '.join(MEDIA_TYPES)}.", code="invalid_request")
+            raise Refusal(
+                _("Choose a result format: %(formats)s.") % {"formats": ", ".join(MEDIA_TYPES)},
+                code="invalid_request",
+            )
         job = jobs.submit_job(
             institution_id=institution.pk,
             username=request.user.get_username(),
@@ -316,7 +325,10 @@ def save_query(request):
     try:
         sql = _sql_of(request)
         if not title or len(title) > MAX_TITLE_CHARS:
-            raise Refusal(f"Give the query a title of at most {MAX_TITLE_CHARS} characters.", code="invalid_request")
+            raise Refusal(
+                _("Give the query a title of at most %(limit)s characters.") % {"limit": MAX_TITLE_CHARS},
+                code="invalid_request",
+            )
     except Refusal as exc:
         return _refused(request, institution, exc)
     saved = SavedQuery.objects.create(
@@ -333,7 +345,7 @@ def saved_query(request, pk):
     saved = _saved_for(request, pk)
     if request.method == "POST":
         if saved.owner_id != request.user.pk:
-            raise PermissionDenied("Only the person who saved a query may change it.")
+            raise PermissionDenied(_("Only the person who saved a query may change it."))
         if request.POST.get("action") == "delete":
             _record_saved("query.unsave", request, saved)
             saved.delete()

@@ -12,8 +12,9 @@ from functools import wraps
 
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
+from django.utils.translation import gettext, gettext_noop
 
-NOT_STAFF_MESSAGE = "This page is for the platform's staff. Your account is not a staff account."
+NOT_STAFF_MESSAGE = gettext_noop("This page is for the platform's staff. Your account is not a staff account.")
 
 
 def is_staff(user) -> bool:
@@ -28,7 +29,7 @@ def staff_required(view):
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())
         if not is_staff(request.user):
-            raise PermissionDenied(NOT_STAFF_MESSAGE)
+            raise PermissionDenied(gettext(NOT_STAFF_MESSAGE))  # the 403 page, in the visitor's language
         return view(request, *args, **kwargs)
 
     return gated

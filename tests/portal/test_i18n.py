@@ -411,3 +411,12 @@ def test_amounts_say_their_unit_in_the_active_language():
         )
     with translation.override("zh-hans"):
         assert (human(1, "bytes"), human(1000, "bytes"), human(1.5, "seconds")) == ("1 字节", "1,000 字节", "1.5 秒")
+
+
+def test_refusals_only_pages_make_are_in_chinese(bob, fund, catalog, plan):
+    staff_only = signed_in(bob).get("/staff/", **CHINESE)
+    assert staff_only.status_code == 403 and "此页面仅供平台工作人员使用" in staff_only.content.decode()
+    approved(fund, catalog.industry, plan, [Mode.QUERY])
+    empty = signed_in(bob).post("/workbench/", {"sql": "  "}, **CHINESE)
+    assert empty.status_code == 400
+    assert "请先输入查询。" in empty.content.decode() and "invalid_request" in empty.content.decode()
