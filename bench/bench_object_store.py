@@ -1,5 +1,6 @@
-"""Queries over a version in an S3-compatible store (cold and warm, through the node's file cache) against the
-same query on the same files on local disk.
+"""Cold and warm queries on an S3-compatible store through the node's file cache, against local disk.
+
+The same query on the same files, read three ways (below).
 
     .venv/bin/python bench/bench_object_store.py --rows 20000000
 
