@@ -94,3 +94,13 @@ def test_partner_sql_reaches_neither_the_object_store_nor_the_cache_directly(
         response = post(client, token, sql)
         assert response.status_code == 400, (sql, response.content)
         assert response.json()["error"]["code"] in ("file_access_not_allowed", "table_function_not_allowed")
+
+
+def test_a_query_pins_its_files_until_its_result_is_read_to_the_end(client, token, catalog, store_url):
+    response = post(client, token, INDUSTRY_SQL)  # started: its first batch is computed, the rest not yet read
+    assert response.status_code == 200 and response.streaming
+    (copy,) = cached_copies(catalog.industry, store_url)
+    squeeze = FileCache(service.file_cache().directory, max_bytes=1)
+    assert squeeze.evict() == [] and os.path.exists(copy)  # over the bound, but a running query reads it
+    assert json.loads(b"".join(response.streaming_content))["rows"] == EXPECTED
+    assert squeeze.evict() == [copy]  # the query ended: its pin is gone
