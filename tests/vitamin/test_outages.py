@@ -70,6 +70,12 @@ def test_a_query_while_the_quota_store_is_down_is_503_quota_unavailable_and_runs
     assert not AuditEvent.objects.filter(action__in=["query.start", "query.run"]).exists()  # charged nothing
 
 
+def test_the_catalog_is_browsed_while_the_quota_store_is_down(client, fund_token, unreachable_redis):
+    """Only what takes quota needs Redis: a partner still reads the catalog."""
+    response = client.get("/api/v1/datasets", **auth(fund_token))
+    assert response.status_code == 200 and response.json()["results"]
+
+
 def test_a_query_runs_again_once_the_quota_store_answers(client, fund_token, unreachable_redis, settings, redis_client):
     query = {"sql": INDUSTRY_SQL}
     assert client.post("/api/v1/query", query, content_type="application/json", **auth(fund_token)).status_code == 503
