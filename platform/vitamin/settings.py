@@ -44,7 +44,7 @@ except OSError as exc:
 STORE_URL = env_str(
     "VITAMIN_STORE_URL",
     None,
-    "Where published Parquet versions live: a local path or file:// URL, or s3://bucket/prefix?endpoint_override=host:port&region=... for S3-compatible storage. Default: <VITAMIN_DATA_DIR>/store.",
+    "Where published Parquet versions live: a local path or file:// URL, or s3://bucket/prefix?endpoint_override=host:port&region=... for S3-compatible storage (also connect_timeout=S&request_timeout=S: how long a request to the store may wait, in seconds; about 10 s in all by default). Default: <VITAMIN_DATA_DIR>/store.",
 ) or str(DATA_DIR / "store")
 STORE_CACHE_MAX_MB = env_int(
     "VITAMIN_STORE_CACHE_MAX_MB",
