@@ -27,6 +27,7 @@ def s3_store(object_store, object_store_keys) -> Store:
     return Store.from_url(object_store.fresh_store_url())
 
 
+@pytest.mark.slow  # the SeaweedFS server
 def test_a_cold_read_fetches_from_the_object_store_and_a_warm_one_does_not(s3_store, tmp_path):
     cache = FileCache(tmp_path / "cache", max_bytes=10**9)
     data = os.urandom(300_000)
@@ -42,6 +43,7 @@ def test_a_cold_read_fetches_from_the_object_store_and_a_warm_one_does_not(s3_st
     assert os.listdir(tmp_path / "cache" / "partial") == []
 
 
+@pytest.mark.slow  # the SeaweedFS server
 def test_bytes_that_differ_from_the_manifest_never_enter_the_cache(s3_store, tmp_path):
     cache = FileCache(tmp_path / "cache", max_bytes=10**9)
     remote = put(s3_store, "part-0.parquet", b"what the build wrote")
@@ -52,6 +54,7 @@ def test_bytes_that_differ_from_the_manifest_never_enter_the_cache(s3_store, tmp
     assert cache.entries() == [] and os.listdir(tmp_path / "cache" / "partial") == []
 
 
+@pytest.mark.slow  # the SeaweedFS server
 def test_an_unreachable_object_is_a_cache_error_and_pins_nothing(s3_store, tmp_path):
     cache = FileCache(tmp_path / "cache", max_bytes=10**9)
     there = put(s3_store, "part-0.parquet", b"a" * 100)

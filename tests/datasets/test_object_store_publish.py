@@ -28,6 +28,7 @@ from datasets.spec import parse_spec
 from datasets.storage import Store
 
 MASTER_KEY = b"test-master-key-0123456789abcdef"
+pytestmark = pytest.mark.slow  # a SeaweedFS server for the session
 
 
 class Crash(Exception):
@@ -118,7 +119,6 @@ def read_rows(store: Store, number: int, cache_dir) -> int:
         return duckdb.sql(f"SELECT count(*) FROM read_parquet({paths!r})").fetchall()[0][0]
 
 
-@pytest.mark.slow
 def test_a_publisher_dying_mid_copy_leaves_no_visible_version_and_cleanup_removes_it(
     s3_store, spec_data, arrow_source, transactions, scratch, tmp_path
 ):
@@ -152,7 +152,6 @@ def test_a_publisher_dying_mid_copy_leaves_no_visible_version_and_cleanup_remove
     assert verify_version(s3_store, "card_test", 1) == []
 
 
-@pytest.mark.slow
 def test_a_version_is_published_whole_on_the_object_store(s3_store, spec_data, arrow_source, transactions, scratch):
     result = build_version(s3_store, spec_data, arrow_source, transactions, scratch, seed=3)
     manifest = publish(s3_store, "card_test", 1, result)

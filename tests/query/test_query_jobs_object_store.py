@@ -21,6 +21,8 @@ from query.models import QueryJob
 from query.tasks import run_query_job
 from quotas.service import Window, peek
 
+pytestmark = pytest.mark.slow  # a SeaweedFS server for the session
+
 SQL = "SELECT csi_industry, SUM(gmv) AS gmv FROM industry_prosperity_monthly GROUP BY 1 ORDER BY 1"
 
 

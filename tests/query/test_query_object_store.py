@@ -19,6 +19,8 @@ from datasets.spec import Mode
 from datasets.storage import Store
 from query import service
 
+pytestmark = pytest.mark.slow  # a SeaweedFS server for the session
+
 INDUSTRY_SQL = "SELECT csi_industry, SUM(gmv) AS gmv FROM industry_prosperity_monthly GROUP BY 1 ORDER BY 1"
 EXPECTED = [["主要消费", 3006.0], ["信息技术", 3009.0]]
 

@@ -16,6 +16,8 @@ from datasets.spec import Mode
 from datasets.storage import Store
 from quotas.service import Window, peek
 
+pytestmark = pytest.mark.slow  # a SeaweedFS server for the session
+
 TABLE = "/delta-sharing/shares/vitamin/schemas/industry_indicators/tables/industry_prosperity_monthly"
 
 
