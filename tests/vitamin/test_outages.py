@@ -137,15 +137,24 @@ def test_a_database_error_outside_any_view_is_still_503_in_the_api_shape(client,
     monkeypatch.setattr(SessionMiddleware, "process_request", closed)  # a middleware, before any view or DRF
     client.raise_request_exception = False
     assert_outage_answer(client.get("/api/v1/status"), "database_unavailable")
+    sharing = client.get("/delta-sharing/shares")  # Delta Sharing's own error shape
+    assert sharing.status_code == 503 and int(sharing.headers["Retry-After"]) >= 1
+    assert (sharing.json()["errorCode"], sharing.json()["code"]) == ("INTERNAL_ERROR", "database_unavailable")
+
+
+def home_page_raising(client, monkeypatch, error: Exception):
+    """The home page, its view failing with `error`."""
+
+    def failing(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(portal_views, "render", failing)
+    client.raise_request_exception = False
+    return client.get("/")
 
 
 def test_a_page_during_a_database_outage_is_the_sites_503_page(client, monkeypatch):
-    def refused(*args, **kwargs):
-        raise OperationalError("server closed the connection unexpectedly")
-
-    monkeypatch.setattr(portal_views, "render", refused)
-    client.raise_request_exception = False
-    response = client.get("/")
+    response = home_page_raising(client, monkeypatch, OperationalError("server closed the connection unexpectedly"))
     html = response.content.decode()
     assert response.status_code == 503 and int(response.headers["Retry-After"]) >= 1
     assert "briefly unavailable" in html and "/static/portal/vitamin.css" in html
@@ -154,13 +163,7 @@ def test_a_page_during_a_database_outage_is_the_sites_503_page(client, monkeypat
 
 def test_other_server_errors_stay_500(client, monkeypatch):
     """Only a service that does not answer is an outage: a bug is still a 500, without a Retry-After."""
-
-    def broken(*args, **kwargs):
-        raise RuntimeError("a bug")
-
-    monkeypatch.setattr(portal_views, "render", broken)
-    client.raise_request_exception = False
-    response = client.get("/")
+    response = home_page_raising(client, monkeypatch, RuntimeError("a bug"))
     assert response.status_code == 500 and "Retry-After" not in response.headers
 
 
