@@ -375,7 +375,8 @@ JOB_QUEUE_SECONDS = env_int(
 SHARING_URL_SECONDS = env_int(
     "VITAMIN_SHARING_URL_SECONDS",
     3600,
-    "How long a Delta Sharing file URL stays valid after it is issued (long enough for a large download).",
+    "How long a Delta Sharing file URL stays valid after it is issued (long enough for a large download); "
+    "with an object store, also the pre-signed URL a query job's result download redirects to.",
     minimum=60,
 )
 LOOKUP_MAX_ITEMS = env_int(
