@@ -256,6 +256,7 @@ def job_state(job: QueryJob) -> dict:
     return {
         "id": str(job.pk),
         "state": job.state,
+        "state_label": job.get_state_display(),  # in the page's language
         "finished": job.state in QueryJob.FINISHED,
         "rows_written": job.rows_written,
         "result_bytes": job.result_bytes,

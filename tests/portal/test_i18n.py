@@ -23,7 +23,7 @@ from django.test import Client
 from django.utils import translation
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from partner_support import add_member, make_user
+from partner_support import add_member, make_client, make_user
 
 from datasets.spec import Mode
 from institutions.models import Role
@@ -96,7 +96,7 @@ def _marked_in_templates() -> dict[str, set[str]]:
 
 
 def _marked_in_python() -> dict[str, set[str]]:
-    calls = {"_", "gettext", "gettext_lazy", "ngettext", "ngettext_lazy"}
+    calls = {"_", "gettext", "gettext_lazy", "gettext_noop", "ngettext", "ngettext_lazy"}
     marked = {}
     for path in sorted(PLATFORM.glob("*/**/*.py")):
         source = path.read_text()
@@ -391,6 +391,9 @@ def test_plan_terms_tiers_modes_and_scopes_in_chinese(fund, alice, catalog, plan
     assert "批量下载（Delta Sharing）" in request
     clients = chinese(client.get(f"/institutions/{fund.pk}/clients/", **CHINESE))
     assert "query — 对已订阅的数据集运行 SQL 查询" in clients
+    sharing_client, _secret = make_client(fund, name="Index builder")
+    profile = chinese(client.get(f"/clients/{sharing_client.client_id}/sharing-profile/", **CHINESE))
+    assert "当前密钥在 24 小时内继续有效" in profile
 
 
 def test_the_api_schema_keeps_the_scopes_in_english():
@@ -420,3 +423,20 @@ def test_refusals_only_pages_make_are_in_chinese(bob, fund, catalog, plan):
     empty = signed_in(bob).post("/workbench/", {"sql": "  "}, **CHINESE)
     assert empty.status_code == 400
     assert "请先输入查询。" in empty.content.decode() and "invalid_request" in empty.content.decode()
+
+
+def test_a_query_jobs_state_in_chinese(fund, bob, catalog, plan):
+    approved(fund, catalog.industry, plan, [Mode.QUERY])
+    client = signed_in(bob)
+    submitted = client.post(
+        "/workbench/jobs", {"sql": "SELECT 1 AS one FROM industry_prosperity_monthly LIMIT 1", "format": "parquet"}
+    )
+    assert submitted.status_code == 302
+    page = chinese(client.get(submitted["Location"], **CHINESE))
+    assert re.search(r'<dd id="job-state">(排队中|运行中|已完成)</dd>', page)
+    state = client.get(f"{submitted['Location']}?format=json", **CHINESE).json()
+    assert state["state"] in ("queued", "running", "succeeded") and state["state_label"] in (
+        "排队中",
+        "运行中",
+        "已完成",
+    )

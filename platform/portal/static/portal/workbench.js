@@ -138,7 +138,7 @@
       } catch (error) {
         return setTimeout(poll, 3000);
       }
-      document.getElementById("job-state").textContent = state.state;
+      document.getElementById("job-state").textContent = state.state_label || state.state;
       document.getElementById("job-rows").textContent = String(state.rows_written);
       const error = document.getElementById("job-error");
       if (state.error) {
