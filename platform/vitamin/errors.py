@@ -235,13 +235,16 @@ def handler500(request):
 
 
 def outage_response(request, outage: Refusal):
-    """503 with Retry-After: the API's error shape (Delta Sharing's under /delta-sharing/), or the site's 503
-    page (rendered without the request or the database, like the 500 page)."""
+    """503 with Retry-After: the API's error shape (Delta Sharing's under /delta-sharing/, OAuth's at its JSON
+    endpoints), or the site's 503 page (rendered without the request or the database, like the 500 page)."""
     if _is_api(request):
         response = error_response(outage.code, outage.message, status_of(outage))
     elif request.path.startswith("/delta-sharing/"):  # the protocol's shape, as sharing.views answers a 503
         body = {"errorCode": "INTERNAL_ERROR", "message": outage.message, "code": outage.code}
         response = JsonResponse({**body, "request_id": get_request_id()}, status=status_of(outage))
+    elif request.path.startswith(("/oauth/", "/.well-known/")) and request.path != "/oauth/authorize":
+        body = {"error": "temporarily_unavailable", "error_description": outage.message}  # RFC 6749's shape
+        response = JsonResponse(body, status=status_of(outage))
     else:
         response = HttpResponse(loader.get_template("503.html").render(), status=status_of(outage))
     for name, value in refusal_headers(outage).items():

@@ -140,6 +140,9 @@ def test_a_database_error_outside_any_view_is_still_503_in_the_api_shape(client,
     sharing = client.get("/delta-sharing/shares")  # Delta Sharing's own error shape
     assert sharing.status_code == 503 and int(sharing.headers["Retry-After"]) >= 1
     assert (sharing.json()["errorCode"], sharing.json()["code"]) == ("INTERNAL_ERROR", "database_unavailable")
+    token = client.post("/oauth/token", {"grant_type": "client_credentials"})  # OAuth's own (RFC 6749)
+    assert token.status_code == 503 and int(token.headers["Retry-After"]) >= 1
+    assert token.json()["error"] == "temporarily_unavailable"
 
 
 def home_page_raising(client, monkeypatch, error: Exception):
