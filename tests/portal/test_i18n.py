@@ -122,6 +122,17 @@ def test_every_marked_string_is_in_the_catalog():
     assert missing == {}
 
 
+def test_no_label_placeholder_or_title_attribute_is_left_unmarked():
+    """Attributes people read (a screen reader reads aria-label) are text too; `makemessages` cannot see them unmarked."""
+    unmarked = {}
+    for path in sorted(PLATFORM.glob("*/templates/**/*.html")):
+        source = re.sub(r"(?s)\{%\s*blocktranslate.*?\{%\s*endblocktranslate\s*%\}|\{%.*?%\}", "", path.read_text())
+        found = re.findall(r'(?:placeholder|aria-label|title|alt)="[^"{]*[A-Za-z]{3,}[^"{]*"', source)
+        if found:
+            unmarked[str(path.relative_to(PLATFORM))] = found
+    assert unmarked == {}
+
+
 # --- pages ---------------------------------------------------------------------------------
 
 pytestmark = pytest.mark.django_db
