@@ -62,7 +62,7 @@ def test_from_sign_up_to_a_working_api_client(live_server, page):
     card = page.locator(f"#review-{institution.pk}")
     card.locator("textarea").fill("Business licence verified.")
     card.locator("button:has-text('Approve')").click()
-    assert "is now approved" in page.locator(".messages").inner_text()
+    assert page.locator(".messages").inner_text() == "Approved: 蚂蚁演示基金管理有限公司."
     institution.refresh_from_db()
     assert institution.status == InstitutionStatus.APPROVED
     assert "approved" in mail.outbox[-1].subject
