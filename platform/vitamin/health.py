@@ -59,7 +59,9 @@ def readyz(request):
             results[name] = {"ok": True}
         results[name]["ms"] = round((time.perf_counter() - started) * 1000, 1)
     ready = all(r["ok"] for r in results.values())
-    response = JsonResponse({"status": "ready" if ready else "not_ready", "checks": results}, status=200 if ready else 503)
+    response = JsonResponse(
+        {"status": "ready" if ready else "not_ready", "checks": results}, status=200 if ready else 503
+    )
     if not ready:
         response["Retry-After"] = str(settings.OUTAGE_RETRY_AFTER_SECONDS)
     return response
