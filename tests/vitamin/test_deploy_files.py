@@ -8,10 +8,18 @@ process files read.
 
 from __future__ import annotations
 
+import http.server
+import os
 import re
 import shlex
+import shutil
+import signal
+import subprocess
+import threading
 
 import pytest
+import requests
+from live_demo import free_port
 
 from testenv import REPO_DIR
 from vitamin.env import REGISTRY
@@ -89,3 +97,71 @@ def test_the_units_read_only_variables_the_environment_file_sets():
     for unit in UNITS.values():
         used = set(re.findall(r"\$\{(\w+)\}", (DEPLOY / "systemd" / unit).read_text()))
         assert used <= names, (unit, sorted(used - names))
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")  # its own certificate
+def test_the_nginx_proxy_spreads_requests_over_the_nodes_and_keeps_tokens_out_of_its_log(tmp_path):
+    """deploy/nginx/vitamin.conf, run by nginx as written but for its addresses and certificate, in front
+    of two stand-in nodes. Skipped where nginx is not installed (apt-get install nginx-light)."""
+    if shutil.which("nginx") is None:
+        pytest.skip("nginx is not installed")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", tmp_path / "key.pem",
+         "-out", tmp_path / "cert.pem", "-days", "1", "-subj", "/CN=vitamin.example.com"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    nodes = [_StandIn(name) for name in ("A", "B")]
+    https, http = free_port(), free_port()
+    conf = (DEPLOY / "nginx" / "vitamin.conf").read_text()
+    for old, new in {
+        "/etc/ssl/vitamin/fullchain.pem": str(tmp_path / "cert.pem"),
+        "/etc/ssl/vitamin/privkey.pem": str(tmp_path / "key.pem"),
+        "/var/log/nginx/": f"{tmp_path}/",
+        "10.0.1.11:8000": f"127.0.0.1:{nodes[0].port}",
+        "10.0.1.12:8000": f"127.0.0.1:{nodes[1].port}",
+        "listen 443 ssl http2;": f"listen 127.0.0.1:{https} ssl;",
+        "listen 80;": f"listen 127.0.0.1:{http};",
+    }.items():
+        assert old in conf, old
+        conf = conf.replace(old, new)
+    (tmp_path / "vitamin.conf").write_text(conf)
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+        f"http {{ include {tmp_path}/vitamin.conf; }}\n"
+    )
+    subprocess.run(["nginx", "-c", tmp_path / "nginx.conf", "-p", tmp_path], check=True, capture_output=True)
+    try:
+        base = f"https://127.0.0.1:{https}"
+        answers = [requests.get(f"{base}/", verify=False, timeout=10).text for _ in range(4)]  # noqa: S501
+        assert sorted(answers) == ["A", "A", "B", "B"]
+        requests.get(f"{base}/api/v1/job-results/SECRET-TOKEN", verify=False, timeout=10)  # noqa: S501
+        plain = requests.get(f"http://127.0.0.1:{http}/x", allow_redirects=False, timeout=10)
+        assert plain.status_code == 301 and plain.headers["Location"].startswith("https://")
+    finally:
+        os.kill(int((tmp_path / "nginx.pid").read_text()), signal.SIGTERM)
+        for node in nodes:
+            node.server.shutdown()
+    log = (tmp_path / "vitamin.access.log").read_text()
+    assert "/api/v1/job-results/<token>" in log
+    assert "SECRET-TOKEN" not in log
+
+
+class _StandIn:
+    """An HTTP server answering every GET with its name: a web node, as far as the proxy can tell."""
+
+    def __init__(self, name: str):
+        body = name.encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - the standard library's name
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
