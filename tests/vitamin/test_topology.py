@@ -346,6 +346,10 @@ def test_a_token_from_one_web_node_works_on_the_other_and_both_give_the_same_ans
     bodies = {json.dumps(answer.json()["rows"]) for answer in answers}
     assert len(bodies) == 1
     assert answers[0].json()["rows"], "the aggregate returned no group"
+    # Each node read the version from the object store into a cache of its own (its data directory).
+    for node in ("web1", "web2"):
+        cached = [path for path in (topology.root / node / "store-cache" / "objects").rglob("*") if path.is_file()]
+        assert cached, f"{node} cached nothing"
     other_token = token_from(second, topology.partner)
     assert query(first, other_token, TOTALS_SQL).json()["rows"] == answers[0].json()["rows"]
 
