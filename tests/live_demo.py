@@ -144,22 +144,23 @@ def start_demo_server(
             stderr=subprocess.STDOUT,
         )
         try:
-            _wait_until_ready(server, demo)
+            wait_until_ready(server, demo.base, demo.log)
             yield demo
         finally:
             _stop(server, data_dir)
 
 
-def _wait_until_ready(server: subprocess.Popen, demo: DemoServer) -> None:
+def wait_until_ready(server: subprocess.Popen, base: str, log: Path) -> None:
+    """Return once `base`/readyz answers 200; fail with the end of `log` if `server` exits or takes too long."""
     deadline = time.monotonic() + START_TIMEOUT_S
     while server.poll() is None and time.monotonic() < deadline:
         try:
-            if requests.get(f"{demo.base}/readyz", timeout=5).status_code == 200:
+            if requests.get(f"{base}/readyz", timeout=5).status_code == 200:
                 return
         except requests.RequestException:  # not listening yet
             pass
         time.sleep(0.2)
-    raise AssertionError(f"the demo server did not start:\n{demo.log.read_text()[-3000:]}")
+    raise AssertionError(f"{base} did not become ready:\n{log.read_text(errors='replace')[-3000:]}")
 
 
 def _stop(server: subprocess.Popen, data_dir: Path) -> None:

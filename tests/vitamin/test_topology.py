@@ -39,7 +39,7 @@ from pathlib import Path
 import pytest
 import requests
 from celery import Celery
-from live_demo import free_port, processes_using
+from live_demo import free_port, processes_using, wait_until_ready
 from object_store_support import ACCESS_KEY, REGION, SECRET_KEY
 from services_support import own_postgres, own_redis  # noqa: F401 - fixtures
 
@@ -211,18 +211,6 @@ def start(topology: Topology, name: str, kind: str, **variables: str) -> None:
         )
 
 
-def wait_until_ready(topology: Topology, name: str, base: str) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline and topology.processes[name].poll() is None:
-        try:
-            if requests.get(f"{base}/readyz", timeout=5).status_code == 200:
-                return
-        except requests.RequestException:  # not listening yet
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{name} did not become ready:\n{topology.log(name)}")
-
-
 def wait_for_workers(topology: Topology) -> None:
     """Both workers answer a ping over the broker (they consume the queue)."""
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
@@ -284,7 +272,7 @@ def topology(tmp_path_factory, own_postgres, own_redis, object_store):  # noqa: 
         start(topology, "beat", "beat")
         topology.beat_started = time.monotonic()
         for index, base in enumerate(topology.webs, start=1):
-            wait_until_ready(topology, f"web{index}", base)
+            wait_until_ready(topology.processes[f"web{index}"], base, topology.root / f"web{index}.log")
         wait_for_workers(topology)
         yield topology
     finally:
