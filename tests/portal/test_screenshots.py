@@ -38,7 +38,7 @@ def take(page, base: str, path: str, name: str, shots: Path, *, width: int = 128
     page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
 
 
-def test_the_main_pages(live_server, chromium, catalog, fund, bob, olga, plan, shots):
+def test_the_main_pages(live_server, chromium, catalog, fund, alice, bob, olga, plan, shots):
     base = live_server.url
     cards = approved(fund, catalog.cards, plan, [Mode.QUERY])
     approved(fund, catalog.industry, plan, [Mode.QUERY])
@@ -58,12 +58,17 @@ def test_the_main_pages(live_server, chromium, catalog, fund, bob, olga, plan, s
     take(page, base, f"/subscriptions/{cards.pk}/", "subscription-usage", shots)
     page.click("button:has-text('Sign out')")
 
+    sign_in_browser(page, base, alice, f"/institutions/{fund.pk}/audit/")
+    take(page, base, "", "audit-trail", shots)
+    page.click("button:has-text('Sign out')")
+
     sign_in_browser(page, base, olga, "/staff/")
     take(page, base, "", "staff", shots)
     take(page, base, "/staff/datasets/card_transactions/", "dataset-operations", shots)
     take(page, base, "/staff/usage/", "staff-usage", shots)
     take(page, base, "/subscriptions/review/", "subscription-review", shots)
+    take(page, base, "/audit/search/?action=query.run", "audit-search", shots)
     context.close()
 
     assert external == []
-    assert len(list(shots.glob("*.png"))) >= 9
+    assert len(list(shots.glob("*.png"))) >= 11
