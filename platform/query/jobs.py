@@ -84,6 +84,8 @@ RESULT_LINK_SECONDS = 900
 _LINK_SALT = "vitamin.query.job-result"
 
 STALE_RUNNING = timedelta(hours=6)  # longer than any plan's time limit: such a job's worker is gone
+# A running job's worker writes its heartbeat every CANCEL_CHECK_SECONDS; one silent this long has died.
+LOST_AFTER = timedelta(seconds=30)
 
 
 def results_dir() -> Path:
@@ -161,16 +163,21 @@ def _enqueue(job_id: UUID, *, countdown_seconds: int | None = None) -> None:
 
 
 def execute_job(job_id: UUID | str) -> None:
-    """Run a queued job to its end (the worker's side). A job no longer queued (cancelled, already taken) is left alone."""
+    """Run a queued job to its end (the worker's side). A job no longer queued (cancelled, already taken) is left alone.
+
+    One run of a job is one execution, known by its `started_at`: every later write of this run names it, so
+    a run that lost the job (its heartbeat stopped, `requeue_lost_jobs` queued the job again, another worker
+    took it) can change nothing, stops its query at its next check, and writes files of its own names."""
+    started = timezone.now()
     if not QueryJob.objects.filter(pk=job_id, state=State.QUEUED).update(
-        state=State.RUNNING, started_at=timezone.now()
+        state=State.RUNNING, started_at=started, heartbeat_at=started
     ):
         return
     job = QueryJob.objects.get(pk=job_id)
-    name = f"{job.pk}.{FILE_EXTENSIONS[job.format]}"
+    name = f"{job.pk}-{started.strftime('%Y%m%dT%H%M%S%f')}.{FILE_EXTENSIONS[job.format]}"
     results_dir().mkdir(parents=True, exist_ok=True)
     partial = results_dir() / f"{name}.part"
-    watch = _JobWatch(job.pk)
+    watch = _JobWatch(job.pk, started)
     with every(CANCEL_CHECK_SECONDS, watch.check, name=f"job-watch-{job.pk}"):
         try:
             run = run_query(
@@ -216,7 +223,7 @@ def execute_job(job_id: UUID | str) -> None:
         _fail(job, "store_unavailable", "The job's result could not be stored; submit it again.")
         return
     now = timezone.now()
-    finished = QueryJob.objects.filter(pk=job.pk, state=State.RUNNING).update(
+    finished = _this_run(job).update(
         state=State.SUCCEEDED,
         rows_written=run.result.rows,
         truncated=run.result.truncated,
@@ -227,7 +234,7 @@ def execute_job(job_id: UUID | str) -> None:
         finished_at=now,
         expires_at=now + timedelta(seconds=settings.JOB_RESULT_SECONDS),
     )
-    if not finished:  # cancelled while the last batch was written
+    if not finished:  # cancelled (or lost) while the last batch was written
         _delete_result(name)
 
 
@@ -269,8 +276,9 @@ class _JobWatch:
     again: an interrupt that reached DuckDB just before it started executing is ignored.
     """
 
-    def __init__(self, job_id: UUID):
+    def __init__(self, job_id: UUID, started):
         self.job_id = job_id
+        self.started = started  # this execution's
         self.cancelled = False
         self._result: QueryResult | None = None
         self._lock = threading.Lock()
@@ -282,12 +290,14 @@ class _JobWatch:
                 result.cancel()
 
     def check(self) -> None:
+        """Progress and heartbeat in one statement; a job cancelled, or no longer this execution's, stops."""
         if not self.cancelled:
             rows = self._result.rows if self._result is not None else 0
-            if QueryJob.objects.filter(pk=self.job_id, state=State.RUNNING).update(rows_written=rows):
+            running = QueryJob.objects.filter(pk=self.job_id, state=State.RUNNING, started_at=self.started)
+            if running.update(rows_written=rows, heartbeat_at=timezone.now()):
                 return
-            if not QueryJob.objects.filter(pk=self.job_id, state=State.CANCELLED).exists():
-                return  # the worker itself just ended or requeued it
+            if QueryJob.objects.filter(pk=self.job_id, state__in=[State.SUCCEEDED, State.FAILED]).exists():
+                return  # the worker itself just ended it
         with self._lock:
             self.cancelled = True
             if self._result is not None:
@@ -305,18 +315,54 @@ def _requeued(job: QueryJob, error: Refusal) -> bool:
     delay = min(SLOT_RETRY_SECONDS * 2**job.attempts, MAX_SLOT_RETRY_SECONDS)
     if timezone.now() + timedelta(seconds=delay) > job.created_at + timedelta(seconds=settings.JOB_QUEUE_SECONDS):
         return False
-    requeued = QueryJob.objects.filter(pk=job.pk, state=State.RUNNING).update(
-        state=State.QUEUED, started_at=None, attempts=job.attempts + 1
-    )
+    requeued = _this_run(job).update(state=State.QUEUED, started_at=None, heartbeat_at=None, attempts=job.attempts + 1)
     if requeued:  # else cancelled meanwhile: nothing to retry, nothing to fail
         transaction.on_commit(lambda: _enqueue(job.pk, countdown_seconds=delay))
     return True
 
 
+def _this_run(job: QueryJob):
+    """The job, while this execution (its `started_at`) still runs it."""
+    return QueryJob.objects.filter(pk=job.pk, state=State.RUNNING, started_at=job.started_at)
+
+
 def _fail(job: QueryJob, code: str, message: str) -> None:
-    QueryJob.objects.filter(pk=job.pk, state=State.RUNNING).update(
-        state=State.FAILED, error_code=code, error_message=message, finished_at=timezone.now()
-    )
+    _this_run(job).update(state=State.FAILED, error_code=code, error_message=message, finished_at=timezone.now())
+
+
+def requeue_lost_jobs(*, now: datetime | None = None) -> list[str]:
+    """Jobs whose worker died (no heartbeat for LOST_AFTER) go back to the queue, until JOB_QUEUE_SECONDS after
+    they were submitted; then they fail with `worker_lost`. Each is audited (`query.job_retry`, `query.job_lost`);
+    the lost run's own query gets its `query.run` (interrupted) from `query.interrupted`. Returns their ids."""
+    now = now or timezone.now()
+    lost = QueryJob.objects.filter(state=State.RUNNING, heartbeat_at__lt=now - LOST_AFTER)
+    handled = []
+    for job in lost:
+        give_up = now > job.created_at + timedelta(seconds=settings.JOB_QUEUE_SECONDS)
+        with transaction.atomic():
+            if give_up:
+                changed = _this_run(job).update(
+                    state=State.FAILED,
+                    error_code="worker_lost",
+                    error_message="The worker running this job stopped; submit it again.",
+                    finished_at=now,
+                )
+            else:
+                changed = _this_run(job).update(
+                    state=State.QUEUED, started_at=None, heartbeat_at=None, attempts=job.attempts + 1
+                )
+            if not changed:
+                continue  # it moved on meanwhile
+            record(
+                "query.job_lost" if give_up else "query.job_retry",
+                **job_actor(job),
+                target=f"query_job:{job.pk}",
+                details={"started_at": job.started_at.isoformat(), "heartbeat_at": job.heartbeat_at.isoformat()},
+            )
+            if not give_up:
+                transaction.on_commit(lambda pk=job.pk: _enqueue(pk))
+        handled.append(str(job.pk))
+    return handled
 
 
 def cancel_job(job: QueryJob, *, request=None) -> QueryJob:

@@ -46,7 +46,10 @@ class QueryJob(models.Model):
     truncated = models.BooleanField(default=False)
     bytes_scanned = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
-    started_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True, help_text="When the running execution began.")
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="Written about every second by the worker running it (lost after 30 s)."
+    )
     finished_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True, help_text="When the result stops being downloadable.")
 
