@@ -31,6 +31,7 @@ def served(tmp_path):
         "VITAMIN_LOG_FORMAT": "json",
         "VITAMIN_WEB_WORKERS": "1",
         "VITAMIN_WORKER_CONCURRENCY": "1",
+        "VITAMIN_DEMO_TRANSACTIONS": "5000000",  # a build that lasts long enough to be cut off (the faults tests)
     }
     env.pop("DATABASE_URL", None)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=REPO_DIR, env=env, check=True, timeout=120)
