@@ -42,7 +42,7 @@ from pathlib import Path
 
 import duckdb
 import figures
-from bench_query_api import WEB_THREADS, WEB_WORKERS, scratch_database
+from bench_query_api import WEB_THREADS, WEB_WORKERS, on_database
 from bench_query_engine import AGGREGATE_SQL, ARROW_SQL, COLUMNS, SMALL_SQL, THREADS, generate, medians_ms
 from http_client import KeepAlive
 
@@ -244,12 +244,7 @@ def main() -> None:
         "--postgres-server", help="run on a scratch database of this PostgreSQL server (default: SQLite)"
     )
     args = parser.parse_args()
-    if args.postgres_server:
-        with scratch_database(args.postgres_server) as url:
-            if url is not None:
-                run(args, url)
-    else:
-        run(args, None)
+    on_database(args.postgres_server, lambda url: run(args, url))
 
 
 def run(args: argparse.Namespace, database_url: str | None) -> None:

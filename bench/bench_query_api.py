@@ -38,6 +38,7 @@ import tempfile
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -249,14 +250,23 @@ def main() -> None:
     )
     parser.add_argument("--only-overhead", action="store_true", help="only the small query, one at a time")
     args = parser.parse_args()
-    if args.postgres_server:
-        with scratch_database(args.postgres_server) as url:
-            if url is None:
-                return
-            args.database_url = url
-            run(args)
-    else:
+
+    def run_on(database_url: str | None) -> None:
+        args.database_url = database_url or args.database_url
         run(args)
+
+    on_database(args.postgres_server, run_on)
+
+
+def on_database(postgres_server: str | None, run: Callable[[str | None], None]) -> None:
+    """`run(database_url)`: on a scratch database of `postgres_server` (skipped with a message when it does not
+    answer), or with None (SQLite) when no server is given."""
+    if not postgres_server:
+        run(None)
+        return
+    with scratch_database(postgres_server) as url:
+        if url is not None:
+            run(url)
 
 
 @contextlib.contextmanager

@@ -40,7 +40,7 @@ from bench_query_api import (
     SLUG,
     _concurrently,
     free_port,
-    scratch_database,
+    on_database,
     server_environment,
     setup,
     start_server,
@@ -64,12 +64,7 @@ def main() -> None:
         "which serializes the nodes' writes in one file: a deployment of several nodes uses PostgreSQL)",
     )
     args = parser.parse_args()
-    if args.postgres_server:
-        with scratch_database(args.postgres_server) as url:
-            if url is not None:
-                run(args, url)
-    else:
-        run(args, None)
+    on_database(args.postgres_server, lambda url: run(args, url))
 
 
 def run(args: argparse.Namespace, database_url: str | None) -> None:
