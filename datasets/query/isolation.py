@@ -228,8 +228,9 @@ class WorkerPool:
         self._monitor = threading.Thread(target=self._watch, name="query-worker-monitor", daemon=True)
         self._monitor.start()
 
-    def acquire(self) -> _Worker:
-        """An idle worker (started if the pool is not full yet); 503 server_busy after queue_timeout_seconds."""
+    def acquire(self, *, wait: bool = True) -> _Worker | None:
+        """An idle worker (started if the pool is not full yet); 503 server_busy after queue_timeout_seconds.
+        With `wait=False`: an idle worker, or None at once."""
         give_up = time.monotonic() + self._config.queue_timeout_seconds
         with self._condition:
             while True:
@@ -243,6 +244,8 @@ class WorkerPool:
                     self._count -= 1
                     log.error("query worker %s died while idle", worker.pid)
                     threading.Thread(target=worker.discard, daemon=True).start()
+                if not wait:
+                    return None
                 if self._count < self._size:
                     self._count += 1
                     break
@@ -392,13 +395,53 @@ class IsolatedGateway:
         it started the query, without waiting for the read request: one round trip less. The result must
         then be read that way (or closed).
         """
-        worker = self._pool.acquire()
+        return self.submit(checked, partner_key, limits, read=read).started()
+
+    def submit(
+        self, checked: CheckedQuery, partner_key: bytes, limits: Limits, *, read: Read | None = None, wait: bool = True
+    ) -> Submitted | None:
+        """`execute` in two halves: the query is sent to a worker now, which starts it while the caller goes
+        on (`run_query` writes its audit record meanwhile); `started()` waits for it. A submitted query
+        must be `started()` or `abandoned()`. With `wait=False`, None when no worker is idle right now."""
+        worker = self._pool.acquire(wait=wait)
+        if worker is None:
+            return None
         query_id = next(self._query_ids)
         kill_at = time.monotonic() + limits.max_query_seconds + self.kill_grace_seconds
         worker.arm(kill_at, Code.TIME_LIMIT_EXCEEDED)
         self._pool.armed(kill_at)
         try:
             worker.send(("execute", query_id, checked, partner_key, limits, _read_message(read)))
+        except BaseException:
+            self._pool.release(worker)
+            raise
+        return Submitted(self._pool, worker, query_id, sum(binding.size_bytes for binding in checked.bindings), read)
+
+    def worker_pids(self) -> list[int]:
+        """The process ids of the workers now running (for tests and operations)."""
+        return self._pool.pids()
+
+    def close(self) -> None:
+        self._pool.close()
+        self._checker.close()
+
+
+class Submitted:
+    """A query sent to a worker, not yet known to have started (`IsolatedGateway.submit`)."""
+
+    def __init__(self, pool: WorkerPool, worker: _Worker, query_id: int, unfinished_bytes: int, read: Read | None):
+        self._pool = pool
+        self._worker: _Worker | None = worker
+        self._query_id = query_id
+        self._unfinished_bytes = unfinished_bytes
+        self._read = read
+
+    def started(self) -> IsolatedResult:
+        """The running query, once the worker started it; raises its QueryRejected or QueryFailed."""
+        worker, self._worker = self._worker, None
+        if worker is None:
+            raise RuntimeError("a submitted query is started or abandoned once")
+        try:
             reply = json.loads(worker.receive())
         except BaseException:
             self._pool.release(worker)
@@ -409,19 +452,21 @@ class IsolatedGateway:
         return IsolatedResult(
             pool=self._pool,
             worker=worker,
-            query_id=query_id,
+            query_id=self._query_id,
             columns=[Column(name, type_) for name, type_ in reply["started"]],
-            unfinished_bytes=sum(binding.size_bytes for binding in checked.bindings),
-            read=read,
+            unfinished_bytes=self._unfinished_bytes,
+            read=self._read,
         )
 
-    def worker_pids(self) -> list[int]:
-        """The process ids of the workers now running (for tests and operations)."""
-        return self._pool.pids()
-
-    def close(self) -> None:
-        self._pool.close()
-        self._checker.close()
+    def abandoned(self) -> None:
+        """Stop it unread (its start could not be recorded), and give the worker back."""
+        if self._worker is None:
+            return
+        try:
+            result = self.started()
+        except QueryError:
+            return
+        result.close()
 
 
 class IsolatedResult:

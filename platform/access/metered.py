@@ -70,11 +70,13 @@ class MeteredUse:
         *,
         check: Callable[[], None] | None = None,
         hold: Callable[[list[Grant]], None] | None = None,
+        charged: Callable[[], None] | None = None,
     ) -> list[Grant]:
         """Charge `charges` (daily metric → amount; 0 checks a metric is not already over) to every grant, and
         record `action` with `details`, in one transaction. `check` runs first (the caller's last word: a
         Refusal there is recorded like any other), and `charges` may be a function read after it; `hold`
-        runs inside the transaction before the charge (concurrency leases)."""
+        runs inside the transaction before the charge (concurrency leases), `charged` after it, before the
+        record is written (nothing it starts may be used before this returns: the caller undoes it if this raises)."""
         grants = self.grants(details)
         if check is not None:
             try:
@@ -92,6 +94,8 @@ class MeteredUse:
                 amounts = charges() if callable(charges) else charges
                 uses = [(grant, metric, amount) for grant in grants for metric, amount in amounts.items()]
                 metering.charge_all(uses)
+                if charged is not None:
+                    charged()
                 # No savepoint of its own: a failed write ends this transaction, and rolls the charge back with it.
                 recording = True
                 record(

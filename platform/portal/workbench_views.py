@@ -87,7 +87,8 @@ def _run(request, institution) -> dict:
         max_rows=settings.WORKBENCH_ROWS,
         request=request,
     )
-    body = json.loads(b"".join(run.chunks))
+    with run.chunks as chunks:
+        body = json.loads(b"".join(chunks))
     if "error" in body:  # failed after its first rows: the API ends the document with it, as here
         raise Refusal(body["error"]["message"], code=body["error"]["code"])
     columns = [column["name"] for column in body["columns"]]

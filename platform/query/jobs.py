@@ -190,7 +190,8 @@ def execute_job(job_id: UUID | str) -> None:
                 versions=job.versions,
                 on_start=watch.watch,
             )
-            _write(run.chunks, partial)
+            with run.chunks as chunks:
+                _write(chunks, partial)
         except Refusal as exc:
             if not watch.cancelled and not _requeued(job, exc):
                 _fail(job, exc.code, exc.message)

@@ -18,11 +18,14 @@ Steps, in order (each refusal is a Refusal with a stable code, and an audit even
                 refused with 429 before any work is done
  6. audit       `query.start`, written before execution: if it cannot be written the query
                 is refused (503 audit_unavailable), so no query runs unaudited
- 7. execute     `Gateway.run` under the plan's limits with the institution's re-keying key; on an object
+ 7. execute     `Gateway.run` under the plan's limits with the institution's re-keying key, sent to an idle
+                worker as soon as step 5 charged it, so it starts while step 6 is written and committed (its
+                rows are read only after that commit: `_Launch`); on an object
                 store the versions' files are first fetched into the node's cache (datasets.cache) and
                 pinned until step 8, so DuckDB reads local files only (503 dataset_unavailable if the store fails)
- 8. finish      when the stream ends (or the client goes away): rows returned and bytes
-                scanned charged, the slots given back, `query.run` recorded with the outcome
+ 8. finish      when the stream is closed (after its last byte is sent, or when the client goes away):
+                rows returned and bytes scanned charged, the slots given back, `query.run` recorded
+                with the outcome; the worker and cached files are given back as soon as the rows end
 
 Steps 5 and 6 are one database transaction, and so is step 8 (no savepoints in either): a query
 costs two commits besides its reads (bench/bench_query_api.py measures the whole path against raw DuckDB).
@@ -61,7 +64,7 @@ from datasets.query import formats
 from datasets.query.bindings import DatasetBinding
 from datasets.query.errors import Code, QueryError, QueryFailed, QueryRejected
 from datasets.query.gateway import CheckedQuery, Gateway
-from datasets.query.isolation import IsolatedGateway
+from datasets.query.isolation import IsolatedGateway, Submitted
 from datasets.query.limits import Limits
 from datasets.query.rekey import derive_partner_key
 from datasets.query.results import QueryResult
@@ -182,9 +185,10 @@ def _pin(files: list[RemoteFile]) -> Pins:
 
 @dataclass
 class QueryRun:
-    """A query that started: stream `chunks` (exactly once); everything else is known before the first byte."""
+    """A query that started: stream `chunks` (exactly once, then close it: `with run.chunks:`); everything
+    else is known before the first byte."""
 
-    chunks: Iterator[bytes]
+    chunks: _Finishing
     media_type: str
     max_rows: int
     versions: dict[str, int]
@@ -280,31 +284,29 @@ def run_query(
     gateway = get_gateway()
     use, granted, checked, files = _prepare(gateway, audit, institution_id, sql, versions, request, as_of)
     limits = _limits(granted.values(), max_rows)
-    held = _start(use, audit, limits)
-    pins = Pins({}, [])
+    launch = _Launch(gateway, checked, partner_key(institution_id), limits, formats.READS[fmt], files)
+    held = _start(use, audit, limits, launch)
     try:
-        pins = _pin(files)
-        result = gateway.execute(checked, partner_key(institution_id), limits, read=formats.READS[fmt])
+        result = launch.started()
         if on_start is not None:
             on_start(result)
         chunks = formats.stream(result, fmt)
     except QueryError as exc:
         held.release()
-        pins.release()
+        launch.pins.release()
         raise audit.refused(query_error(exc), failed=isinstance(exc, QueryFailed)) from None
     except BaseException:
         held.release()
-        pins.release()
+        launch.pins.release()
         raise
-    finishing = _finishing(chunks, result, granted.values(), held, audit, pins)
-    # Started here, so that its cleanup runs even if the server drops the response unread:
-    # closing (or collecting) a generator that never started would skip its `finally`.
+    pins = launch.pins
+    finishing = _Finishing(chunks, result, granted.values(), held, audit, pins)
     try:
-        first = next(finishing)
-    except QueryError as exc:  # already audited by `_finishing`
+        finishing.prime()  # most failures surface here, before a response starts
+    except QueryError as exc:  # already audited by `_Finishing`
         raise query_error(exc) from None
     return QueryRun(
-        chunks=_resumed(first, finishing),
+        chunks=finishing,
         media_type=formats.MEDIA_TYPES[fmt],
         max_rows=limits.max_result_rows,
         versions=dict(audit.versions),
@@ -497,25 +499,72 @@ def _limits(granted, max_rows: int | None) -> Limits:
     return replace(limits, max_result_rows=max(rows, 1))
 
 
-def _start(use: MeteredUse, audit: _Audit, limits: Limits) -> _Slots:
+def _start(use: MeteredUse, audit: _Audit, limits: Limits, launch: _Launch) -> _Slots:
     """Steps 5 and 6 in one transaction (one commit): the slots held, the query charged, `query.start` on record
-    (fail closed: a query whose start cannot be recorded is refused, its charge given back)."""
+    (fail closed: a query whose start cannot be recorded is refused, its charge given back). Once charged, the
+    query is sent to a worker (`_Launch.early`), which starts it while the record is written and committed."""
     held = _Slots(audit.query_id)
     try:
         use.commit(
             _CHARGED_BEFORE,
             audit.details(max_rows=limits.max_result_rows),
             hold=lambda grants: held.hold(audit.institution_id, grants, limits),
+            charged=launch.early,
         )
     except Refusal as exc:
+        launch.abandon()
         held.release()
         if exc.code == "audit_unavailable":
             raise  # nowhere to record it
         raise audit.refused(exc) from None
     except BaseException:
+        launch.abandon()
         held.release()
         raise
     return held
+
+
+class _Launch:
+    """Step 7's start, overlapped with step 6's write.
+
+    `early` runs inside the start's transaction once the slots are held and the query charged (a refused
+    query never reaches a worker): it sends the query to an idle worker, which starts it while `query.start`
+    is written and committed. `started`, called after that commit, waits for it; so no row can leave before
+    the query is on record, and a start that fails to commit `abandon`s it. The transaction never waits for
+    the pool, nor for the object store: with no idle worker, or files to fetch into the node's cache, the
+    query is sent after the commit, as its turn comes.
+    """
+
+    def __init__(self, gateway: IsolatedGateway, checked: CheckedQuery, key: bytes, limits: Limits, read, files):
+        self._gateway = gateway
+        self._arguments = (checked, key, limits)
+        self._read = read
+        self._files = files
+        self._submitted: Submitted | None = None
+        self._error: QueryError | None = None
+        self.pins = Pins({}, [])
+
+    def early(self) -> None:
+        if file_cache() is not None:
+            return
+        try:
+            self._submitted = self._gateway.submit(*self._arguments, read=self._read, wait=False)
+        except QueryError as exc:  # raised by `started`, after the start is on record, like any engine error
+            self._error = exc
+
+    def started(self) -> QueryResult:
+        if self._error is not None:
+            raise self._error
+        submitted, self._submitted = self._submitted, None
+        if submitted is not None:
+            return submitted.started()
+        self.pins = _pin(self._files)
+        return self._gateway.execute(*self._arguments, read=self._read)
+
+    def abandon(self) -> None:
+        submitted, self._submitted = self._submitted, None
+        if submitted is not None:
+            submitted.abandoned()
 
 
 class _Slots:
@@ -543,37 +592,95 @@ class _Slots:
             log.exception("giving back the query slots failed")
 
 
-def _resumed(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
-    try:
-        yield first
-        yield from rest
-    finally:
-        rest.close()
+class _Finishing:
+    """The chunks, then step 8 however the stream ends (and the cached files it read unpinned).
 
+    A stream read to its end has its rows, bytes and outcome known at once, and its query worker and cached
+    files are given back then; its end is recorded (one transaction) when the stream is closed: the WSGI
+    server closes a response after its last byte is on the wire, so a partner does not wait for that
+    commit. A stream that fails, or is closed before its end (the client went away), is recorded at once.
+    Callers in this process read it inside `with run.chunks:`; dropped unclosed, it is closed when collected.
+    """
 
-def _finishing(
-    chunks: Iterator[bytes], result: QueryResult, granted, held: _Slots, audit: _Audit, pins: Pins
-) -> Iterator[bytes]:
-    """The chunks, then step 8 however the stream ends (and the cached files it read unpinned)."""
-    granted = list(granted)
-    outcome, code = Outcome.SUCCESS, None
-    try:
-        yield from chunks
-    except GeneratorExit:
-        outcome, code = "cancelled", "client_disconnected"
-        raise
-    except QueryError as exc:
-        outcome, code = Outcome.FAILURE, str(exc.code)
-        raise
-    except BaseException:
-        outcome, code = Outcome.ERROR, "internal_error"
-        raise
-    finally:
-        result.close()
-        pins.release()
-        if result.error is not None:
-            outcome, code = Outcome.FAILURE, str(result.error.code)
-        _record_end(result, granted, held, audit, _outcome(code, outcome), code)
+    def __init__(
+        self, chunks: Iterator[bytes], result: QueryResult, granted, held: _Slots, audit: _Audit, pins: Pins
+    ) -> None:
+        self._chunks = chunks
+        self._result = result
+        self._granted = list(granted)
+        self._held = held
+        self._audit = audit
+        self._pins = pins
+        self._ended: tuple[str, str | None] | None = None  # the outcome and code, once the stream ended
+        self._recorded = False
+        self._first: bytes | None = None
+
+    def prime(self) -> None:
+        """Compute the first chunk now (kept for the first `next`): a query that fails at once raises here."""
+        try:
+            self._first = next(self)
+        except StopIteration:
+            self._first = None
+
+    def __iter__(self) -> _Finishing:
+        return self
+
+    def __next__(self) -> bytes:
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        if self._ended is not None:
+            raise StopIteration
+        try:
+            return next(self._chunks)
+        except StopIteration:
+            self._end(Outcome.SUCCESS, None)
+            raise
+        except QueryError as exc:
+            self._end(Outcome.FAILURE, str(exc.code))
+            self.close()
+            raise
+        except BaseException:
+            self._end(Outcome.ERROR, "internal_error")
+            self.close()
+            raise
+
+    def _end(self, outcome: str, code: str | None) -> None:
+        """The query is over: its worker and cached files given back, its outcome known (not yet recorded)."""
+        try:
+            self._result.close()
+        finally:
+            self._pins.release()
+        if self._result.error is not None:
+            outcome, code = Outcome.FAILURE, str(self._result.error.code)
+        self._ended = (_outcome(code, outcome), code)
+
+    def close(self) -> None:
+        """Step 8, once: a stream closed before its end is `cancelled` (client_disconnected)."""
+        if self._recorded:
+            return
+        self._recorded = True
+        if self._ended is None:
+            close = getattr(self._chunks, "close", None)
+            try:
+                if close is not None:
+                    close()
+            finally:
+                self._end("cancelled", "client_disconnected")
+        _record_end(self._result, self._granted, self._held, self._audit, *self._ended)
+
+    def __enter__(self) -> _Finishing:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_recorded", True):
+            try:
+                self.close()
+            except Exception:  # noqa: BLE001 - nothing to report to at collection time but the log
+                log.exception("recording the end of a dropped query failed")
 
 
 def _record_end(result: QueryResult, granted: list[Grant], held: _Slots, audit: _Audit, outcome: str, code) -> None:

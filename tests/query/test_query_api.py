@@ -395,3 +395,54 @@ def test_a_query_that_cannot_be_audited_does_not_run(client, token, monkeypatch)
     assert not events("query.run", outcome="success")
     monkeypatch.undo()
     assert rows_of(post(client, token, INDUSTRY_SQL))["rows"]  # the slot and the day's query were given back
+
+
+def test_a_query_sent_to_a_worker_while_its_start_was_written_is_stopped_when_that_write_fails(
+    client, token, monkeypatch
+):
+    import access.metered
+    from query.service import get_gateway
+
+    gateway = get_gateway()
+    rows_of(post(client, token, INDUSTRY_SQL))  # a worker is idle now: the next start sends its query early
+    sent = []
+    real_submit = gateway.submit
+
+    def spying_submit(*args, **kwargs):
+        sent.append(real_submit(*args, **kwargs))
+        return sent[-1]
+
+    def failing_start(action, **kwargs):
+        if action == "query.start":
+            raise RuntimeError("audit table unavailable")
+        raise AssertionError(f"nothing else is recorded here: {action}")
+
+    monkeypatch.setattr(gateway, "submit", spying_submit)
+    monkeypatch.setattr(access.metered, "record", failing_start)
+    response = post(client, token, INDUSTRY_SQL)
+
+    assert response.status_code == 503 and error_code(response) == "audit_unavailable"
+    assert len(sent) == 1 and sent[0] is not None  # the query had reached a worker before the write failed
+    assert not gateway._pool._busy  # ... which was stopped and given back
+    monkeypatch.undo()
+    assert rows_of(post(client, token, INDUSTRY_SQL))["rows"]
+
+
+def test_the_end_of_a_query_is_recorded_when_its_stream_is_closed(fund, alice, fund_subscriptions, plan):
+    from query.service import run_query
+    from vitamin.refusals import Refusal
+
+    assert plan.concurrent_queries == 1
+    run = run_query(institution_id=fund.pk, username=alice.get_username(), sql=INDUSTRY_SQL)
+    body = json.loads(b"".join(run.chunks))  # every byte out; a WSGI server sends them all before it closes
+    assert body["rows"]
+    assert not events("query.run")  # recorded on close, so the partner does not wait for that commit
+    with pytest.raises(Refusal) as refused:  # its slot is held until then
+        run_query(institution_id=fund.pk, username=alice.get_username(), sql=INDUSTRY_SQL)
+    assert refused.value.code == "quota_exceeded" and refused.value.details["metric"] == "concurrent_queries"
+    run.chunks.close()
+    (refused_event, ended) = events("query.run")
+    assert refused_event.outcome == "denied" and ended.outcome == "success" and ended.details["rows"] == len(body["rows"])
+    assert UsageDaily.objects.get(metric="rows_returned").amount == len(body["rows"])
+    run.chunks.close()  # once
+    assert len(events("query.run")) == 2
