@@ -13,6 +13,7 @@ checks and limits) happens in `query.service.run_query`, and for jobs in
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -65,6 +66,27 @@ class QueryRequestSerializer(serializers.Serializer):
     )
 
 
+# What DRF's CharField refuses besides a blank: NUL and lone surrogates.
+_REFUSED_IN_TEXT = re.compile("[\x00\ud800-\udfff]")
+
+
+def query_request(data) -> dict:
+    """The request's validated fields, as `QueryRequestSerializer` gives them.
+
+    The body nearly every request sends (`sql`, perhaps `format`) is checked here directly, by the
+    serializer's own rules; anything else, and every mistake, goes through the serializer, whose
+    messages the errors keep (a Hypothesis test holds the two to the same answers). Building a DRF
+    serializer costs a few hundred microseconds a request, a tenth of a small query's overhead.
+    """
+    if isinstance(data, dict) and data.keys() <= {"sql", "format"}:
+        sql, fmt = data.get("sql"), data.get("format", "json")
+        if isinstance(sql, str) and sql and fmt in FORMATS and not _REFUSED_IN_TEXT.search(sql):
+            return {"sql": sql, "format": fmt}
+    body = QueryRequestSerializer(data=data)
+    body.is_valid(raise_exception=True)
+    return body.validated_data
+
+
 class QueryErrorSerializer(serializers.Serializer):
     code = serializers.CharField()
     message = serializers.CharField()
@@ -107,9 +129,7 @@ class RunQuery(PartnerView):
         },
     )
     def post(self, request):
-        body = QueryRequestSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        values = body.validated_data
+        values = query_request(request.data)
         run = run_query(
             institution_id=request.auth_client.institution_id,
             client_id=request.auth_client.client_id,
@@ -209,9 +229,7 @@ class JobList(PartnerListView):
         responses={202: QueryJobSerializer, 400: _ERROR, 401: _ERROR, 403: _ERROR, 404: _ERROR, 409: _ERROR},
     )
     def post(self, request):
-        body = QueryRequestSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        values = body.validated_data
+        values = query_request(request.data)
         job = jobs.submit_job(
             institution_id=request.auth_client.institution_id,
             client_id=request.auth_client.client_id,
