@@ -442,7 +442,9 @@ def test_the_end_of_a_query_is_recorded_when_its_stream_is_closed(fund, alice, f
     assert refused.value.code == "quota_exceeded" and refused.value.details["metric"] == "concurrent_queries"
     run.chunks.close()
     (refused_event, ended) = events("query.run")
-    assert refused_event.outcome == "denied" and ended.outcome == "success" and ended.details["rows"] == len(body["rows"])
+    assert (
+        refused_event.outcome == "denied" and ended.outcome == "success" and ended.details["rows"] == len(body["rows"])
+    )
     assert UsageDaily.objects.get(metric="rows_returned").amount == len(body["rows"])
     run.chunks.close()  # once
     assert len(events("query.run")) == 2
