@@ -159,7 +159,7 @@ def database_from_url(url: str, *, variable: str = "DATABASE_URL") -> dict:
 
 def sqlite_database(path: Path) -> dict:
     return {
-        "ENGINE": "django.db.backends.sqlite3",
+        "ENGINE": "vitamin.sqlite_backend",
         "NAME": str(path),
         "OPTIONS": {
             # IMMEDIATE takes the write lock when a transaction starts, so a
