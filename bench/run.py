@@ -70,6 +70,15 @@ BENCHMARKS = {
 }
 
 
+# Above the figures: where a request's time goes, profiled before it was optimized (issue 15).
+PREFACE = (
+    "Where a small query's time goes through the API: a py-spy flame graph of sequential small queries "
+    "(`bench/profile_query_api.py --flamegraph docs/images/query-api-small-profile.svg`; the web process "
+    "and its query worker), read in [query-internals.md](query-internals.md#what-a-request-costs).\n\n"
+    "![py-spy flame graph of sequential small queries through the API](images/query-api-small-profile.svg)"
+)
+
+
 def with_rows(arguments: list[str], rows: int | None) -> list[str]:
     """The arguments with --rows replaced (every benchmark takes it)."""
     if rows is None:
@@ -153,7 +162,9 @@ def main() -> int:
         )
         if failed:  # written all the same: one benchmark failing must not hide what the others measured
             generated += f" In that run {', '.join(failed)} failed: see the note under each."
-        output.write_text(figures.render(sections, generated=generated, machine=machine), encoding="utf-8")
+        output.write_text(
+            figures.render(sections, generated=generated, machine=machine, preface=PREFACE), encoding="utf-8"
+        )
         print(f"\nwrote {output}")
     return 1 if failed else 0
 
