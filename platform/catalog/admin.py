@@ -2,6 +2,7 @@ from django.contrib import admin, messages
 
 from catalog.models import Dataset, DatasetVersion, RefreshRun
 from catalog.refresh import request_refresh
+from vitamin.queueing import QueueUnavailable
 
 
 class VersionInline(admin.TabularInline):
@@ -34,7 +35,16 @@ class DatasetAdmin(admin.ModelAdmin):
     @admin.action(description="Refresh now (queue on the workers)")
     def refresh_now(self, request, queryset):
         for dataset in queryset:
-            run = request_refresh(dataset, requested_by=request.user.get_username())
+            try:
+                run = request_refresh(dataset, requested_by=request.user.get_username())
+            except QueueUnavailable as exc:  # the run is failed with the reason; the rest would fail the same way
+                self.message_user(
+                    request,
+                    f"{dataset.slug}: not queued, the task queue is not answering (run {exc.details['run']} is "
+                    "marked failed). Try again in a few seconds.",
+                    messages.ERROR,
+                )
+                return
             self.message_user(request, f"{dataset.slug}: refresh queued (run {run.pk}).", messages.SUCCESS)
 
 

@@ -61,6 +61,7 @@ from datasets.publish import (
 from datasets.spec import load_spec
 from datasets.storage import Store
 from vitamin.background import every
+from vitamin.queueing import QueueUnavailable, send_task
 
 REFRESH_TASK = "catalog.refresh_dataset"  # catalog.tasks.refresh_dataset
 
@@ -117,7 +118,10 @@ def request_refresh(
     requested_by: str = "",
     expires_seconds: int | None = None,
 ) -> RefreshRun:
-    """Queue a refresh on the Celery workers; returns its run (poll it for progress)."""
+    """Queue a refresh on the Celery workers; returns its run (poll it for progress).
+
+    When the broker does not take the message, the run is failed at once with the reason (never left
+    `queued` with no message on its way) and QueueUnavailable is raised, its details naming the run."""
     with transaction.atomic():
         run = RefreshRun.objects.create(dataset=dataset, trigger=trigger, requested_by=requested_by)
         record(
@@ -126,8 +130,14 @@ def request_refresh(
             target=dataset.slug,
             details={"run": run.pk, "trigger": trigger},
         )
-    # By name: the task module imports this one, never the reverse.
-    result = current_app.send_task(REFRESH_TASK, args=[run.pk], expires=expires_seconds)
+    # By name: the task module imports this one, never the reverse. The run is committed first, so a worker
+    # that takes the message at once finds it.
+    try:
+        result = send_task(REFRESH_TASK, args=[run.pk], expires=expires_seconds)
+    except QueueUnavailable as exc:
+        _finish(run, RefreshRun.Status.FAILED, error=f"not queued: the task queue did not answer ({exc.cause})")
+        exc.details = {"run": run.pk}
+        raise
     RefreshRun.objects.filter(pk=run.pk).update(task_id=result.id)
     run.task_id = result.id
     return run

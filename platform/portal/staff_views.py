@@ -2,7 +2,8 @@
 the next scheduled run, "Refresh now", and the version history with retention and pins).
 
 These pages read; the one thing they change, a refresh request, goes through `catalog.refresh.request_refresh`,
-the path the admin action and `manage.py refresh_dataset` take, which records its audit event. What they
+the path the admin action and `manage.py refresh_dataset` take, which records its audit event. When the task
+queue does not take it, the answer is the site's 503 page saying so, and the run is failed with the reason. What they
 show is computed by the rules the pipeline itself applies: the next run by beat's dispatcher rule
 (`catalog.schedule.next_scheduled_at`), a version's fate by retention's (`datasets.publish.versions_to_retire`,
 `catalog.refresh.pinned_versions`).
@@ -29,6 +30,8 @@ from catalog.refresh import pinned_versions, request_refresh
 from catalog.schedule import next_scheduled_at
 from datasets.publish import versions_to_retire
 from institutions.models import Institution, InstitutionStatus
+from vitamin.errors import outage_response
+from vitamin.queueing import QueueUnavailable
 from vitamin.staff import staff_required
 
 RECENT = timedelta(hours=24)  # "failed recently" on the landing page
@@ -98,7 +101,18 @@ def refresh_dataset_now(request, slug: str):
             request, _("%(slug)s has no spec file any more: there is nothing to build.") % {"slug": dataset.slug}
         )
         return redirect("staff-dataset", slug=dataset.slug)
-    run = request_refresh(dataset, requested_by=request.user.get_username())
+    try:
+        run = request_refresh(dataset, requested_by=request.user.get_username())
+    except QueueUnavailable as exc:  # the run is failed with the reason, so the page never shows it queued
+        return outage_response(
+            request,
+            exc,
+            page_message=_(
+                "The task queue is not answering, so the refresh of %(slug)s could not be queued: run %(run)s is "
+                "marked failed. Nothing else changed. Try again in a few seconds."
+            )
+            % {"slug": dataset.slug, "run": exc.details["run"]},
+        )
     messages.success(request, _("Refresh of %(slug)s queued (run %(run)s).") % {"slug": dataset.slug, "run": run.pk})
     return redirect(reverse("staff-dataset", args=[dataset.slug]) + f"#run-{run.pk}")
 

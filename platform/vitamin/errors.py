@@ -13,9 +13,10 @@ own default views from the portal's templates (portal/templates/400.html, 403.ht
 request and with an empty context, so those pages (portal/errors/plain.html) need neither a
 user, nor the database, nor URL reversing: an error page cannot fail for the request's reason.
 
-A service the request needs that does not answer (the database, the Redis of the quota counters) is an
-outage, not a bug: wherever it surfaces (a view, a middleware, the authentication), the answer is 503 with
-a stable code and a `Retry-After` (`outage_refusal`), in the API's shape or as the site's 503 page.
+A service the request needs that does not answer (the database, the Redis of the quota counters, the
+Celery broker) is an outage, not a bug: wherever it surfaces (a view, a middleware, the authentication),
+the answer is 503 with a stable code and a `Retry-After` (`outage_refusal`), in the API's shape or as the
+site's 503 page. So is a refusal of kind UNAVAILABLE that no view answered (`vitamin.queueing.QueueUnavailable`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpResponse, JsonResponse
 from django.template import loader
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
@@ -115,11 +117,15 @@ def refusal_headers(refusal: Refusal) -> dict[str, str]:
 _OUTAGES = (
     ((OperationalError, InterfaceError), "database_unavailable", "The database"),
     ((redis.ConnectionError, redis.TimeoutError), "quota_unavailable", "The quota service"),
+    # A task queued without vitamin.queueing.send_task (which raises QueueUnavailable instead).
+    ((BrokerError,), "queue_unavailable", "The task queue"),
 )
 
 
 def outage_refusal(exc: BaseException | None) -> Refusal | None:
     """The 503 refusal for an exception that says a service is not answering; None for any other."""
+    if isinstance(exc, Refusal) and exc.kind is Kind.UNAVAILABLE:
+        return exc
     for types, code, what in _OUTAGES:
         if isinstance(exc, types):
             return Refusal(
@@ -234,9 +240,10 @@ def handler500(request):
     return server_error(request)
 
 
-def outage_response(request, outage: Refusal):
+def outage_response(request, outage: Refusal, *, page_message: str = ""):
     """503 with Retry-After: the API's error shape (Delta Sharing's under /delta-sharing/, OAuth's at its JSON
-    endpoints), or the site's 503 page (rendered without the request or the database, like the 500 page)."""
+    endpoints), or the site's 503 page (rendered without the request or the database, like the 500 page),
+    which says `page_message` (in the page's language) instead of its general text when given."""
     if _is_api(request):
         response = error_response(outage.code, outage.message, status_of(outage))
     elif request.path.startswith("/delta-sharing/"):  # the protocol's shape, as sharing.views answers a 503
@@ -246,7 +253,8 @@ def outage_response(request, outage: Refusal):
         body = {"error": "temporarily_unavailable", "error_description": outage.message}  # RFC 6749's shape
         response = JsonResponse(body, status=status_of(outage))
     else:
-        response = HttpResponse(loader.get_template("503.html").render(), status=status_of(outage))
+        page = loader.get_template("503.html").render({"message": page_message})
+        response = HttpResponse(page, status=status_of(outage))
     for name, value in refusal_headers(outage).items():
         response[name] = value
     return response

@@ -263,8 +263,8 @@ if QUOTA_BACKEND == "redis" and not REDIS_URL:
 OUTAGE_RETRY_AFTER_SECONDS = env_int(
     "VITAMIN_OUTAGE_RETRY_AFTER_SECONDS",
     5,
-    "The Retry-After of a 503 answered because the database or the Redis quota store did not answer "
-    "(database_unavailable, quota_unavailable): about how long a restart of either takes.",
+    "The Retry-After of a 503 answered because the database, the Redis quota store or the Celery broker did not "
+    "answer (database_unavailable, quota_unavailable, queue_unavailable): about how long a restart of one takes.",
     minimum=1,
 )
 

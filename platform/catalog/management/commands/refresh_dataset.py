@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from catalog.models import Dataset, RefreshRun
 from catalog.refresh import request_refresh, run_refresh
+from vitamin.queueing import QueueUnavailable
 
 
 class ProgressLine:
@@ -55,7 +56,13 @@ class Command(BaseCommand):
                 run = run_refresh(run.pk, on_progress=progress)
                 progress.done()
             else:
-                run = request_refresh(dataset, requested_by="cli")
+                try:
+                    run = request_refresh(dataset, requested_by="cli")
+                except QueueUnavailable as exc:
+                    raise CommandError(
+                        f"{dataset.slug}: not queued, the task queue is not answering ({exc.cause}); run "
+                        f"{exc.details['run']} is marked failed. Is the broker running? (--now builds in this process)"
+                    ) from exc
                 self.stdout.write(f"  {dataset.slug}: queued run {run.pk} (task {run.task_id})")
                 if not wait:
                     continue
