@@ -8,6 +8,8 @@ Password reset is Django's: the answer to a request is the same page whether or
 not an account has that address (no enumeration); the mailed link carries a token
 that stops working once the password changes (single use) and after
 VITAMIN_PASSWORD_RESET_SECONDS. Requests for known accounts and completed resets are audited.
+Requests are throttled per address and per client IP address (`institutions.throttle`): one
+over a limit sends nothing, is audited as refused (outcome `denied`), and gets the same answer.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ from django.urls import reverse_lazy
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
-from audit.actors import by_user, by_username_or_system
+from audit.actors import by_system, by_user, by_username_or_system
+from audit.models import Outcome
 from audit.service import record
-from institutions import emails, links
+from institutions import emails, links, throttle
 from institutions.forms import EmailSignInForm, PasswordResetRequestForm, SignupForm
+from vitamin.client_ip import client_ip
 
 
 @require_http_methods(["GET", "POST"])
@@ -88,7 +92,22 @@ class PasswordResetRequestView(auth_views.PasswordResetView):
     success_url = reverse_lazy("password-reset-sent")
 
     def form_valid(self, form):
-        for user in form.get_users(form.cleaned_data["email"]):
+        email = form.cleaned_data["email"]
+        refused_by = throttle.take_request(email, client_ip(self.request))
+        users = list(form.get_users(email))
+        if refused_by:
+            # No mail, and the answer of an accepted request: it tells neither whether an account has the address
+            # nor that a limit was reached. On record for each account asked about (the system for an unknown address).
+            for actor in [by_user(user) for user in users] or [by_system()]:
+                record(
+                    "account.password_reset_requested",
+                    outcome=Outcome.DENIED,
+                    **actor,
+                    details={"code": "rate_limited", "limit": refused_by},
+                    request=self.request,
+                )
+            return HttpResponseRedirect(self.get_success_url())
+        for user in users:
             record("account.password_reset_requested", **by_user(user), request=self.request)  # before: fail closed
             emails.send_password_reset(self.request, user)
         return HttpResponseRedirect(self.get_success_url())

@@ -459,6 +459,21 @@ PASSWORD_RESET_TIMEOUT = env_int(
     "How long a mailed password reset link works, in seconds (it also stops once the password is changed).",
     minimum=60,
 )
+PASSWORD_RESETS_PER_DAY = env_int(
+    "VITAMIN_PASSWORD_RESETS_PER_DAY",
+    5,
+    "Password reset requests one e-mail address may get per day (a calendar day in VITAMIN_TIME_ZONE), whether or "
+    "not an account has it. A request over this limit, or over VITAMIN_PASSWORD_RESETS_PER_IP_PER_DAY, sends no "
+    "mail, is audited as denied, and gets the same answer as any other.",
+    minimum=1,
+)
+PASSWORD_RESETS_PER_IP_PER_DAY = env_int(
+    "VITAMIN_PASSWORD_RESETS_PER_IP_PER_DAY",
+    20,
+    "Password reset requests one client IP address may make per day, whatever addresses they name (the address "
+    "audit events record: behind a proxy, list it in VITAMIN_TRUSTED_PROXIES, or every visitor shares its limit).",
+    minimum=1,
+)
 
 # --- REST API ------------------------------------------------------------------
 REST_FRAMEWORK = {

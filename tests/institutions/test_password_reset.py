@@ -1,7 +1,9 @@
 """Signing in by e-mail, and resetting a forgotten password by a link mailed to the account's address.
 
 The rules under test: the sign-in field is an e-mail field; a reset request gets the same answer
-whether or not an account has the address (and mail only when one does); the link works once.
+whether or not an account has the address (and mail only when one does); the link works once; requests are
+throttled per address and per client IP address, and one over a limit gets no mail and the same answer,
+whether or not an account has the address.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from hypothesis import strategies as st
 from partner_support import PASSWORD
 
 from audit.models import AuditEvent
+from quotas.models import QuotaCounter
 from vitamin.env import REGISTRY
 
 pytestmark = pytest.mark.django_db
@@ -29,8 +32,8 @@ NEW_PASSWORD = "a brand new passphrase 42"
 _LINK = re.compile(r"https?://\S+/accounts/password-reset/[^/\s]+/[^/\s]+/")
 
 
-def request_reset(client, email: str):
-    return client.post("/accounts/password-reset/", {"email": email})
+def request_reset(client, email: str, ip: str = "127.0.0.1"):
+    return client.post("/accounts/password-reset/", {"email": email}, REMOTE_ADDR=ip)
 
 
 def reset_link() -> str:
@@ -114,17 +117,21 @@ def test_a_weak_new_password_is_refused_with_a_reason(client, alice):
     assert sign_in("alice@fund.example", PASSWORD)
 
 
-def _answer(email: str) -> tuple[int, str, bytes]:
+def _answer(email: str, ip: str = "127.0.0.1") -> tuple:
+    """What the requester sees: the answer's status, headers (their names: the request id differs) and cookies,
+    and the page it leads to."""
     client = Client()
-    first = request_reset(client, email)
+    first = request_reset(client, email, ip)
     landing = client.get(first["Location"])
     body = re.sub(rb'name="csrfmiddlewaretoken" value="[^"]+"', b"", landing.content)
-    return first.status_code, first["Location"], body
+    seen = (first.status_code, first["Location"], tuple(sorted(first.headers)), tuple(sorted(first.cookies)))
+    return (*seen, landing.status_code, body)
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(unknown=st.emails())
 def test_unknown_addresses_get_the_same_answer_as_a_known_one_and_no_mail(alice, unknown):
+    QuotaCounter.objects.all().delete()  # each example starts the day afresh (the throttle is tested below)
     mail.outbox.clear()
     known = _answer("alice@fund.example")
     assert len(mail.outbox) == 1
@@ -164,3 +171,88 @@ def test_a_link_works_for_the_configured_time_only(alice, settings, age_seconds,
     )
     assert (b"new_password1" in page.content) is works
     assert (b"This link has already been used" in page.content) is not works
+
+
+# --- the throttle ---------------------------------------------------------------------------------
+
+ALICE = "alice@fund.example"
+
+
+def test_the_limits_default_to_5_requests_an_address_and_20_an_ip_address_a_day(settings):
+    assert settings.PASSWORD_RESETS_PER_DAY == REGISTRY["VITAMIN_PASSWORD_RESETS_PER_DAY"].default == 5
+    assert settings.PASSWORD_RESETS_PER_IP_PER_DAY == REGISTRY["VITAMIN_PASSWORD_RESETS_PER_IP_PER_DAY"].default == 20
+
+
+def test_the_request_after_the_limit_for_an_address_sends_no_mail_and_gets_the_same_answer(alice):
+    accepted = [_answer(ALICE, ip=f"198.51.100.{n}") for n in range(5)]  # each from another IP address
+    assert len(mail.outbox) == 5 and all(message.to == [ALICE] for message in mail.outbox)
+    throttled = _answer(ALICE, ip="198.51.100.99")
+    assert len(mail.outbox) == 5, "the sixth request of the day sent a mail"
+    assert throttled == accepted[0] and len(set(accepted)) == 1
+    # In any case and with spaces it is the same address (Django finds the account so).
+    assert _answer("  Alice@FUND.example ", ip="198.51.100.98") == accepted[0] and len(mail.outbox) == 5
+
+
+def test_the_limit_per_ip_address_holds_across_addresses(alice, bob, settings):
+    settings.PASSWORD_RESETS_PER_IP_PER_DAY = 3
+    spray = "203.0.113.7"
+    answers = [_answer(address, ip=spray) for address in ("nobody@fund.example", "bob@fund.example", "x@y.example")]
+    assert [message.to for message in mail.outbox] == [["bob@fund.example"]]
+    assert _answer(ALICE, ip=spray) == answers[0]  # the fourth from this IP address: refused, the same answer
+    assert _answer("someone@else.example", ip=spray) == answers[0]
+    assert len(mail.outbox) == 1
+    assert _answer(ALICE, ip="203.0.113.8") == answers[0]  # another IP address is not held back
+    assert [message.to for message in mail.outbox] == [["bob@fund.example"], [ALICE]]
+
+
+def test_a_refused_request_is_on_record_for_the_account_asked_about_and_sends_nothing(alice, settings):
+    settings.PASSWORD_RESETS_PER_DAY = 1
+    request_reset(Client(), ALICE, "192.0.2.1")
+    request_reset(Client(), ALICE, "192.0.2.2")
+    request_reset(Client(), "nobody@fund.example", "192.0.2.3")
+    request_reset(Client(), "nobody@fund.example", "192.0.2.3")
+    assert len(mail.outbox) == 1
+    events = AuditEvent.objects.filter(action="account.password_reset_requested").order_by("seq")
+    assert [(e.outcome, e.actor_type, e.actor_id, e.ip, e.details) for e in events] == [
+        ("success", "user", ALICE, "192.0.2.1", {}),
+        ("denied", "user", ALICE, "192.0.2.2", {"code": "rate_limited", "limit": "address"}),
+        ("denied", "system", "", "192.0.2.3", {"code": "rate_limited", "limit": "address"}),
+    ]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    requests=st.lists(
+        st.tuples(
+            st.sampled_from([ALICE, "ALICE@fund.example", "bob@fund.example", "nobody@fund.example"]),
+            st.sampled_from(["192.0.2.10", "192.0.2.11", "2001:db8::1"]),
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    per_address=st.integers(1, 3),
+    per_ip=st.integers(1, 4),
+)
+def test_every_answer_is_the_same_and_mail_goes_exactly_while_both_limits_hold(
+    alice, bob, settings, requests, per_address, per_ip
+):
+    """Against a model: a request is accepted while its address and its IP address are both under their
+    limits, counting accepted requests only; an accepted one mails the account if there is one."""
+    QuotaCounter.objects.all().delete()
+    mail.outbox.clear()
+    settings.PASSWORD_RESETS_PER_DAY, settings.PASSWORD_RESETS_PER_IP_PER_DAY = per_address, per_ip
+    accounts = {ALICE, "bob@fund.example"}
+    by_address, by_ip, expected_mail = {}, {}, []
+    reference = None
+    for address, ip in requests:
+        key = address.lower()
+        accepted = by_address.get(key, 0) < per_address and by_ip.get(ip, 0) < per_ip
+        if accepted:
+            by_address[key] = by_address.get(key, 0) + 1
+            by_ip[ip] = by_ip.get(ip, 0) + 1
+            if key in accounts:
+                expected_mail.append([key])
+        answer = _answer(address, ip=ip)
+        reference = reference or answer
+        assert answer == reference
+        assert [message.to for message in mail.outbox] == expected_mail
