@@ -44,7 +44,6 @@ from pathlib import Path
 from typing import BinaryIO
 from uuid import UUID
 
-from celery import current_app
 from django.conf import settings
 from django.core import signing
 from django.db import transaction
@@ -63,6 +62,7 @@ from oauth.models import Client
 from query.models import QueryJob
 from query.service import check_query, configured_store, get_gateway, run_query
 from vitamin.background import every
+from vitamin.queueing import QueueUnavailable, send_task
 from vitamin.ranges import ByteRange
 from vitamin.refusals import Kind, Refusal
 
@@ -158,8 +158,16 @@ def job_actor(job: QueryJob) -> dict:
 
 
 def _enqueue(job_id: UUID, *, countdown_seconds: int | None = None) -> None:
-    # By name: the task module imports this one, never the reverse.
-    current_app.send_task(RUN_JOB_TASK, args=(str(job_id),), countdown=countdown_seconds)
+    """Send the job's task (by name: the task module imports this one, never the reverse). A job whose message
+    the broker does not take is failed with `queue_unavailable`, never left queued with nothing on its way to a
+    worker; the QueueUnavailable goes on to the caller (the API answers 503 with Retry-After)."""
+    try:
+        send_task(RUN_JOB_TASK, args=(str(job_id),), countdown=countdown_seconds)
+    except QueueUnavailable as exc:
+        QueryJob.objects.filter(pk=job_id, state=State.QUEUED).update(
+            state=State.FAILED, error_code=exc.code, error_message=exc.message, finished_at=timezone.now()
+        )
+        raise
 
 
 def execute_job(job_id: UUID | str) -> None:

@@ -169,12 +169,6 @@ def test_a_query_job_submitted_while_the_broker_is_down_is_503_queue_unavailable
     assert "Error" not in error["message"] and "127.0.0.1" not in error["message"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="query.jobs.submit_job queues after its commit and leaves the job `queued` when the broker refuses the "
-    "message; no sweep queues a `queued` job again (requeue_lost_jobs looks at `running` ones). The fix belongs in "
-    "platform/query/jobs.py: queue with vitamin.queueing.send_task and fail the job with queue_unavailable.",
-)
 @pytest.mark.django_db(transaction=True)
 def test_a_query_job_the_broker_refused_does_not_stay_queued(client, fund, catalog, plan):
     from query.models import QueryJob
@@ -182,5 +176,9 @@ def test_a_query_job_the_broker_refused_does_not_stay_queued(client, fund, catal
     approved(fund, catalog.industry, plan, [Mode.QUERY])
     token = bearer_token(fund)
     with broker(f"redis://127.0.0.1:{closed_port()}/0"):
-        client.post("/api/v1/jobs", {"sql": INDUSTRY_SQL}, content_type="application/json", **auth(token))
+        response = client.post("/api/v1/jobs", {"sql": INDUSTRY_SQL}, content_type="application/json", **auth(token))
+    assert response.status_code == 503 and response.json()["error"]["code"] == "queue_unavailable"
+    assert response.headers["Retry-After"]
     assert not QueryJob.objects.filter(state=QueryJob.State.QUEUED).exists()
+    (job,) = QueryJob.objects.all()
+    assert (job.state, job.error_code) == (QueryJob.State.FAILED, "queue_unavailable")
