@@ -11,10 +11,13 @@ SHA-256 of the normalized identifier (`datasets.identifiers`), so that the looku
 API can compute the same pseudonym from what a partner sends. DuckDB has no HMAC function, but HMAC is two hashes with
 fixed key pads, so the build computes it with DuckDB's `sha256()` over BLOBs:
 `sha256(opad || unhex(sha256(ipad || value)))`; the pads are bound as query
-parameters so the key never appears in SQL text. It runs once per distinct
-value, then joins back, which at 10M rows over 500k people is ~2.5x faster than
-hashing every row. `PseudonymKey.pseudonym()` is the same function in Python,
-for the lookup API and for tests.
+parameters (or read from a one-row temp table) so the key never appears in SQL
+text. It runs once per distinct value, then joins back, which at 10M rows over
+500k people is ~2.5x faster than hashing every row. A lookup key is the
+exception: it is unique per row, so there is nothing to share, and the join
+back would hold a hash table of every row in the same `COPY` as the sort by
+that key; it is hashed in the row instead. `PseudonymKey.pseudonym()` is the
+same function in Python, for the lookup API and for tests.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ STAGED_FILE = "staged.parquet"
 # Fast to write and to read back, and still ~2.5x smaller than the rows in DuckDB's memory; zstd saves disk, not time.
 STAGED_COMPRESSION = "lz4_raw"
 ENTITIES_TABLE = "vitamin_entities"
+KEY_TABLE = "vitamin_pseudonym_key"  # one row: the HMAC pads, for pseudonyms computed in a view (no parameters there)
 KEPT_GROUPS_TABLE = "vitamin_kept_groups"
 PUBLISHED_VIEW = "vitamin_published"
 
@@ -77,11 +81,14 @@ class PseudonymKey:
         }
 
 
-def pseudonym_sql(value: str) -> str:
-    """SQL computing the pseudonym of `value` (any type, hashed as its VARCHAR text); NULL stays NULL."""
+def pseudonym_sql(value: str, ipad: str = "$pseudonym_ipad", opad: str = "$pseudonym_opad") -> str:
+    """SQL computing the pseudonym of `value` (any type, hashed as its VARCHAR text); NULL stays NULL.
+
+    `ipad` and `opad` are SQL for the pads: by default the query parameters of `PseudonymKey.sql_parameters()`.
+    """
     message = f"encode(CAST({value} AS VARCHAR))"
-    inner = f"unhex(sha256($pseudonym_ipad || {message}))"
-    return f"left(sha256($pseudonym_opad || {inner}), {PSEUDONYM_HEX_CHARS})"
+    inner = f"unhex(sha256({ipad} || {message}))"
+    return f"left(sha256({opad} || {inner}), {PSEUDONYM_HEX_CHARS})"
 
 
 def install_reference_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -146,6 +153,12 @@ def anonymize(
     quasi-identifiers) combinations decide which groups are kept, and each
     distinct identifier is hashed once; one final pass joins them back while
     writing. Memory then depends on the number of distinct entities, not rows.
+
+    A lookup dataset's keys are unique per row: a table of their pseudonyms would
+    have a row per row, and joining it back would build a hash table of every
+    row in the same pipeline as the sort by the key, which then compete for the
+    memory limit (at 10M rows and 1 GB, the build failed in two runs of three).
+    They are hashed in the row instead, with the pads read from a one-row table.
     """
     columns = spec.published_columns
     staged = sql_literal(str(Path(scratch_dir) / STAGED_FILE))
@@ -180,10 +193,22 @@ def anonymize(
         tables.append(KEPT_GROUPS_TABLE)
 
     outputs, joins = [], []
+    # A lookup key is unique per row: hashing each distinct value once saves nothing.
+    per_row = set(spec.lookup.keys) if spec.lookup else set()
+    if per_row & {column.name for column in columns if column.pseudonymized}:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {KEY_TABLE} AS SELECT $pseudonym_ipad AS ipad, $pseudonym_opad AS opad",
+            key.sql_parameters(),
+        )
+        joins.append(f"CROSS JOIN {KEY_TABLE} AS k")
+        tables.append(KEY_TABLE)
     for index, column in enumerate(columns):
         name = quote_identifier(column.name)
         if not column.pseudonymized:
             outputs.append(f"r.{name}")
+            continue
+        if column.name in per_row:
+            outputs.append(f"{pseudonym_sql(f'r.{name}', 'k.ipad', 'k.opad')} AS {name}")
             continue
         table = f"vitamin_pseudonyms_{index}"
         values_from = ENTITIES_TABLE if name == entity else STAGED_VIEW

@@ -22,6 +22,7 @@ from datasets.anonymize import (
     pseudonym_sql,
 )
 from datasets.generalize import RuleError, parse_rule
+from datasets.identifiers import digest, normalize
 from datasets.regions import PROVINCES, REGIONS, region_names
 from datasets.spec import parse_spec
 
@@ -339,3 +340,31 @@ def test_the_published_view_holds_pseudonyms_not_identifiers():
     published, _ = run_anonymize(spec, {"person": ids, "zone": ["A"] * 3, "amount": [1.0, 2.0, 3.0]})
     key = PseudonymKey.derive(MASTER, spec.slug, "r1")
     assert sorted(row[0] for row in published) == sorted(key.pseudonym(value) for value in ids)
+
+
+def test_a_lookup_key_is_hashed_in_its_row_not_joined_back(tmp_path):
+    # A lookup key is unique per row: a table of its pseudonyms would have a row per row, and joining it back
+    # would hold a hash table of every row in the COPY that also sorts by the key (at 10M customers and 1 GB the
+    # build ran out of memory there). The view hashes each row's key, with the pads read from a one-row table.
+    mobiles = [f"13{i:09d}" for i in range(2000)]
+    con = duckdb.connect()
+    install_reference_tables(con)
+    con.register("source", pa.table({"person": mobiles, "zone": ["A", "B"] * 1000, "amount": [1.0] * 2000}))
+    spec = k_spec(3, entity=False)
+    key = PseudonymKey.derive(MASTER, spec.slug, "r1")
+    result = anonymize(con, spec, key, "SELECT * FROM source", scratch_dir=tmp_path)
+    sizes = con.execute(
+        "SELECT table_name, estimated_size FROM duckdb_tables() WHERE table_name <> 'vitamin_region_names'"
+    )
+    assert all(rows <= 2 for _, rows in sizes.fetchall())  # the kept zones and the pads: nothing per key
+    plan = con.execute(f"EXPLAIN SELECT * FROM {result.view} ORDER BY person").fetchall()[0][1]
+    assert "LEFT" not in plan  # no join back to pseudonyms
+    published = [row[0] for row in con.execute(f"SELECT person FROM {result.view}").fetchall()]
+    assert sorted(published) == sorted(key.pseudonym(digest(normalize("mobile", m))) for m in mobiles)
+    view_sql = con.execute(f"SELECT sql FROM duckdb_views() WHERE view_name = '{result.view}'").fetchone()[0]
+    pads = key.sql_parameters().values()
+    assert not any(pad.hex() in view_sql.lower() or pad.hex().upper() in view_sql for pad in pads)
+    result.drop(con)
+    assert con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name <> 'vitamin_region_names'"
+    ).fetchone() == (0,)
