@@ -66,7 +66,7 @@ for number in range(int(os.environ["AUDIT_TEST_EVENTS"])):
 
 
 def _database_url(settings: dict) -> str:
-    if settings["ENGINE"].endswith("sqlite3"):
+    if connection.vendor == "sqlite":
         return f"sqlite:///{settings['NAME']}"  # the test database is a file shared by every process
     user = quote(settings["USER"] or "")
     password = f":{quote(settings['PASSWORD'])}" if settings["PASSWORD"] else ""
