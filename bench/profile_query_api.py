@@ -57,6 +57,7 @@ def main() -> None:
     parser.add_argument("--flamegraph", type=Path, help="write a py-spy flame graph (SVG) of the server here")
     parser.add_argument("--serving", nargs="*", default=[], help="gunicorn models to compare, e.g. 2x4 8x1")
     parser.add_argument("--clients", type=int, default=0, help="also run the concurrent test (8: bench_query_api's)")
+    parser.add_argument("--query-threads", type=int, help=f"VITAMIN_QUERY_THREADS of the server (default {THREADS})")
     args = parser.parse_args()
     models = [tuple(int(n) for n in model.split("x")) for model in args.serving] or [(args.workers, args.threads)]
 
@@ -66,6 +67,8 @@ def main() -> None:
     folder.mkdir(parents=True)
     files = generate(args.rows, folder)
     env = server_environment(data_dir, args.database_url)
+    if args.query_threads:
+        env["VITAMIN_QUERY_THREADS"] = str(args.query_threads)
     token = setup(env, folder)
     flamegraph = args.flamegraph.resolve() if args.flamegraph else None
     raw = duckdb.connect(config={"threads": THREADS})

@@ -68,6 +68,7 @@ CANCEL_KILL_SECONDS = 1.0  # a cancelled query still running this long after the
 START_TIMEOUT_SECONDS = 60.0
 _REPO_DIR = Path(__file__).resolve().parents[2]
 _CHECKER_MEMORY_BYTES = 128 * 1024**2
+RUNNING_QUERIES_FILE = "running-queries"  # in the node's query temp directory: datasets.query.running
 
 _MESSAGES = {
     Code.TIME_LIMIT_EXCEEDED: "The query ran longer than your plan's time limit.",
@@ -87,7 +88,13 @@ class _Worker:
 
     def __init__(self, config: SandboxConfig):
         self.temp_directory = os.path.join(config.temp_directory, f"worker-{uuid.uuid4().hex[:12]}")
-        config = replace(config, temp_directory=self.temp_directory, max_concurrent_queries=1)
+        os.makedirs(config.temp_directory, exist_ok=True)
+        config = replace(
+            config,
+            temp_directory=self.temp_directory,
+            max_concurrent_queries=1,
+            running_queries_file=os.path.join(config.temp_directory, RUNNING_QUERIES_FILE),
+        )
         main_here, main_there = socket.socketpair()
         control_here, control_there = socket.socketpair()
         bootstrap = f"import sys; sys.path[:0] = {[str(_REPO_DIR)]!r}; "
@@ -456,6 +463,7 @@ class Submitted:
             columns=[Column(name, type_) for name, type_ in reply["started"]],
             unfinished_bytes=self._unfinished_bytes,
             read=self._read,
+            threads=reply.get("threads"),
         )
 
     def abandoned(self) -> None:
@@ -481,8 +489,10 @@ class IsolatedResult:
         columns: list[Column],
         unfinished_bytes: int,
         read: Read | None = None,
+        threads: int | None = None,
     ):
         self.columns = columns
+        self.threads = threads  # the DuckDB threads the worker runs it on (fewer while the node is busy)
         self.schema: pa.Schema | None = None
         self.rows = 0
         self.truncated = False

@@ -56,6 +56,9 @@ class SandboxConfig:
     max_concurrent_queries: int = 4
     queue_timeout_seconds: float = 10.0
     max_execution_seconds: float = 600.0  # DuckDB's own limit: a backstop above every plan's limit
+    # A query worker's: the node's file of running queries (datasets.query.running). With it, a query runs
+    # on `threads` only while the node has cores for that, else on one thread.
+    running_queries_file: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_concurrent_queries < 1 or self.threads < 1:

@@ -18,6 +18,10 @@ and spoken to over two socket pairs, with `multiprocessing.connection` framing:
 - CONTROL (any thread of the parent): `cancel <id>`. A thread here interrupts that
   query if it is still the current one, and streaming stops at the next batch.
 
+Each query counts itself among the node's running queries (`datasets.query.running`) while it
+runs, and runs on the configured threads while the node has the cores for them, else on a second,
+one-thread DuckDB instance kept for that (a locked configuration cannot change its threads).
+
 The worker sends JSON rather than pickles so the parent never unpickles what a
 process running partner SQL wrote. It sets RLIMIT_AS itself once its libraries
 are loaded and warmed up: its measured baseline plus `memory_limit_bytes` (the
@@ -35,6 +39,7 @@ import pickle
 import resource
 import sys
 import threading
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -44,6 +49,7 @@ import pyarrow.compute  # noqa: F401 - loaded before RLIMIT_AS is set: a lazy im
 from datasets.query.errors import Code, QueryError, QueryFailed
 from datasets.query.gateway import CheckedQuery, Gateway
 from datasets.query.limits import Limits
+from datasets.query.running import RunningQueries, node_cores, threads_for
 from datasets.query.sandbox import SandboxConfig
 
 log = logging.getLogger("vitamin.query.worker")
@@ -80,7 +86,16 @@ class Worker:
 
     def start(self) -> None:
         config: SandboxConfig = pickle.loads(self._main.recv_bytes())  # noqa: S301 - the parent is trusted
+        self._threads = config.threads
         self._gateway = Gateway(config)
+        # While the node is busy a query runs on one thread (datasets.query.running): a second DuckDB
+        # instance, since a locked configuration cannot change its threads.
+        self._running = self._serial = None
+        if config.running_queries_file is not None:
+            self._running = RunningQueries(config.running_queries_file)
+            self._cores = node_cores()
+            if config.threads > 1:
+                self._serial = Gateway(replace(config, threads=1))
         threading.Thread(target=self._serve_control, name="query-worker-control", daemon=True).start()
         self._warm_up()
         baseline = proc_status_bytes("self", "VmSize") or 0
@@ -97,15 +112,14 @@ class Worker:
 
     def _warm_up(self) -> None:
         """Start the threads a query starts (watchdog, DuckDB's), so the baseline measured includes them."""
-        try:
-            result = self._gateway.run(
-                "SELECT 1 AS x", {}, _WARM_UP_KEY, Limits(max_query_seconds=10, max_result_rows=1)
-            )
-            for _ in result.record_batches():
-                pass
-            result.close()
-        except QueryError:
-            pass  # a gateway that refuses a query without datasets still started what it needs
+        for gateway in filter(None, (self._gateway, self._serial)):
+            try:
+                result = gateway.run("SELECT 1 AS x", {}, _WARM_UP_KEY, Limits(max_query_seconds=10, max_result_rows=1))
+                for _ in result.record_batches():
+                    pass
+                result.close()
+            except QueryError:
+                pass  # a gateway that refuses a query without datasets still started what it needs
 
     # -- serving ----------------------------------------------------------------------------------
 
@@ -123,8 +137,13 @@ class Worker:
     ) -> None:
         with self._lock:
             self._query_id, self._stopped = query_id, False
+        gateway, threads = self._gateway, self._threads
+        if self._running is not None:
+            running = self._running.enter()
+            if self._serial is not None and threads_for(running, configured=threads, cores=self._cores) == 1:
+                gateway, threads = self._serial, 1
         try:
-            result = self._gateway.execute(checked, partner_key, limits)
+            result = gateway.execute(checked, partner_key, limits)
         except QueryError as exc:
             self._end_query()
             self._send_error(exc)
@@ -139,7 +158,7 @@ class Worker:
             if self._stopped:
                 result.cancel()
         try:
-            self._send_json({"started": [[column.name, column.type] for column in result.columns]})
+            self._send_json({"started": [[column.name, column.type] for column in result.columns], "threads": threads})
             # The read sent with the query (the parent reads it that way), else the parent's next request.
             request = ("read", *read) if read is not None else pickle.loads(self._main.recv_bytes())  # noqa: S301
             if request[0] == "read":
@@ -190,6 +209,8 @@ class Worker:
     def _end_query(self) -> None:
         with self._lock:
             self._query_id, self._result = None, None
+        if self._running is not None:
+            self._running.leave()
 
     # -- control ----------------------------------------------------------------------------------
 

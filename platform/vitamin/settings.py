@@ -318,7 +318,14 @@ QUERY_MEMORY_LIMIT_MB = env_int(
     "address space is capped at its idle baseline plus this much (a query past it ends with 413 memory_limit_exceeded).",
     minimum=64,
 )
-QUERY_THREADS = env_int("VITAMIN_QUERY_THREADS", 2, "DuckDB threads per query worker process.", minimum=1)
+QUERY_THREADS = env_int(
+    "VITAMIN_QUERY_THREADS",
+    2,
+    "The most DuckDB threads one partner query runs on: a query gets them while the queries running on the node "
+    "(every web and Celery process) times this stay within its cores, and one thread otherwise "
+    '(docs/query-internals.md, "Threads by load").',
+    minimum=1,
+)
 QUERY_POOL_SIZE = env_int(
     "VITAMIN_QUERY_POOL_SIZE",
     4,
