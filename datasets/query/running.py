@@ -24,7 +24,7 @@ import fcntl
 import os
 import struct
 
-SLOTS = 1024  # more running queries than this on one node count as this many
+SLOTS = 256  # more running queries than this on one node count as this many (and `_held` recurses at most this deep)
 _FLOCK = "hhqqi4x"  # struct flock on Linux (64-bit off_t): type, whence, start, len, pid
 _BUSY = (errno.EACCES, errno.EAGAIN)
 

@@ -24,7 +24,7 @@ from datasets.query import formats
 from datasets.query.errors import QueryError
 from datasets.query.isolation import RUNNING_QUERIES_FILE, IsolatedGateway
 from datasets.query.limits import Limits
-from datasets.query.running import RunningQueries, node_cores, threads_for
+from datasets.query.running import SLOTS, RunningQueries, node_cores, threads_for
 from datasets.query.sandbox import SandboxConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -161,3 +161,27 @@ def test_a_query_cut_short_or_refused_gives_its_slot_back(workers, bindings):
     with pytest.raises(QueryError):  # an error DuckDB finds only while running it
         run(gateway, bindings, "SELECT CAST('x' || n AS INTEGER) AS m FROM numbers")
     assert RunningQueries(str(path)).count() == 0
+
+
+def test_a_node_with_every_slot_taken_counts_as_full_and_runs_the_query_on_one_thread(tmp_path):
+    path = tmp_path / "running"
+    script = textwrap.dedent(
+        f"""
+        import fcntl, os, sys
+        fd = os.open({str(path)!r}, os.O_RDWR | os.O_CREAT)
+        fcntl.lockf(fd, fcntl.LOCK_EX, {SLOTS}, 0, os.SEEK_SET)
+        print("held", flush=True)
+        sys.stdin.read()
+        """
+    )
+    hog = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # noqa: S603
+    try:
+        assert hog.stdout.readline().strip() == "held"
+        running = RunningQueries(str(path))
+        assert running.count() == SLOTS
+        assert running.enter() == SLOTS  # counted as full, holding nothing
+        assert threads_for(SLOTS, configured=2, cores=node_cores()) == 1
+        running.close()
+    finally:
+        hog.kill()
+        hog.wait(timeout=10)
