@@ -92,9 +92,16 @@ class Worker:
         # instance, since a locked configuration cannot change its threads.
         self._running = self._serial = None
         if config.running_queries_file is not None:
-            self._running = RunningQueries(config.running_queries_file)
+            try:
+                self._running = RunningQueries(config.running_queries_file)
+            except OSError as exc:  # e.g. a data directory on a file system without locks: count nothing
+                log.warning(
+                    "query worker: cannot count the node's running queries (%s); every query gets %s threads",
+                    exc,
+                    config.threads,
+                )
             self._cores = node_cores()
-            if config.threads > 1:
+            if self._running is not None and config.threads > 1:
                 self._serial = Gateway(replace(config, threads=1))
         threading.Thread(target=self._serve_control, name="query-worker-control", daemon=True).start()
         self._warm_up()
@@ -139,9 +146,13 @@ class Worker:
             self._query_id, self._stopped = query_id, False
         gateway, threads = self._gateway, self._threads
         if self._running is not None:
-            running = self._running.enter()
-            if self._serial is not None and threads_for(running, configured=threads, cores=self._cores) == 1:
-                gateway, threads = self._serial, 1
+            try:
+                running = self._running.enter()
+            except OSError as exc:  # the query runs all the same, uncounted, on the configured threads
+                log.warning("query worker: cannot count the node's running queries (%s)", exc)
+            else:
+                if self._serial is not None and threads_for(running, configured=threads, cores=self._cores) == 1:
+                    gateway, threads = self._serial, 1
         try:
             result = gateway.execute(checked, partner_key, limits)
         except QueryError as exc:

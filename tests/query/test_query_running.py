@@ -185,3 +185,19 @@ def test_a_node_with_every_slot_taken_counts_as_full_and_runs_the_query_on_one_t
     finally:
         hog.kill()
         hog.wait(timeout=10)
+
+
+def test_a_node_whose_count_cannot_be_kept_still_answers_queries_on_the_configured_threads(
+    store_root, tmp_path, bindings, gateway
+):
+    (tmp_path / RUNNING_QUERIES_FILE).mkdir()  # where the file should be, something that cannot be locked
+    uncounted = IsolatedGateway(
+        SandboxConfig(store_root=str(store_root), temp_directory=str(tmp_path), threads=2, max_concurrent_queries=1)
+    )
+    try:
+        result, body = run(uncounted, bindings)
+        _, in_process = run(gateway, bindings)
+        assert result.threads == 2
+        assert body["rows"] == in_process["rows"]
+    finally:
+        uncounted.close()
