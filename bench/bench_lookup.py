@@ -308,7 +308,7 @@ def report(name: str, ours: float, raw: float, unit: str = "ms", *, goal: str | 
 
 def batches(api: Api, customers: Customers, table: LookupTable, data_files: list[str], size: int, repeat: int):
     raw = duckdb.connect(config={"threads": THREADS, "memory_limit": f"{MEMORY_LIMIT_MB}MB"})
-    raw.execute("SET parquet_metadata_cache = true")
+    raw.execute("SET GLOBAL parquet_metadata_cache = true")
     fields = ", ".join(f"d.{name}" for name in LOOKUP_FIELDS)
     join_sql = (
         f"SELECT d.customer, {fields} FROM read_parquet({data_files!r}) AS d "

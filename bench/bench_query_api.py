@@ -312,7 +312,7 @@ def run(args: argparse.Namespace) -> None:
     http = KeepAlive(base_url, {"Authorization": f"Bearer {token}"})
 
     raw = duckdb.connect(config={"threads": THREADS, "memory_limit": f"{MEMORY_LIMIT_MB}MB"})
-    raw.execute("SET parquet_metadata_cache = true")
+    raw.execute("SET GLOBAL parquet_metadata_cache = true")
     raw.execute(f"CREATE VIEW raw_cards AS SELECT * FROM read_parquet({files!r})")
 
     def api(sql: str, fmt: str) -> int:
@@ -389,7 +389,7 @@ def selective(env: dict[str, str], data_dir: Path, files: list[str], api, raw_ba
     if done.returncode:
         raise SystemExit(f"registering {slug} failed:\n{done.stderr[-3000:]}")
     raw = duckdb.connect(config={"threads": THREADS, "memory_limit": f"{MEMORY_LIMIT_MB}MB"})
-    raw.execute("SET parquet_metadata_cache = true")
+    raw.execute("SET GLOBAL parquet_metadata_cache = true")
     raw.execute(f"CREATE VIEW raw_laid_out AS SELECT * FROM read_parquet({layout_files!r})")
     # One dataset per series: alternating two datasets would rebuild the connection's view at every query.
     ours, raw_ms = medians_ms(

@@ -302,7 +302,7 @@ def main() -> None:
     limits = Limits(max_query_seconds=600, max_result_rows=2_000_000)
 
     raw = duckdb.connect(config={"threads": THREADS, "memory_limit": f"{MEMORY_LIMIT_BYTES}B"})
-    raw.execute("SET parquet_metadata_cache = true")
+    raw.execute("SET GLOBAL parquet_metadata_cache = true")
     raw.execute(f"CREATE VIEW raw_cards AS SELECT * FROM read_parquet({files!r})")
     raw.execute(f"CREATE VIEW raw_laid_out AS SELECT * FROM read_parquet({layout_files!r})")
 

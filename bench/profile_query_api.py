@@ -72,7 +72,7 @@ def main() -> None:
     token = setup(env, folder)
     flamegraph = args.flamegraph.resolve() if args.flamegraph else None
     raw = duckdb.connect(config={"threads": THREADS})
-    raw.execute("SET parquet_metadata_cache = true")
+    raw.execute("SET GLOBAL parquet_metadata_cache = true")
     raw.execute(f"CREATE VIEW raw_cards AS SELECT * FROM read_parquet({files!r})")
     try:
         for workers, threads in models:

@@ -55,7 +55,9 @@ class SandboxConfig:
     max_temp_directory_bytes: int = 8 * 1024**3
     max_concurrent_queries: int = 4
     queue_timeout_seconds: float = 10.0
-    max_execution_seconds: float = 600.0  # DuckDB's own limit: a backstop above every plan's limit
+    # DuckDB's own limit: a last backstop, should the watchdog and the worker's kill both fail. A day: above any
+    # plan's time limit (an admin may give a plan more than minutes; the backstop must never cut it short).
+    max_execution_seconds: float = 86_400.0
     # A query worker's: the node's file of running queries (datasets.query.running). With it, a query runs
     # on `threads` only while the node has cores for that, else on one thread.
     running_queries_file: str | None = None
@@ -226,8 +228,11 @@ class Sandbox:
             },
         )
         db = self._db
-        db.execute("SET parquet_metadata_cache = true")
-        db.execute(f"SET max_execution_time = {int(config.max_execution_seconds * 1000)}")
+        # GLOBAL: a plain SET of a session-scoped setting holds only for this connection, not the pooled
+        # cursors (each its own session) that run the queries. Without it every query re-read the footers
+        # of its files, and ran without the execution-time backstop.
+        db.execute("SET GLOBAL parquet_metadata_cache = true")
+        db.execute(f"SET GLOBAL max_execution_time = {int(config.max_execution_seconds * 1000)}")
         db.execute(f"SET allowed_directories = [{sql_literal(self.store_root.rstrip('/') + '/')}]")
         db.execute("SET enable_external_access = false")
         self.reserved_names = frozenset(

@@ -79,6 +79,23 @@ def test_the_instance_reads_the_bound_datasets_and_keeps_its_limits(raw_cursor):
     assert settings["memory_limit"].startswith("256")
 
 
+def test_every_pooled_connection_has_the_instances_session_settings(gateway):
+    """A plain SET holds for one session only: each pooled connection is its own session, and must still
+    keep the Parquet metadata cache and the execution-time backstop set on the instance."""
+    sandbox = gateway._sandbox
+    sessions = [sandbox.acquire() for _ in range(sandbox.config.max_concurrent_queries)]
+    try:
+        for session in sessions:
+            cache, backstop = session.cursor.execute(
+                "SELECT current_setting('parquet_metadata_cache'), current_setting('max_execution_time')"
+            ).fetchone()
+            assert cache is True
+            assert backstop == int(sandbox.config.max_execution_seconds * 1000) > 0
+    finally:
+        for session in sessions:
+            sandbox.release(session)
+
+
 # -- runaway queries end, and the engine stays usable ------------------------------------------
 
 RUNAWAYS = [
