@@ -46,6 +46,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from django.db import connection
 from django.utils import timezone
 from partner_support import add_member, make_client, make_institution, make_user
 
@@ -301,3 +302,11 @@ def bearer_token(institution, *, scopes: str | None = None, user=None) -> str:
 def auth(token: str) -> dict[str, str]:
     """Keyword arguments for Django's test client."""
     return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+
+
+def close_as_a_server_does(response, monkeypatch) -> None:
+    """Close an answer read partly, as a server does when its client went away, keeping the test's database
+    connection (the request's end would close it; the test client keeps it for a body read to its end)."""
+    with monkeypatch.context() as patched:
+        patched.setattr(connection, "close_if_unusable_or_obsolete", lambda: None)
+        response.close()

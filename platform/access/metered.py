@@ -4,6 +4,7 @@
                      actor=by_client_id(client_id, institution_id), target=f"query_job:{job.pk}", request=request)
     grants = use.grants()                               # access.ensure per dataset (grant.denied on record)
     use.commit({"bytes_downloaded": n}, details)        # one transaction: charged all or none, `action` recorded
+    use.give_back("bytes_downloaded", n, sent, details)  # a transfer cut short: the unsent part, `action_incomplete`
 
 A refusal at any step (a grant, a quota, the caller's own check inside `commit`) is recorded
 as `action` denied, with its code, unless the caller records refusals its own way
@@ -18,6 +19,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 
 from django.db import transaction
+from django.utils import timezone
 
 from access import metering
 from access.service import Grant, ensure
@@ -50,6 +52,7 @@ class MeteredUse:
         self.request = request
         self.on_refused = on_refused or self._record_refusal
         self._grants: list[Grant] | None = None
+        self.charged_at = None  # when `commit` charged (a refund goes to that day's counter)
 
     def grants(self, details: dict | None = None) -> list[Grant]:
         """The grant of every dataset, checked now (once per use); a denial is recorded and raised."""
@@ -93,7 +96,8 @@ class MeteredUse:
                     hold(grants)
                 amounts = charges() if callable(charges) else charges
                 uses = [(grant, metric, amount) for grant in grants for metric, amount in amounts.items()]
-                metering.charge_all(uses)
+                self.charged_at = timezone.now()
+                metering.charge_all(uses, now=self.charged_at)
                 if charged is not None:
                     charged()
                 # No savepoint of its own: a failed write ends this transaction, and rolls the charge back with it.
@@ -117,13 +121,38 @@ class MeteredUse:
             if not metering.charges_roll_back():  # a quota backend outside the database is not rolled back
                 for grant, metric, amount in uses:
                     if amount:
-                        metering.refund(grant, metric, amount)
+                        metering.refund(grant, metric, amount, now=self.charged_at)
             raise Refusal(
                 "This cannot be recorded right now, so it was not done.",
                 code="audit_unavailable",
                 kind=Kind.UNAVAILABLE,
             ) from None
         return grants
+
+    def give_back(self, metric: str, charged: int, used: int, details: Mapping) -> None:
+        """After a committed use charged `charged` of `metric` in advance (a download, before its first byte)
+        and then used only `used` of it (the client went away): give the rest back to every grant, recorded
+        as `<action>_incomplete` with `details`, `bytes` (what was used), `charged` and `refunded`.
+
+        Both in one transaction: if the record cannot be written, nothing is given back (the partner stays
+        charged the whole; never a refund off the record). Runs after the response, so it never raises."""
+        unused = charged - used
+        if unused <= 0 or self._grants is None or self.charged_at is None:
+            return
+        try:
+            with transaction.atomic():
+                record(
+                    f"{self.action}_incomplete",
+                    target=self.target,
+                    details={**details, "bytes": used, "charged": charged, "refunded": unused},
+                    request=self.request,
+                    savepoint=False,
+                    **self.actor,
+                )
+                for grant in self._grants:
+                    metering.refund(grant, metric, unused, now=self.charged_at)
+        except Exception:  # noqa: BLE001 - after the response: logged, the charge stands
+            log.exception("giving back %s of %s failed; the whole stays charged", metric, self.action)
 
     def _record_refusal(self, refusal, details: dict) -> None:
         ours = isinstance(refusal, Refusal) and refusal.kind.ours

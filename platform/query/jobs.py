@@ -469,7 +469,7 @@ def job_for_link(token: str) -> QueryJob:
 
 def open_result(
     job: QueryJob, *, request=None, via: str, part_of: Callable[[int], ByteRange | None] = lambda size: None
-) -> tuple[BinaryIO, ByteRange | None, int]:
+) -> tuple[BinaryIO, ByteRange | None, int, Callable[[int], None]]:
     """The result file, open, once the job's grants still hold and what will be sent is charged.
 
     `part_of(size)` is the caller's reading of what to send (the view's HTTP Range); it returns
@@ -477,6 +477,8 @@ def open_result(
     What will be sent is charged to `bytes_downloaded` before sending. Refusals: result_not_ready,
     result_expired (result_file), a grant revoked since the job ran, the daily download quota, and
     whatever `part_of` raised. Every attempt is audited as `query.job_download`.
+    The last item is to be called with the bytes actually sent (`vitamin.ranges.file_response`'s
+    `on_close`): what was charged and not sent is given back, as `query.job_download_incomplete`.
     """
     path = result_file(job)
     try:
@@ -495,15 +497,15 @@ def open_result(
             details.update(bytes=part.length, range=f"{part.start}-{part.end}")
         chosen.append(part)
 
+    use = result_use(job, request=request)
     try:
-        result_use(job, request=request).commit(
-            lambda: {"bytes_downloaded": details["bytes"]}, details, check=choose_part
-        )
+        use.commit(lambda: {"bytes_downloaded": details["bytes"]}, details, check=choose_part)
     except BaseException:
         result.close()
         raise
     part = chosen[0]
-    return result, part, size
+    charged = details["bytes"]
+    return result, part, size, lambda sent: use.give_back("bytes_downloaded", charged, sent, details)
 
 
 def result_use(job: QueryJob, *, request=None) -> MeteredUse:

@@ -322,10 +322,12 @@ def result_response(job: QueryJob, request, *, via: str) -> HttpResponse:
     if url is not None:
         return HttpResponseRedirect(url)
     range_header = request.headers.get("Range")
-    file, part, size = jobs.open_result(
+    file, part, size, settle = jobs.open_result(
         job, request=request, via=via, part_of=lambda size: byte_range(range_header, size)
     )
-    return file_response(file, part, size, content_type=MEDIA_TYPES[job.format], filename=Path(file.name).name)
+    return file_response(
+        file, part, size, content_type=MEDIA_TYPES[job.format], filename=Path(file.name).name, on_close=settle
+    )
 
 
 class DatasetSample(PartnerView):

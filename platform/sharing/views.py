@@ -346,4 +346,11 @@ class FileDownload(APIView):
         except BaseException:
             handle.close()
             raise
-        return file_response(handle, chosen[0], size, content_type="application/octet-stream")
+        charged = details["bytes"]
+        return file_response(
+            handle,
+            chosen[0],
+            size,
+            content_type="application/octet-stream",
+            on_close=lambda sent: use.give_back("bytes_downloaded", charged, sent, details),
+        )

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from django.http import FileResponse, StreamingHttpResponse
+from django.http import StreamingHttpResponse
 
 from vitamin.errors import ApiError
 
@@ -59,41 +59,66 @@ def byte_range(header: str | None, size: int) -> ByteRange | None:
 _CHUNK_BYTES = 1 << 20
 
 
-def file_response(file: BinaryIO, part: ByteRange | None, size: int, *, content_type: str, filename: str | None = None):
+def file_response(
+    file: BinaryIO,
+    part: ByteRange | None,
+    size: int,
+    *,
+    content_type: str,
+    filename: str | None = None,
+    on_close: Callable[[int], None] | None = None,
+):
     """An open file as the answer: whole (200), or the one range asked for (206 with Content-Range),
-    streamed in chunks (never the whole file in memory); the response closes the file."""
-    if part is None:
-        response = FileResponse(
-            file, content_type=content_type, as_attachment=filename is not None, filename=filename or ""
-        )
-        response["Content-Length"] = str(size)
-        response.block_size = _CHUNK_BYTES  # when the server has no sendfile (gunicorn has): 1 MiB, not 4 KiB
-    else:
-        response = StreamingHttpResponse(_RangeReader(file, part), status=206, content_type=content_type)
+    streamed in chunks (never the whole file in memory); the response closes the file.
+
+    `on_close(sent)` is called once when the response is closed (by the server after its last write, or
+    when the client went away), with the bytes of the file the server took and wrote to the connection:
+    a download charged in advance gives back what was not sent (a client that reads the headers of a
+    whole-file answer and drops it, as some readers do to learn a file's size, took almost nothing)."""
+    start, length = (0, size) if part is None else (part.start, part.length)
+    response = StreamingHttpResponse(
+        _FileBody(file, start, length, on_close), status=200 if part is None else 206, content_type=content_type
+    )
+    response["Content-Length"] = str(length)
+    if part is not None:
         response["Content-Range"] = f"bytes {part.start}-{part.end}/{size}"
-        response["Content-Length"] = str(part.length)
-        if filename is not None:
-            response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    if filename is not None:
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
     response["Accept-Ranges"] = "bytes"
     return response
 
 
-class _RangeReader:
-    """The bytes of one range of a file, in chunks; closing it (as Django does with a response,
-    read or not) closes the file."""
+class _FileBody:
+    """`length` bytes of a file from `start`, in chunks, counting what was sent; closing it (as Django does
+    with a response, read to its end or not) closes the file and reports the count.
 
-    def __init__(self, file: BinaryIO, part: ByteRange, chunk_bytes: int = 1 << 20):
-        self.file, self.part, self.chunk_bytes = file, part, chunk_bytes
+    A chunk counts as sent when the server asks for the next one (a WSGI server writes each chunk before
+    it asks again) or when the body ends; a chunk whose write failed is not counted. Not `FileResponse`:
+    with the server's sendfile nobody could tell how much of the file left."""
+
+    def __init__(self, file: BinaryIO, start: int, length: int, on_close: Callable[[int], None] | None):
+        self.file, self.on_close = file, on_close
+        self.left, self.sent, self._pending, self._closed = length, 0, 0, False
+        file.seek(start)
 
     def __iter__(self) -> Iterator[bytes]:
-        self.file.seek(self.part.start)
-        left = self.part.length
-        while left > 0:
-            chunk = self.file.read(min(self.chunk_bytes, left))
-            if not chunk:
-                return
-            left -= len(chunk)
-            yield chunk
+        return self
+
+    def __next__(self) -> bytes:
+        self.sent, self._pending = self.sent + self._pending, 0  # the chunk before this one was written
+        if self.left <= 0 or self._closed:
+            raise StopIteration
+        chunk = self.file.read(min(_CHUNK_BYTES, self.left))
+        if not chunk:
+            raise StopIteration
+        self.left -= len(chunk)
+        self._pending = len(chunk)
+        return chunk
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         self.file.close()
+        if self.on_close is not None:
+            self.on_close(self.sent)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from catalog_support import approved, auth, bearer_token
+from catalog_support import approved, auth, bearer_token, close_as_a_server_does
 from django.core import signing
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -360,6 +360,25 @@ def test_a_byte_range_is_served_and_only_it_is_charged(client, token, subscripti
     assert peek(subscription.quota_subject, "bytes_downloaded", Window.DAY) == charged + 8 + (size - 4)
     ranges = [e.details.get("range") for e in AuditEvent.objects.filter(action="query.job_download")]
     assert sorted(filter(None, ranges)) == sorted([f"{size - 8}-{size - 1}", f"4-{size - 1}"])
+
+
+def test_a_result_download_cut_short_gives_back_what_was_not_sent(client, token, subscription, monkeypatch):
+    from quotas.service import Window, peek
+    from vitamin import ranges
+
+    monkeypatch.setattr(ranges, "_CHUNK_BYTES", 8)
+    job = submitted(client, token, format="csv")
+    size = run_worker(job).result_bytes
+    assert size > 3 * 8
+    answer = client.get(job["links"]["self"] + "/result", **auth(token))
+    assert peek(subscription.quota_subject, "bytes_downloaded", Window.DAY) == size  # charged before the first byte
+    body = answer.streaming_content
+    next(body), next(body)  # one chunk written, the write of the second failed: the client went away
+    close_as_a_server_does(answer, monkeypatch)
+    assert peek(subscription.quota_subject, "bytes_downloaded", Window.DAY) == 8
+    (cut,) = AuditEvent.objects.filter(action="query.job_download_incomplete")
+    assert (cut.details["bytes"], cut.details["charged"], cut.details["refunded"]) == (8, size, size - 8)
+    assert cut.target == AuditEvent.objects.get(action="query.job_download").target
 
 
 @pytest.mark.parametrize(

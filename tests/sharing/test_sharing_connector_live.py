@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import socket
+import time
+from urllib.parse import urlsplit
+
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from catalog_support import approved, make_client
+import requests
+from catalog_support import approved, bearer_token, make_client, publish_table
 from sharing_support import run_client
 
+from audit.models import AuditEvent
 from datasets.spec import Mode
 from datasets.storage import Store
+from quotas.service import Window, peek
 from sharing.profiles import profile
 
 pytestmark = pytest.mark.slow
@@ -85,3 +94,38 @@ import json, delta_sharing
 print(json.dumps([t.name for t in delta_sharing.SharingClient(PROFILE).list_all_tables()]))
 """
     assert run_client(code, profile=document) == []
+
+
+def test_a_client_that_hangs_up_after_the_headers_is_charged_what_was_sent(live_server, fund, subscription, store_url):
+    """What fsspec does to learn a file's size: a whole-file GET, the headers read, the connection dropped.
+    Over real HTTP the server notices only when its writes fail; it is charged the whole before the first
+    byte, and must then give back what never left."""
+    rng = np.random.default_rng(7)
+    rows = 2_500_000  # random doubles: about 40 MB that no compression shrinks, more than any socket buffer
+    table = pa.table({"gmv": rng.random(rows), "orders": rng.integers(0, 2**62, rows)})
+    version = publish_table(subscription.dataset, table, store_url)
+    size = version.files[0]["size_bytes"]
+    token = bearer_token(fund, scopes="download")
+    listed = requests.post(
+        f"{live_server.url}/delta-sharing/shares/vitamin/schemas/industry_indicators/tables/"
+        "industry_prosperity_monthly/query",
+        json={"version": version.number},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    (url,) = [json.loads(line)["file"]["url"] for line in listed.text.splitlines() if '"file"' in line]
+    address = urlsplit(url)
+    with socket.create_connection((address.hostname, address.port), timeout=30) as connection:
+        connection.sendall(f"GET {address.path} HTTP/1.1\r\nHost: {address.netloc}\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += connection.recv(4096)
+        assert head.startswith(b"HTTP/1.1 200") and f"Content-Length: {size}".encode() in head
+    deadline = time.monotonic() + 30
+    while not (cut := AuditEvent.objects.filter(action="sharing.download_incomplete").first()):
+        assert time.monotonic() < deadline, "the server never gave back the unsent part"
+        time.sleep(0.1)
+    charged = AuditEvent.objects.get(action="sharing.download", outcome="success")
+    assert charged.details["bytes"] == cut.details["charged"] == size
+    assert cut.details["bytes"] + cut.details["refunded"] == size and cut.details["bytes"] < size // 2
+    assert peek(subscription.quota_subject, "bytes_downloaded", Window.DAY) == cut.details["bytes"]

@@ -8,7 +8,7 @@ import time
 
 import pyarrow.parquet as pq
 import pytest
-from catalog_support import approved, auth, bearer_token
+from catalog_support import approved, auth, bearer_token, close_as_a_server_does
 from django.core.management import call_command
 from django.utils.timezone import now as time_now
 
@@ -120,6 +120,35 @@ def test_downloads_count_against_the_quota_and_stop_at_it(client, token, subscri
     refused = client.get(file_path(entry["url"]))
     assert refused.status_code == 429 and refused.json()["errorCode"] == "TOO_MANY_REQUESTS"
     assert AuditEvent.objects.filter(action="sharing.download", outcome="denied").exists()
+
+
+@pytest.mark.parametrize("asked", [None, "bytes=4-99"])
+def test_a_download_cut_short_gives_back_what_was_not_sent(client, token, subscription, monkeypatch, asked):
+    """Charged before the first byte, as it must be; then a client that drops the answer (fsspec reads the
+    headers of a whole-file GET and hangs up) is given back the unsent part, on the record."""
+    from vitamin import ranges
+
+    monkeypatch.setattr(ranges, "_CHUNK_BYTES", 16)
+    (entry,) = [line["file"] for line in ndjson(query(client, token))[2:]]
+    extra = {"HTTP_RANGE": asked} if asked else {}
+    answer = client.get(file_path(entry["url"]), **extra)
+    charged = int(answer["Content-Length"])
+    assert peek(subscription.quota_subject, "bytes_downloaded", Window.DAY) == charged
+    body = answer.streaming_content
+    taken = [next(body), next(body), next(body)]  # the server wrote two chunks and failed on the third
+    close_as_a_server_does(answer, monkeypatch)
+    sent = sum(map(len, taken[:2]))
+    assert peek(subscription.quota_subject, "bytes_downloaded", Window.DAY) == sent == 32
+    download = AuditEvent.objects.get(action="sharing.download")
+    (cut,) = AuditEvent.objects.filter(action="sharing.download_incomplete")
+    assert download.details["bytes"] == charged and cut.seq > download.seq
+    assert cut.details["bytes"] == sent and cut.details["charged"] == charged
+    assert cut.details["refunded"] == charged - sent and cut.details["file"] == download.details["file"]
+    assert cut.target == download.target and cut.actor_id == download.actor_id
+    whole = client.get(file_path(entry["url"]), **extra)  # read to its end: charged in full, nothing given back
+    assert len(b"".join(whole.streaming_content)) == charged
+    assert peek(subscription.quota_subject, "bytes_downloaded", Window.DAY) == sent + charged
+    assert AuditEvent.objects.filter(action="sharing.download_incomplete").count() == 1
 
 
 def test_expired_tampered_and_revoked_urls_are_refused(client, token, subscription, olga, settings):
