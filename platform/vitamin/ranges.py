@@ -72,9 +72,9 @@ def file_response(
     streamed in chunks (never the whole file in memory); the response closes the file.
 
     `on_close(sent)` is called once when the response is closed (by the server after its last write, or
-    when the client went away), with the bytes of the file the server took and wrote to the connection:
-    a download charged in advance gives back what was not sent (a client that reads the headers of a
-    whole-file answer and drops it, as some readers do to learn a file's size, took almost nothing)."""
+    when the client went away), with the bytes of the file the server took to write: a download charged
+    in advance gives back the rest (a client that reads the headers of a whole-file answer and drops it,
+    as some readers do to learn a file's size, was sent only what the connection's buffers took)."""
     start, length = (0, size) if part is None else (part.start, part.length)
     response = StreamingHttpResponse(
         _FileBody(file, start, length, on_close), status=200 if part is None else 206, content_type=content_type
@@ -89,30 +89,31 @@ def file_response(
 
 
 class _FileBody:
-    """`length` bytes of a file from `start`, in chunks, counting what was sent; closing it (as Django does
-    with a response, read to its end or not) closes the file and reports the count.
+    """`length` bytes of a file from `start`, in chunks, counting what the server took; closing it (as Django
+    does with a response, read to its end or not) closes the file and reports the count.
 
-    A chunk counts as sent when the server asks for the next one (a WSGI server writes each chunk before
-    it asks again) or when the body ends; a chunk whose write failed is not counted. Not `FileResponse`:
-    with the server's sendfile nobody could tell how much of the file left."""
+    A chunk counts as sent once the server has taken it, even if its write then fails: part of it may have
+    reached the client before the connection broke, and a count that left it out would let a client that
+    hangs up mid-chunk on purpose read up to a chunk of every download for free. So the count is never less
+    than what the client received; it is more by what the connection's buffers held and at most one chunk.
+    Not `FileResponse`: with the server's sendfile nobody could tell how much of the file left."""
 
     def __init__(self, file: BinaryIO, start: int, length: int, on_close: Callable[[int], None] | None):
         self.file, self.on_close = file, on_close
-        self.left, self.sent, self._pending, self._closed = length, 0, 0, False
+        self.left, self.sent, self._closed = length, 0, False
         file.seek(start)
 
     def __iter__(self) -> Iterator[bytes]:
         return self
 
     def __next__(self) -> bytes:
-        self.sent, self._pending = self.sent + self._pending, 0  # the chunk before this one was written
         if self.left <= 0 or self._closed:
             raise StopIteration
         chunk = self.file.read(min(_CHUNK_BYTES, self.left))
         if not chunk:
             raise StopIteration
         self.left -= len(chunk)
-        self._pending = len(chunk)
+        self.sent += len(chunk)
         return chunk
 
     def close(self) -> None:

@@ -375,9 +375,9 @@ def test_a_result_download_cut_short_gives_back_what_was_not_sent(client, token,
     body = answer.streaming_content
     next(body), next(body)  # one chunk written, the write of the second failed: the client went away
     close_as_a_server_does(answer, monkeypatch)
-    assert peek(subscription.quota_subject, "bytes_downloaded", Window.DAY) == 8
+    assert peek(subscription.quota_subject, "bytes_downloaded", Window.DAY) == 16  # both chunks taken
     (cut,) = AuditEvent.objects.filter(action="query.job_download_incomplete")
-    assert (cut.details["bytes"], cut.details["charged"], cut.details["refunded"]) == (8, size, size - 8)
+    assert (cut.details["bytes"], cut.details["charged"], cut.details["refunded"]) == (16, size, size - 16)
     assert cut.target == AuditEvent.objects.get(action="query.job_download").target
 
 
