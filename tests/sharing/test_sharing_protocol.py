@@ -151,6 +151,29 @@ def test_a_download_cut_short_gives_back_what_was_not_sent(client, token, subscr
     assert AuditEvent.objects.filter(action="sharing.download_incomplete").count() == 1
 
 
+def test_what_is_given_back_goes_to_the_day_it_was_charged(client, token, subscription, monkeypatch):
+    """A download charged before midnight and cut short after it is given back on the day it was charged:
+    given back on the new day's counter instead, the old day would keep the whole charge."""
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from access import metered
+    from vitamin import ranges
+
+    monkeypatch.setattr(ranges, "_CHUNK_BYTES", 16)
+    (entry,) = [line["file"] for line in ndjson(query(client, token))[2:]]
+    yesterday = time_now() - timedelta(days=1)
+    with monkeypatch.context() as before_midnight:
+        before_midnight.setattr(metered, "timezone", SimpleNamespace(now=lambda: yesterday))
+        answer = client.get(file_path(entry["url"]))
+    charged = int(answer["Content-Length"])
+    assert peek(subscription.quota_subject, "bytes_downloaded", Window.DAY, now=yesterday) == charged
+    next(answer.streaming_content)  # one chunk taken, then the client went away: after midnight
+    close_as_a_server_does(answer, monkeypatch)
+    assert peek(subscription.quota_subject, "bytes_downloaded", Window.DAY, now=yesterday) == 16
+    assert peek(subscription.quota_subject, "bytes_downloaded", Window.DAY) == 0
+
+
 def test_expired_tampered_and_revoked_urls_are_refused(client, token, subscription, olga, settings):
     (entry,) = [line["file"] for line in ndjson(query(client, token))[2:]]
     path = file_path(entry["url"])
