@@ -22,6 +22,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+from duckdb import _seam
 
 from datasets.query.errors import QueryFailed
 from datasets.query.limits import Limits
@@ -116,7 +117,7 @@ class QueryResult:
         row = f"json_array({expressions})::VARCHAR"
         return (batch.column(0) for batch in self._open(f"{sql_literal(prefix)} || {row}" if prefix else row))
 
-    def _statement(self, select: str | None) -> duckdb.DuckDBPyRelation:
+    def _statement(self, select: str | None) -> str:
         """The query as it runs: `select` (a select list over its columns by position, None for all of them)
         and the row cap's LIMIT, composed as one statement around the query's text, so DuckDB binds it once
         (deriving a relation per step, `.limit().project()`, binds once per step: ~0.3 ms each)."""
@@ -125,7 +126,7 @@ class QueryResult:
             text = f"SELECT {select or '*'} FROM (\n{text}\n) AS vitamin_result"
         if self._limit is not None:
             text += f" LIMIT {self._limit}"
-        return self._session.cursor.sql(text)
+        return text
 
     def _open(self, select: str | None) -> Iterator[pa.RecordBatch]:
         if self._started or self._closed:
@@ -134,7 +135,7 @@ class QueryResult:
         try:
             if self._cancelled:  # before DuckDB started: an interrupt now would be ignored
                 raise duckdb.InterruptException("cancelled before it started")
-            self._reader = self._statement(select).to_arrow_reader(BATCH_ROWS)
+            self._reader = stream_batches(self._session.cursor, self._statement(select))
             self.schema = self._reader.schema
             first = _next_batch(self._reader)
         except Exception as exc:  # noqa: BLE001 - DuckDB and Arrow raise many types; all become QueryFailed
@@ -201,6 +202,18 @@ class QueryResult:
     def __del__(self) -> None:
         if not getattr(self, "_closed", True):
             self.close()
+
+
+def stream_batches(cursor: duckdb.DuckDBPyConnection, text: str) -> pa.RecordBatchReader:
+    """The rows of one SELECT as a reader of batches of about `BATCH_ROWS`, streamed as DuckDB computes them.
+
+    `cursor.sql(text).to_arrow_reader()` does the same after binding the statement into a relation first,
+    which the execution then does again: 1 ms of a 5 ms query (docs/query-internals.md). The gateway binds
+    a query's text once, when it first sees it (`Gateway._bind`), so the rows are asked for directly, with
+    the call the relation makes itself (`duckdb._seam.submit`: internal to DuckDB's Python package, which
+    requirements.txt pins; every test of tests/query/test_query_sandbox.py reads its rows through it).
+    """
+    return _seam.submit(cursor, text, None, "stream", BATCH_ROWS).arrow_reader()
 
 
 def _next_batch(reader: pa.RecordBatchReader) -> pa.RecordBatch | None:
