@@ -5,7 +5,10 @@ takes to read a streaming result, and it is one global setting; so each query
 gets its own deadline from its plan, and `cursor.interrupt()` ends it when the
 deadline passes, whether DuckDB is computing or waiting for the client to read.
 One thread and a heap of deadlines, rather than a timer thread per query
-(starting a thread costs ~1 ms).
+(starting a thread costs ~1 ms). The thread sleeps until the earliest deadline and is woken only
+by an earlier one, not by every query; deadlines cancelled (queries that ended) are dropped from
+the heap as they reach its top, and all at once when it has grown to twice its size after the last
+such sweep, so it holds about the queries running, however long their limits.
 """
 
 from __future__ import annotations
@@ -44,6 +47,14 @@ class Deadline:
         with self._lock:
             self._active = False
 
+    @property
+    def active(self) -> bool:
+        """Not cancelled and not fired yet."""
+        return self._active and not self.fired
+
+
+_FIRST_SWEEP = 64
+
 
 class Watchdog:
     """One thread per gateway that interrupts queries past their deadline (cheaper than a timer per query)."""
@@ -53,16 +64,31 @@ class Watchdog:
         self._deadlines: list[tuple[float, int, Deadline]] = []
         self._sequence = itertools.count()
         self._thread: threading.Thread | None = None
+        self._sweep_at = _FIRST_SWEEP  # the heap's size at which cancelled deadlines are swept out
 
     def arm(self, cursor: duckdb.DuckDBPyConnection, seconds: float) -> Deadline:
         deadline = Deadline(cursor, time.monotonic() + seconds)
         with self._condition:
-            heapq.heappush(self._deadlines, (deadline.at, next(self._sequence), deadline))
+            heap = self._deadlines
+            while heap and not heap[0][2].active:
+                heapq.heappop(heap)
+            if len(heap) >= self._sweep_at:
+                heap[:] = [entry for entry in heap if entry[2].active]
+                heapq.heapify(heap)
+                self._sweep_at = max(_FIRST_SWEEP, 2 * len(heap))
+            wakes_at = heap[0][0] if heap else None  # when the thread wakes next (None: when told)
+            heapq.heappush(heap, (deadline.at, next(self._sequence), deadline))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="query-watchdog", daemon=True)
                 self._thread.start()
-            self._condition.notify()
+            elif wakes_at is None or deadline.at < wakes_at:
+                self._condition.notify()
         return deadline
+
+    def pending(self) -> int:
+        """How many deadlines the heap holds (running queries', and cancelled ones not swept out yet)."""
+        with self._condition:
+            return len(self._deadlines)
 
     def _run(self) -> None:
         while True:
