@@ -409,7 +409,11 @@ class IsolatedGateway:
     ) -> Submitted | None:
         """`execute` in two halves: the query is sent to a worker now, which starts it while the caller goes
         on (`run_query` writes its audit record meanwhile); `started()` waits for it. A submitted query
-        must be `started()` or `abandoned()`. With `wait=False`, None when no worker is idle right now."""
+        must be `started()` or `abandoned()`. With `wait=False`, None when no worker is idle right now.
+
+        Without `read`, the worker prepares the query (takes a connection, binds the datasets' views) and
+        computes nothing until it is told how the result will be read: `Submitted.go`, or the read of
+        `started()`'s result."""
         worker = self._pool.acquire(wait=wait)
         if worker is None:
             return None
@@ -442,6 +446,7 @@ class Submitted:
         self._query_id = query_id
         self._unfinished_bytes = unfinished_bytes
         self._read = read
+        self.worker_pid = worker.pid
 
     def started(self) -> IsolatedResult:
         """The running query, once the worker started it; raises its QueryRejected or QueryFailed."""
@@ -465,6 +470,14 @@ class Submitted:
             read=self._read,
             threads=reply.get("threads"),
         )
+
+    def go(self, read: Read) -> None:
+        """Let a query submitted without its read run, read as `read`: until now its worker only prepared
+        it. Raises QueryFailed if the worker is gone (the query must still be `started()` or `abandoned()`)."""
+        if self._worker is None or self._read is not None:
+            raise RuntimeError("go is for a query submitted without its read, once, before it is started")
+        self._worker.send(("read", *_read_message(read)))
+        self._read = read
 
     def abandoned(self) -> None:
         """Stop it unread (its start could not be recorded), and give the worker back."""

@@ -18,9 +18,10 @@ Steps, in order (each refusal is a Refusal with a stable code, and an audit even
                 refused with 429 before any work is done
  6. audit       `query.start`, written before execution: if it cannot be written the query
                 is refused (503 audit_unavailable), so no query runs unaudited
- 7. execute     `Gateway.run` under the plan's limits with the institution's re-keying key, sent to an idle
-                worker as soon as step 5 charged it, so it starts while step 6 is written and committed (its
-                rows are read only after that commit: `_Launch`); on an object
+ 7. execute     `Gateway.run` under the plan's limits with the institution's re-keying key. Sent to an idle
+                worker before step 5, which prepares it (a connection, the datasets' views) meanwhile and
+                computes nothing until step 5 charged it; it then runs while step 6 is written and committed
+                (its rows are read only after that commit: `_Launch`); on an object
                 store the versions' files are first fetched into the node's cache (datasets.cache) and
                 pinned until step 8, so DuckDB reads local files only (503 dataset_unavailable if the store fails)
  8. finish      when the stream is closed (after its last byte is sent, or when the client goes away):
@@ -285,6 +286,7 @@ def run_query(
     use, granted, checked, files = _prepare(gateway, audit, institution_id, sql, versions, request, as_of)
     limits = _limits(granted.values(), max_rows)
     launch = _Launch(gateway, checked, partner_key(institution_id), limits, formats.READS[fmt], files)
+    launch.prepare()
     held = _start(use, audit, limits, launch)
     try:
         result = launch.started()
@@ -502,7 +504,7 @@ def _limits(granted, max_rows: int | None) -> Limits:
 def _start(use: MeteredUse, audit: _Audit, limits: Limits, launch: _Launch) -> _Slots:
     """Steps 5 and 6 in one transaction (one commit): the slots held, the query charged, `query.start` on record
     (fail closed: a query whose start cannot be recorded is refused, its charge given back). Once charged, the
-    query is sent to a worker (`_Launch.early`), which starts it while the record is written and committed."""
+    query's worker is told to run it (`_Launch.early`), which it does while the record is written and committed."""
     held = _Slots(audit.query_id)
     try:
         use.commit(
@@ -525,14 +527,17 @@ def _start(use: MeteredUse, audit: _Audit, limits: Limits, launch: _Launch) -> _
 
 
 class _Launch:
-    """Step 7's start, overlapped with step 6's write.
+    """Step 7's start, overlapped with steps 5 and 6.
 
-    `early` runs inside the start's transaction once the slots are held and the query charged (a refused
-    query never reaches a worker): it sends the query to an idle worker, which starts it while `query.start`
-    is written and committed. `started`, called after that commit, waits for it; so no row can leave before
-    the query is on record, and a start that fails to commit `abandon`s it. The transaction never waits for
-    the pool, nor for the object store: with no idle worker, or files to fetch into the node's cache, the
-    query is sent after the commit, as its turn comes.
+    `prepare`, before the start's transaction, sends the query to an idle worker without its read: the
+    worker takes a connection and binds the datasets' views while the slots are held and the query charged,
+    and computes nothing yet. `early` runs inside that transaction once the query is charged: it tells the
+    worker to run it (or sends it now, to a worker idle by now), so it runs while `query.start` is written
+    and committed; a query refused a slot or its charge is never computed. `started`, called after that
+    commit, waits for it; so no row can leave before the query is on record, and a start that is refused or
+    fails to commit `abandon`s it. Neither the transaction nor the request waits for the pool here, nor for
+    the object store: with no idle worker, or files to fetch into the node's cache, the query is sent after
+    the commit, as its turn comes.
     """
 
     def __init__(self, gateway: IsolatedGateway, checked: CheckedQuery, key: bytes, limits: Limits, read, files):
@@ -544,11 +549,25 @@ class _Launch:
         self._error: QueryError | None = None
         self.pins = Pins({}, [])
 
+    def prepare(self) -> None:
+        if file_cache() is None:
+            self._submit(None)
+
     def early(self) -> None:
-        if file_cache() is not None:
+        if file_cache() is not None or self._error is not None:
+            return
+        if self._submitted is None:
+            self._submit(self._read)
             return
         try:
-            self._submitted = self._gateway.submit(*self._arguments, read=self._read, wait=False)
+            self._submitted.go(self._read)
+        except QueryError as exc:  # the worker is gone
+            self.abandon()
+            self._error = exc
+
+    def _submit(self, read) -> None:
+        try:
+            self._submitted = self._gateway.submit(*self._arguments, read=read, wait=False)
         except QueryError as exc:  # raised by `started`, after the start is on record, like any engine error
             self._error = exc
 

@@ -428,6 +428,37 @@ def test_a_query_sent_to_a_worker_while_its_start_was_written_is_stopped_when_th
     assert rows_of(post(client, token, INDUSTRY_SQL))["rows"]
 
 
+def test_a_query_refused_its_slot_was_prepared_by_a_worker_but_never_told_to_run(client, token, plan, monkeypatch):
+    from query.service import get_gateway
+
+    assert plan.concurrent_queries == 1
+    gateway = get_gateway()
+    workers = [gateway._pool.acquire(), gateway._pool.acquire()]  # two up: one streams, one is idle
+    for worker in workers:
+        gateway._pool.release(worker)
+    streaming = post(client, token, INDUSTRY_SQL, format="csv")  # holds the one slot until read
+    sent, told = [], []
+    real_submit = gateway.submit
+
+    def spying_submit(*args, **kwargs):
+        submitted = real_submit(*args, **kwargs)
+        if submitted is not None:
+            real_go = submitted.go
+            submitted.go = lambda read: (told.append(read), real_go(read))
+        sent.append((kwargs.get("read"), submitted))
+        return submitted
+
+    monkeypatch.setattr(gateway, "submit", spying_submit)
+    refused = post(client, token, INDUSTRY_SQL)
+    assert refused.status_code == 429 and refused.json()["error"]["details"]["metric"] == "concurrent_queries"
+    assert len(sent) == 1 and sent[0][0] is None and sent[0][1] is not None  # sent before the start, without a read
+    assert not told  # refused: never told to run
+    assert len(gateway._pool._busy) == 1  # its worker given back; the streaming query's still busy
+    assert content(streaming)
+    monkeypatch.undo()
+    assert rows_of(post(client, token, INDUSTRY_SQL))["rows"]
+
+
 def test_the_end_of_a_query_is_recorded_when_its_stream_is_closed(fund, alice, fund_subscriptions, plan):
     from query.service import run_query
     from vitamin.refusals import Refusal

@@ -311,6 +311,56 @@ def test_a_result_told_its_read_is_read_that_way_or_closed_and_its_worker_stays(
     assert_healthy(isolated, bindings)
 
 
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user and system, all threads) process `pid` has used."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_used_within(pid: int, seconds: float, timeout: float) -> bool:
+    """Whether `pid` uses `seconds` of CPU within `timeout` (not a measure of speed: a computing worker does)."""
+    start, deadline = cpu_seconds(pid), time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cpu_seconds(pid) - start >= seconds:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+ENDLESS = "SELECT count(*) AS n FROM numbers a, numbers b, numbers c"  # 2.7e13 rows: it computes until stopped
+
+
+def test_a_query_sent_without_its_read_computes_nothing_until_it_is_told_to_go(isolated, bindings):
+    assert_healthy(isolated, bindings)
+    limits = Limits(max_query_seconds=30, max_result_rows=10)
+    submitted = isolated.submit(isolated.check(ENDLESS, bindings), FUND.key, limits)
+    time.sleep(0.3)  # prepared by now: a connection taken, the views bound
+    assert not cpu_used_within(submitted.worker_pid, 0.1, timeout=1.0)  # and nothing computed
+    submitted.go(formats.READS["json"])
+    assert cpu_used_within(submitted.worker_pid, 0.2, timeout=10.0)  # computing now
+    result = submitted.started()
+    result.cancel()
+    with pytest.raises(QueryFailed) as cancelled:
+        b"".join(formats.stream(result, "json"))
+    assert cancelled.value.code == Code.QUERY_CANCELLED
+    assert result.worker_pid in isolated.worker_pids()
+    with pytest.raises(RuntimeError):
+        submitted.go(formats.READS["json"])  # once, before it is started
+    assert_healthy(isolated, bindings)
+
+
+def test_a_query_sent_without_its_read_and_abandoned_never_computes_and_keeps_its_worker(isolated, bindings):
+    assert_healthy(isolated, bindings)
+    limits = Limits(max_query_seconds=30, max_result_rows=10)
+    submitted = isolated.submit(isolated.check(ENDLESS, bindings), FUND.key, limits)
+    pid, before = submitted.worker_pid, cpu_seconds(submitted.worker_pid)
+    submitted.abandoned()  # its start was refused (a slot, the quota) or could not be recorded
+    assert cpu_seconds(pid) - before < 0.1
+    assert pid in isolated.worker_pids()
+    assert_healthy(isolated, bindings)
+
+
 def test_refusals_come_back_as_the_engine_raised_them(isolated, bindings):
     with pytest.raises(QueryRejected) as refused:
         isolated.run("SELECT * FROM read_text('/etc/hostname')", bindings, FUND.key, Limits())
