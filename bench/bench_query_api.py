@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -269,12 +270,15 @@ def on_database(postgres_server: str | None, run: Callable[[str | None], None]) 
             run(url)
 
 
+_SCRATCH_NUMBERS = itertools.count()
+
+
 @contextlib.contextmanager
 def scratch_database(server_url: str):
     """A new database on `server_url`'s server for the run (its URL), dropped after; None if unreachable."""
     import psycopg
 
-    name = f"vitamin_bench_{os.getpid()}"
+    name = f"vitamin_bench_{os.getpid()}_{next(_SCRATCH_NUMBERS)}"
     try:
         admin = psycopg.connect(server_url, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as exc:
