@@ -59,7 +59,7 @@ from datasets.query.gateway import CheckedQuery, Gateway
 from datasets.query.limits import Limits
 from datasets.query.results import Column
 from datasets.query.sandbox import SandboxConfig
-from datasets.query.worker_process import proc_status_bytes
+from datasets.query.worker_process import HELD, proc_status_bytes
 
 log = logging.getLogger("vitamin.query")
 
@@ -405,28 +405,45 @@ class IsolatedGateway:
         return self.submit(checked, partner_key, limits, read=read).started()
 
     def submit(
-        self, checked: CheckedQuery, partner_key: bytes, limits: Limits, *, read: Read | None = None, wait: bool = True
+        self,
+        checked: CheckedQuery,
+        partner_key: bytes,
+        limits: Limits,
+        *,
+        read: Read | None = None,
+        wait: bool = True,
+        held: bool = False,
     ) -> Submitted | None:
         """`execute` in two halves: the query is sent to a worker now, which starts it while the caller goes
         on (`run_query` writes its audit record meanwhile); `started()` waits for it. A submitted query
         must be `started()` or `abandoned()`. With `wait=False`, None when no worker is idle right now.
 
-        Without `read`, the worker prepares the query (takes a connection, binds the datasets' views) and
-        computes nothing until it is told how the result will be read: `Submitted.go`, or the read of
-        `started()`'s result."""
+        `held` (without `read`): the query waits in its worker until `Submitted.go` says how its result will
+        be read. Meanwhile the worker prepares what costs nothing to compute (a connection, the datasets'
+        views, the statement bound); an aggregate plan's group tables, which scan the data, wait for `go`.
+        A held query's time limit counts from `go`: neither its worker's watchdog nor the kill below runs
+        before, however long the caller takes to decide (a start's transaction waiting for its database)."""
+        if held and read is not None:
+            raise ValueError("a held query is told its read by go")
         worker = self._pool.acquire(wait=wait)
         if worker is None:
             return None
         query_id = next(self._query_ids)
-        kill_at = time.monotonic() + limits.max_query_seconds + self.kill_grace_seconds
-        worker.arm(kill_at, Code.TIME_LIMIT_EXCEEDED)
-        self._pool.armed(kill_at)
+        submitted = Submitted(
+            self._pool,
+            worker,
+            query_id,
+            sum(binding.size_bytes for binding in checked.bindings),
+            read,
+            kill_after=limits.max_query_seconds + self.kill_grace_seconds,
+            held=held,
+        )
         try:
-            worker.send(("execute", query_id, checked, partner_key, limits, _read_message(read)))
+            worker.send(("execute", query_id, checked, partner_key, limits, HELD if held else _read_message(read)))
         except BaseException:
             self._pool.release(worker)
             raise
-        return Submitted(self._pool, worker, query_id, sum(binding.size_bytes for binding in checked.bindings), read)
+        return submitted
 
     def worker_pids(self) -> list[int]:
         """The process ids of the workers now running (for tests and operations)."""
@@ -440,16 +457,38 @@ class IsolatedGateway:
 class Submitted:
     """A query sent to a worker, not yet known to have started (`IsolatedGateway.submit`)."""
 
-    def __init__(self, pool: WorkerPool, worker: _Worker, query_id: int, unfinished_bytes: int, read: Read | None):
+    def __init__(
+        self,
+        pool: WorkerPool,
+        worker: _Worker,
+        query_id: int,
+        unfinished_bytes: int,
+        read: Read | None,
+        *,
+        kill_after: float,
+        held: bool = False,
+    ):
         self._pool = pool
         self._worker: _Worker | None = worker
         self._query_id = query_id
         self._unfinished_bytes = unfinished_bytes
         self._read = read
+        self._kill_after = kill_after
+        self._held = held  # waiting for `go`, its clock not started
         self.worker_pid = worker.pid
+        if not held:
+            self._arm(worker)
+
+    def _arm(self, worker: _Worker) -> None:
+        """The worker is killed `kill_after` seconds from now if still busy (its time limit and a grace)."""
+        kill_at = time.monotonic() + self._kill_after
+        worker.arm(kill_at, Code.TIME_LIMIT_EXCEEDED)
+        self._pool.armed(kill_at)
 
     def started(self) -> IsolatedResult:
         """The running query, once the worker started it; raises its QueryRejected or QueryFailed."""
+        if self._held:
+            raise RuntimeError("a held query is told to go (or abandoned) before it is started")
         worker, self._worker = self._worker, None
         if worker is None:
             raise RuntimeError("a submitted query is started or abandoned once")
@@ -472,10 +511,12 @@ class Submitted:
         )
 
     def go(self, read: Read) -> None:
-        """Let a query submitted without its read run, read as `read`: until now its worker only prepared
-        it. Raises QueryFailed if the worker is gone (the query must still be `started()` or `abandoned()`)."""
-        if self._worker is None or self._read is not None:
-            raise RuntimeError("go is for a query submitted without its read, once, before it is started")
+        """Let a held query run, read as `read`; its time limit counts from now, in the worker and here.
+        Raises QueryFailed if the worker is gone (the query must still be `started()` or `abandoned()`)."""
+        if self._worker is None or not self._held:
+            raise RuntimeError("go is for a held query, once, before it is started")
+        self._held = False
+        self._arm(self._worker)
         self._worker.send(("read", *_read_message(read)))
         self._read = read
 
@@ -483,11 +524,29 @@ class Submitted:
         """Stop it unread (its start could not be recorded), and give the worker back."""
         if self._worker is None:
             return
+        if self._held:  # never told to go: told to close instead, whatever it prepared
+            self._closed_unrun()
+            return
         try:
             result = self.started()
         except QueryError:
             return
         result.close()
+
+    def _closed_unrun(self) -> None:
+        worker, self._worker = self._worker, None
+        self._held = False
+        self._arm(worker)
+        try:
+            worker.send(("close",))
+            while True:  # its error (a held query that failed to prepare), or its start and its end
+                message = json.loads(worker.receive())
+                if "error" in message or "end" in message:
+                    break
+        except QueryFailed:
+            pass  # the worker is gone: it is replaced
+        finally:
+            self._pool.release(worker)
 
 
 class IsolatedResult:

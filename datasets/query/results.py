@@ -184,6 +184,13 @@ class QueryResult:
         """Stop the query (if still running) and give the connection back."""
         self._finish(completed=False)
 
+    def restart_clock(self) -> None:
+        """Count the plan's whole time limit from now: for a query started (prepared) before it was charged,
+        whose time limit is the partner's from when it is told to run (a query worker's `go`)."""
+        if self._started or self._closed:
+            raise RuntimeError("the clock restarts only before the result is read")
+        self._deadline.restart()
+
     def cancel(self) -> None:
         """Stop the query from another thread, even while it computes a batch; the reader gets `query_cancelled`.
 

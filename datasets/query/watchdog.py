@@ -9,6 +9,9 @@ One thread and a heap of deadlines, rather than a timer thread per query
 by an earlier one, not by every query; deadlines cancelled (queries that ended) are dropped from
 the heap as they reach its top, and all at once when it has grown to twice its size after the last
 such sweep, so it holds about the queries running, however long their limits.
+
+A deadline can be restarted (`Deadline.restart`): a query prepared before it was charged counts its
+limit from when it is told to run. Its entry moves to the new time; the old one, reached first, is skipped.
 """
 
 from __future__ import annotations
@@ -24,28 +27,42 @@ import duckdb
 class Deadline:
     """One query's time limit: interrupts its connection when the time is up, unless cancelled first."""
 
-    def __init__(self, cursor: duckdb.DuckDBPyConnection, at: float):
-        self.at = at
+    def __init__(self, watchdog: Watchdog, cursor: duckdb.DuckDBPyConnection, seconds: float):
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
         self.fired = False
+        self._watchdog = watchdog
         self._cursor = cursor
         self._lock = threading.Lock()
         self._active = True
 
-    def fire(self) -> None:
-        """The time is up: interrupt the query, and say so in `fired`."""
-        self.interrupt(timed_out=True)
+    def fire(self, at: float) -> None:
+        """The time `at` is up: interrupt the query, and say so in `fired` (unless restarted since)."""
+        with self._lock:
+            if self._active and at == self.at:
+                self.fired = True
+                self._cursor.interrupt()
 
-    def interrupt(self, *, timed_out: bool = False) -> None:
+    def interrupt(self) -> None:
         """Stop the query now, from any thread (a cancelled job); harmless once it has ended."""
         # Under the lock, so a query that just ended (and its connection given back) is never interrupted.
         with self._lock:
             if self._active:
-                self.fired = self.fired or timed_out
                 self._cursor.interrupt()
 
     def cancel(self) -> None:
         with self._lock:
             self._active = False
+
+    def restart(self) -> None:
+        """Count the whole limit again from now (a query prepared, then told to run). A deadline that fired
+        meanwhile interrupted nothing (DuckDB forgets an interrupt when nothing runs): it is live again."""
+        with self._lock:
+            if not self._active:
+                raise RuntimeError("a cancelled deadline cannot be restarted")
+            self.fired = False
+            self.at = time.monotonic() + self.seconds
+        self._watchdog._push(self)  # noqa: SLF001 - the old entry is skipped when the thread reaches it
 
     @property
     def active(self) -> bool:
@@ -67,7 +84,11 @@ class Watchdog:
         self._sweep_at = _FIRST_SWEEP  # the heap's size at which cancelled deadlines are swept out
 
     def arm(self, cursor: duckdb.DuckDBPyConnection, seconds: float) -> Deadline:
-        deadline = Deadline(cursor, time.monotonic() + seconds)
+        deadline = Deadline(self, cursor, seconds)
+        self._push(deadline)
+        return deadline
+
+    def _push(self, deadline: Deadline) -> None:
         with self._condition:
             heap = self._deadlines
             while heap and not heap[0][2].active:
@@ -83,7 +104,6 @@ class Watchdog:
                 self._thread.start()
             elif wakes_at is None or deadline.at < wakes_at:
                 self._condition.notify()
-        return deadline
 
     def pending(self) -> int:
         """How many deadlines the heap holds (running queries', and cancelled ones not swept out yet)."""
@@ -96,5 +116,5 @@ class Watchdog:
                 while not self._deadlines or self._deadlines[0][0] > time.monotonic():
                     timeout = self._deadlines[0][0] - time.monotonic() if self._deadlines else None
                     self._condition.wait(timeout)
-                _, _, deadline = heapq.heappop(self._deadlines)
-            deadline.fire()  # a no-op for a deadline cancelled meanwhile
+                at, _, deadline = heapq.heappop(self._deadlines)
+            deadline.fire(at)  # a no-op for a deadline cancelled or restarted meanwhile

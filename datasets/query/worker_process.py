@@ -11,7 +11,9 @@ and spoken to over two socket pairs, with `multiprocessing.connection` framing:
   pickles: the `SandboxConfig` once, then per query `("execute", id, checked_query,
   partner_key, limits, read)` (checked by the parent, not again here), then, unless `read`
   (`(kind, nested_as_text, prefix)`) came with it, `("read", kind, nested_as_text, prefix)` or
-  `("close",)`. The worker answers in JSON (`{"started": columns}`, `{"error": ...}`,
+  `("close",)`. A `read` of `HELD` is a query prepared before it was charged: it computes nothing
+  until its read comes (an aggregate plan, whose group tables scan the data, is not even started),
+  and its time limit counts from then; closed instead, it answers its start (if any) and its end. The worker answers in JSON (`{"started": columns}`, `{"error": ...}`,
   `{"end": ...}`) and, while reading, Arrow IPC messages: the schema, then one
   `RecordBatch.serialize()` per batch. Arrow messages start with 0xFFFFFFFF and
   JSON with "{", so the frames need no tag (and no copy to add one).
@@ -57,6 +59,7 @@ log = logging.getLogger("vitamin.query.worker")
 # Bytes of address space a thread started after the limit is set may still need (stacks, malloc arenas).
 ADDRESS_SPACE_SLACK_BYTES = 64 * 1024**2
 _WARM_UP_KEY = bytes(range(32))
+HELD = "held"  # the `read` of a query sent before it was charged: it waits for its read (or close)
 
 
 def proc_status_bytes(pid: int | str, field: str) -> int | None:
@@ -140,10 +143,19 @@ class Worker:
                 self._execute(*message[1:])
 
     def _execute(
-        self, query_id: int, checked: CheckedQuery, partner_key: bytes, limits: Limits, read: tuple | None
+        self, query_id: int, checked: CheckedQuery, partner_key: bytes, limits: Limits, read: tuple | str | None
     ) -> None:
         with self._lock:
             self._query_id, self._stopped = query_id, False
+        held = read == HELD
+        if held and checked.prepare:  # its plan's first statements compute: wait until it is told to run
+            request = pickle.loads(self._main.recv_bytes())  # noqa: S301
+            if request[0] != "read":
+                with self._lock:
+                    self._query_id = None
+                self._send_json({"end": True, "rows": 0, "truncated": False, "bytes_scanned": 0})
+                return
+            read, held = request[1:], False
         gateway, threads = self._gateway, self._threads
         if self._running is not None:
             try:
@@ -171,9 +183,14 @@ class Worker:
         try:
             self._send_json({"started": [[column.name, column.type] for column in result.columns], "threads": threads})
             # The read sent with the query (the parent reads it that way), else the parent's next request.
-            request = ("read", *read) if read is not None else pickle.loads(self._main.recv_bytes())  # noqa: S301
-            if request[0] == "read":
-                self._stream(result, *request[1:])
+            if read is not None and not held:
+                self._stream(result, *read)
+            else:
+                request = pickle.loads(self._main.recv_bytes())  # noqa: S301
+                if request[0] == "read":
+                    if held:  # prepared before it was charged: its time limit counts from now
+                        result.restart_clock()
+                    self._stream(result, *request[1:])
         finally:
             result.close()
             self._end_query()

@@ -529,11 +529,12 @@ def _start(use: MeteredUse, audit: _Audit, limits: Limits, launch: _Launch) -> _
 class _Launch:
     """Step 7's start, overlapped with steps 5 and 6.
 
-    `prepare`, before the start's transaction, sends the query to an idle worker without its read: the
-    worker takes a connection and binds the datasets' views while the slots are held and the query charged,
-    and computes nothing yet. `early` runs inside that transaction once the query is charged: it tells the
-    worker to run it (or sends it now, to a worker idle by now), so it runs while `query.start` is written
-    and committed; a query refused a slot or its charge is never computed. `started`, called after that
+    `prepare`, before the start's transaction, sends the query to an idle worker, held: the worker takes a
+    connection and binds the datasets' views while the slots are held and the query charged, and computes
+    nothing yet (an aggregate plan's group tables wait too). `early` runs inside that transaction once the
+    query is charged: it tells the worker to run it, its time limit counting from then (or sends it now, to
+    a worker idle by now, or again if the held one's worker is gone), so it runs while `query.start` is
+    written and committed; a query refused a slot or its charge is never computed. `started`, called after that
     commit, waits for it; so no row can leave before the query is on record, and a start that is refused or
     fails to commit `abandon`s it. Neither the transaction nor the request waits for the pool here, nor for
     the object store: with no idle worker, or files to fetch into the node's cache, the query is sent after
@@ -551,7 +552,7 @@ class _Launch:
 
     def prepare(self) -> None:
         if file_cache() is None:
-            self._submit(None)
+            self._submit(None, held=True)
 
     def early(self) -> None:
         if file_cache() is not None or self._error is not None:
@@ -561,13 +562,13 @@ class _Launch:
             return
         try:
             self._submitted.go(self._read)
-        except QueryError as exc:  # the worker is gone
+        except QueryError:  # its worker is gone: the query is sent again, whole, to another one
             self.abandon()
-            self._error = exc
+            self._submit(self._read)
 
-    def _submit(self, read) -> None:
+    def _submit(self, read, *, held: bool = False) -> None:
         try:
-            self._submitted = self._gateway.submit(*self._arguments, read=read, wait=False)
+            self._submitted = self._gateway.submit(*self._arguments, read=read, wait=False, held=held)
         except QueryError as exc:  # raised by `started`, after the start is on record, like any engine error
             self._error = exc
 

@@ -15,7 +15,10 @@ import os
 import signal
 import threading
 import time
+from dataclasses import replace
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from catalog_support import approved, auth, bearer_token
 from query_support import FUND, arrow_stream_batches
@@ -344,7 +347,7 @@ ENDLESS = "SELECT count(*) AS n FROM numbers a, numbers b, numbers c"  # 2.7e13 
 def test_a_query_sent_without_its_read_computes_nothing_until_it_is_told_to_go(isolated, bindings):
     assert_healthy(isolated, bindings)
     limits = Limits(max_query_seconds=30, max_result_rows=10)
-    submitted = isolated.submit(isolated.check(ENDLESS, bindings), FUND.key, limits)
+    submitted = isolated.submit(isolated.check(ENDLESS, bindings), FUND.key, limits, held=True)
     time.sleep(0.3)  # prepared by now: a connection taken, the views bound
     assert not cpu_used_within(submitted.worker_pid, 0.1, timeout=1.0)  # and nothing computed
     submitted.go(formats.READS["json"])
@@ -363,11 +366,98 @@ def test_a_query_sent_without_its_read_computes_nothing_until_it_is_told_to_go(i
 def test_a_query_sent_without_its_read_and_abandoned_never_computes_and_keeps_its_worker(isolated, bindings):
     assert_healthy(isolated, bindings)
     limits = Limits(max_query_seconds=30, max_result_rows=10)
-    submitted = isolated.submit(isolated.check(ENDLESS, bindings), FUND.key, limits)
+    submitted = isolated.submit(isolated.check(ENDLESS, bindings), FUND.key, limits, held=True)
     pid, before = submitted.worker_pid, cpu_seconds(submitted.worker_pid)
     submitted.abandoned()  # its start was refused (a slot, the quota) or could not be recorded
     assert cpu_seconds(pid) - before < 0.1
     assert pid in isolated.worker_pids()
+    assert_healthy(isolated, bindings)
+
+
+@pytest.fixture(scope="module")
+def crowd(store_root, bindings):
+    """An aggregate dataset (cards' rules) large enough that building the groups of a self-join computes
+    for seconds: an aggregate plan's first statements scan the data before the answer is bound."""
+    rows = 20_000
+    table = pa.table(
+        {
+            "province": [f"p{i % 50}" for i in range(rows)],
+            "month": ["2024-01"] * rows,
+            "category": ["food", "travel"] * (rows // 2),
+            "buyer": [f"b{i}" for i in range(rows)],
+            "phone": [f"phone-{i}" for i in range(rows)],
+            "amount": [1.0] * rows,
+        }
+    )
+    folder = store_root / "datasets" / "crowd" / "v1"
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, folder / "part-0.parquet")
+    files = (str(folder / "part-0.parquet"),)
+    return {"crowd": replace(bindings["cards"], slug="crowd", files=files, size_bytes=os.path.getsize(files[0]))}
+
+
+CROWD_SELF_JOIN = (
+    "SELECT a.province, count(*) AS n FROM crowd a JOIN crowd b ON a.category = b.category GROUP BY a.province"
+)
+
+
+def test_a_held_aggregate_query_builds_no_group_until_it_is_told_to_go(isolated, bindings, crowd):
+    limits = Limits(max_query_seconds=60, max_result_rows=100)
+    checked = isolated.check(CROWD_SELF_JOIN, crowd)
+    assert checked.prepare  # its plan computes before its answer is bound
+    submitted = isolated.submit(checked, FUND.key, limits, held=True)
+    assert not cpu_used_within(submitted.worker_pid, 0.1, timeout=1.0)
+    submitted.go(formats.READS["json"])
+    assert cpu_used_within(submitted.worker_pid, 0.2, timeout=20.0)
+    result = submitted.started()
+    result.cancel()
+    with pytest.raises(QueryFailed):
+        b"".join(formats.stream(result, "json"))
+    held = isolated.submit(checked, FUND.key, limits, held=True)
+    pid, before = held.worker_pid, cpu_seconds(held.worker_pid)
+    with pytest.raises(RuntimeError):
+        held.started()  # told to go, or abandoned, first
+    time.sleep(0.3)
+    held.abandoned()  # refused: never computed, and the worker is back
+    assert cpu_seconds(pid) - before < 0.1
+    assert pid in isolated.worker_pids()
+    assert_healthy(isolated, bindings)
+
+
+def test_a_prepared_query_counts_its_time_limit_from_go_not_from_when_it_was_sent(isolated, bindings):
+    """A start's transaction that waits (a stalled database) longer than the plan's limit and the kill grace
+    must not cost the partner the query: neither the worker's watchdog nor the parent's kill counts that wait."""
+    assert_healthy(isolated, bindings)
+    limit = 0.5
+    limits = Limits(max_query_seconds=limit, max_result_rows=10)
+    submitted = isolated.submit(
+        isolated.check("SELECT count(*) AS n FROM numbers", bindings), FUND.key, limits, held=True
+    )
+    time.sleep(limit + GRACE_SECONDS + 1.0)  # past both clocks, had they started when it was sent
+    submitted.go(formats.READS["json"])
+    result = submitted.started()
+    body = b"".join(formats.stream(result, "json"))
+    assert result.error is None, result.error
+    assert json.loads(body)["rows"] == [[30000]]
+    assert result.worker_pid in isolated.worker_pids()
+
+
+def test_a_prepared_query_still_ends_at_its_limit_counted_from_go(isolated, bindings):
+    assert_healthy(isolated, bindings)
+    limit = 1.0
+    limits = Limits(max_query_seconds=limit, max_result_rows=10)
+    submitted = isolated.submit(isolated.check(ENDLESS, bindings), FUND.key, limits, held=True)
+    time.sleep(limit + GRACE_SECONDS + 0.5)
+    told = time.monotonic()
+    submitted.go(formats.READS["json"])
+    result = submitted.started()
+    with pytest.raises(QueryFailed) as ended:
+        b"".join(formats.stream(result, "json"))
+    seconds = time.monotonic() - told
+    assert ended.value.code == Code.TIME_LIMIT_EXCEEDED
+    assert limit <= seconds <= limit + GRACE_SECONDS + SLACK_SECONDS
+    # Ended by its worker's watchdog (restarted at go), not by the kill: the worker lives on.
+    assert result.worker_pid in isolated.worker_pids()
     assert_healthy(isolated, bindings)
 
 
@@ -422,3 +512,37 @@ def test_a_bomb_through_the_api_is_a_4xx_within_the_limit_and_the_next_query_run
     assert seconds <= 3 + 1 + SLACK_SECONDS
     status, body, _ = post("SELECT count(*) AS n FROM industry_prosperity_monthly")
     assert status == 200, body
+
+
+def test_a_query_whose_start_waits_longer_than_its_limit_still_runs_in_full(
+    client, fund, catalog, small_limits, monkeypatch
+):
+    """The start's transaction (slots, charge, `query.start`) stalls past the plan's limit and the kill
+    grace, as a slow database could: the query, prepared in a worker meanwhile, is charged and must run."""
+    from access import metering
+    from query.service import get_gateway
+
+    small_limits.max_query_seconds = 1
+    small_limits.save()
+    approved(fund, catalog.industry, small_limits, [Mode.QUERY])
+    headers = auth(bearer_token(fund))
+    sql = "SELECT count(*) AS n FROM industry_prosperity_monthly"
+
+    def post():
+        response = client.post("/api/v1/query", {"sql": sql}, content_type="application/json", **headers)
+        return response.status_code, b"".join(response.streaming_content) if response.streaming else response.content
+
+    status, expected = post()  # the workers are up: the next query is prepared before its start
+    assert status == 200, expected
+    pids = set(get_gateway().worker_pids())
+    real_hold = metering.hold_query_slots
+
+    def stalled_hold(*args, **kwargs):
+        time.sleep(1 + 1 + 1.0)  # past the limit and the grace, counted from when the query was prepared
+        return real_hold(*args, **kwargs)
+
+    monkeypatch.setattr(metering, "hold_query_slots", stalled_hold)
+    status, body = post()
+    assert status == 200, body
+    assert json.loads(body)["rows"] == json.loads(expected)["rows"]
+    assert set(get_gateway().worker_pids()) == pids  # and no worker was killed for the wait
