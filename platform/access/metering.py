@@ -38,6 +38,7 @@ from quotas.service import (
     live_leases,
     release_all,
     reserve_lease,
+    reserve_leases,
 )
 from quotas.service import refund as refund_quota
 from vitamin.refusals import Kind, Refusal
@@ -124,13 +125,15 @@ def hold_query_slots(institution_id: int, grants: Sequence[Grant], *, holder: st
     and streams its result (the keeper renews it), not a fixed time."""
     wanted = [(f"institution:{institution_id}", settings.QUERY_CONCURRENT_PER_INSTITUTION)]
     wanted += [(grant.quota_subject, grant.limits.concurrent_queries) for grant in grants]
-    held: list[Lease] = []
-    try:
-        for index, (subject, limit) in enumerate(wanted):
-            held.append(_reserve_slot(subject, limit, lease_id=f"{holder}.{index}" if holder else None))
-    except BaseException:
-        _give_back(held)
-        raise
+    ttl_seconds = settings.QUERY_SLOT_LEASE_SECONDS
+    held, refused, decision = reserve_leases(
+        [(subject, limit, f"{holder}.{index}" if holder else None) for index, (subject, limit) in enumerate(wanted)],
+        CONCURRENT_QUERIES,
+        ttl_seconds,
+    )
+    if refused is not None:
+        raise quota_exceeded(CONCURRENT_QUERIES, decision, scope=wanted[refused][0].partition(":")[0])
+    keeper().keep(held, ttl_seconds)
     return held
 
 

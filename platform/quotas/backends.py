@@ -60,6 +60,15 @@ class ReserveResult(NamedTuple):
     first_expiry: datetime | None = None
 
 
+class ReserveAllResult(NamedTuple):
+    """`reserve_all`: every lease held (`refused` None), or none, and which was refused first, with its
+    subject's live leases and when the earliest lapses (as `ReserveResult`)."""
+
+    refused: int | None
+    held: int | None = None
+    first_expiry: datetime | None = None
+
+
 class QuotaBackend(ABC):
     # True when each metered charge also writes the day's UsageDaily row (in the same transaction);
     # False when usage lives in the backend until `rollup_usage` copies it.
@@ -85,6 +94,23 @@ class QuotaBackend(ABC):
     @abstractmethod
     def reserve(self, lease: Lease, limit: int, now: datetime) -> ReserveResult:
         """Hold `lease` if fewer than `limit` leases of its subject and metric are live at `now`."""
+
+    def reserve_all(self, wanted: Sequence[tuple[Lease, int]], now: datetime) -> ReserveAllResult:
+        """Hold every lease of `wanted` (each with its limit, as `reserve`), or none: the subjects and metrics
+        are distinct. One lease at a time here, in order, the ones held given back at a refusal; a backend
+        may do it in fewer statements or round trips."""
+        held: list[Lease] = []
+        try:
+            for index, (lease, limit) in enumerate(wanted):
+                result = self.reserve(lease, limit, now)
+                if not result.granted:
+                    self.release_all(held)
+                    return ReserveAllResult(index, result.held, result.first_expiry)
+                held.append(lease)
+        except BaseException:
+            self.release_all(held)
+            raise
+        return ReserveAllResult(None)
 
     @abstractmethod
     def renew_all(self, leases: Sequence[Lease], expires_at: datetime, now: datetime) -> int:

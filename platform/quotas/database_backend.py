@@ -34,7 +34,15 @@ from django.db.models import Exists, F, OuterRef, Value
 from django.db.models.functions import Greatest
 from django.utils.dateparse import parse_datetime
 
-from quotas.backends import COUNTER_KEPT_AFTER_WINDOW, ConsumeResult, CounterKey, QuotaBackend, ReserveResult, Take
+from quotas.backends import (
+    COUNTER_KEPT_AFTER_WINDOW,
+    ConsumeResult,
+    CounterKey,
+    QuotaBackend,
+    ReserveAllResult,
+    ReserveResult,
+    Take,
+)
 from quotas.decisions import Lease
 from quotas.models import QuotaCounter, QuotaLease, QuotaLeaseGuard, UsageDaily
 
@@ -97,6 +105,44 @@ class DatabaseBackend(QuotaBackend):
             cursor.execute(_LIVE_LEASES_SQL, [*key, adapt(now)])
             held, first_expiry = cursor.fetchone()
         return ReserveResult(False, held, _datetime_from_db(first_expiry))
+
+    def reserve_all(self, wanted: Sequence[tuple[Lease, int]], now: datetime) -> ReserveAllResult:
+        """Two statements on PostgreSQL whatever the number of leases (one on SQLite): the guards of all the
+        subjects locked in one upsert, in the order of their keys (so two batches never wait on each other in
+        a cycle), then every lease that has room inserted in one statement, counted under those locks."""
+        if len(wanted) < 2:
+            return super().reserve_all(wanted, now)
+        adapt = connection.ops.adapt_datetimefield_value
+        ordered = sorted(wanted, key=lambda item: (item[0].subject, item[0].metric))
+        with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+            if connection.vendor != "sqlite":
+                rows = ", ".join(["(%s, %s)"] * len(ordered))
+                cursor.execute(
+                    _LOCK_GUARDS_SQL.format(rows=rows),
+                    [value for lease, _ in ordered for value in (lease.subject, lease.metric)],
+                )
+            typed = _TYPED_LEASE_ROW if connection.vendor == "postgresql" else _LEASE_ROW
+            cursor.execute(
+                _INSERT_LEASES_IF_ROOM_SQL.format(rows=", ".join([typed] * len(wanted))),
+                [
+                    *(
+                        value
+                        for lease, limit in wanted
+                        for value in (lease.subject, lease.metric, lease.lease_id, adapt(lease.expires_at), limit)
+                    ),
+                    adapt(now),
+                ],
+            )
+            inserted = {lease_id for (lease_id,) in cursor.fetchall()}
+            if len(inserted) == len(wanted):
+                return ReserveAllResult(None)
+            # Refused: nothing held (the ones inserted go again), and the first refused one's count for the refusal.
+            refused = next(index for index, (lease, _) in enumerate(wanted) if lease.lease_id not in inserted)
+            self.release_all([lease for lease, _ in wanted if lease.lease_id in inserted])
+            lease = wanted[refused][0]
+            cursor.execute(_LIVE_LEASES_SQL, [lease.subject, lease.metric, adapt(now)])
+            held, first_expiry = cursor.fetchone()
+        return ReserveAllResult(refused, held, _datetime_from_db(first_expiry))
 
     def renew_all(self, leases: Sequence[Lease], expires_at: datetime, now: datetime) -> int:
         if not leases:
@@ -252,6 +298,26 @@ _LOCK_GUARD_SQL = """
 INSERT INTO quotas_quotaleaseguard (subject, metric) VALUES (%s, %s)
 ON CONFLICT (subject, metric) DO UPDATE SET subject = excluded.subject
 """
+
+_LOCK_GUARDS_SQL = """
+INSERT INTO quotas_quotaleaseguard (subject, metric) VALUES {rows}
+ON CONFLICT (subject, metric) DO UPDATE SET subject = excluded.subject
+"""
+
+# `reserve_all`'s leases, each if fewer than its limit are live, in one statement: its counts do not see the
+# rows it inserts itself, which is why a batch's subjects and metrics are distinct.
+_INSERT_LEASES_IF_ROOM_SQL = """
+WITH wanted (subject, metric, lease_id, expires_at, max_live) AS (VALUES {rows})
+INSERT INTO quotas_quotalease (subject, metric, lease_id, expires_at)
+SELECT subject, metric, lease_id, expires_at FROM wanted
+WHERE (
+    SELECT COUNT(*) FROM quotas_quotalease AS live
+    WHERE live.subject = wanted.subject AND live.metric = wanted.metric AND live.expires_at > %s
+) < wanted.max_live
+RETURNING lease_id
+"""
+_LEASE_ROW = "(%s, %s, %s, %s, %s)"
+_TYPED_LEASE_ROW = "(%s, %s, %s, %s::timestamptz, %s::integer)"  # PostgreSQL types a VALUES list by its first row
 
 _LIVE_LEASES_SQL = """
 SELECT COUNT(*), MIN(expires_at) FROM quotas_quotalease WHERE subject = %s AND metric = %s AND expires_at > %s

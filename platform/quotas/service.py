@@ -59,6 +59,7 @@ __all__ = [
     "live_leases",
     "renew",
     "reserve_lease",
+    "reserve_leases",
     "reserve",
     "reserved",
     "rollup_usage",
@@ -307,6 +308,39 @@ def reserve_lease(
     # With limit 0 nothing is ever held, so no lease expiry says when to retry; a lease's lifetime does.
     reset_at = result.first_expiry or expires_at
     return None, decide(allowed=False, used=result.held or 0, limit=limit, reset_at=reset_at, now=now)
+
+
+def reserve_leases(
+    wanted: Sequence[tuple[str, int, str | None]],
+    metric: str,
+    ttl_seconds: float,
+    *,
+    backend: QuotaBackend | None = None,
+    now: datetime | None = None,
+) -> tuple[list[Lease], int | None, Decision | None]:
+    """`reserve_lease` for several subjects at once, all or none: `wanted` is (subject, limit, lease_id or None)
+    for distinct subjects. Returns (the leases, None, None) when every one is held, else ([], the index of
+    the first refused, its refusing decision), with none held."""
+    now = _aware(now)
+    if not ttl_seconds > 0:
+        raise ValueError(f"ttl_seconds must be positive, not {ttl_seconds!r}")
+    if len({subject for subject, _, _ in wanted}) != len(wanted):
+        raise ValueError("a batch of leases holds each subject once")
+    expires_at = _lease_expiry(now, ttl_seconds)
+    candidates = []
+    for subject, limit, lease_id in wanted:
+        _check_key(subject, metric)
+        _check_count("limit", limit)
+        if lease_id is not None and not 0 < len(lease_id) <= LEASE_ID_MAX_LENGTH:
+            raise ValueError(f"lease_id must be 1 to {LEASE_ID_MAX_LENGTH} characters")
+        lease = Lease(subject=subject, metric=metric, lease_id=lease_id or uuid.uuid4().hex, expires_at=expires_at)
+        candidates.append((lease, limit))
+    result = (backend or get_backend()).reserve_all(candidates, now)
+    if result.refused is None:
+        return [lease for lease, _ in candidates], None, None
+    limit = candidates[result.refused][1]
+    reset_at = result.first_expiry or expires_at
+    return [], result.refused, decide(allowed=False, used=result.held or 0, limit=limit, reset_at=reset_at, now=now)
 
 
 def _lease_expiry(now: datetime, ttl_seconds: float) -> datetime:

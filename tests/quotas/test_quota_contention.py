@@ -12,15 +12,14 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
 from django.conf import settings
-from django.db import connection, connections
+from django.db import connection
+from quota_support import in_threads
 
 from quotas.service import (
     Charge,
@@ -42,27 +41,11 @@ WORKER = Path(__file__).with_name("quota_worker.py")
 Result = TypeVar("Result")
 
 
-def _in_threads(count: int, work: Callable[[], Result]) -> list[Result]:
-    """Run `work` in `count` threads released together, each with (and then closing) its own connection."""
-    start_together = threading.Barrier(count)
-
-    def run() -> Result:
-        start_together.wait()
-        try:
-            return work()
-        finally:
-            connections.close_all()  # this thread's connections only
-
-    with ThreadPoolExecutor(count) as pool:
-        futures = [pool.submit(run) for _ in range(count)]
-        return [future.result() for future in futures]
-
-
 def test_threads_get_exactly_the_limit_of_a_counter(backend, subject, noon):
     def attempts() -> int:
         return sum(consume(subject, "queries", 1, 50, Window.DAY, backend=backend, now=noon).allowed for _ in range(20))
 
-    granted = _in_threads(8, attempts)
+    granted = in_threads(8, attempts)
 
     assert sum(granted) == 50
     assert peek(subject, "queries", Window.DAY, backend=backend, now=noon) == 50
@@ -78,7 +61,7 @@ def test_threads_never_get_more_than_the_limit_with_uneven_amounts(backend, subj
             if consume(subject, "rows", amount, 100, Window.MINUTE, backend=backend, now=noon).allowed
         )
 
-    granted = _in_threads(8, attempts)
+    granted = in_threads(8, attempts)
 
     assert sum(granted) <= 100
     assert peek(subject, "rows", Window.MINUTE, backend=backend, now=noon) == sum(granted)
@@ -90,7 +73,7 @@ def test_threads_get_exactly_the_limit_of_leases(backend, subject, noon):
             reserve(subject, "concurrent_queries", 5, 60, backend=backend, now=noon) is not None for _ in range(3)
         )
 
-    assert sum(_in_threads(8, attempts)) == 5
+    assert sum(in_threads(8, attempts)) == 5
 
 
 def test_threads_taking_and_releasing_leases_never_hold_more_than_the_limit(backend, subject):
@@ -111,7 +94,7 @@ def test_threads_taking_and_releasing_leases_never_hold_more_than_the_limit(back
                 holding -= 1
             release(lease, backend=backend)
 
-    _in_threads(6, cycles)
+    in_threads(6, cycles)
 
     assert 0 < most_held <= 3
     assert acquired >= 15  # released slots were reused
@@ -178,7 +161,7 @@ def test_threads_charging_batches_never_split_one(backend, subject, noon):
         batch = [Charge(subject, "queries", 1, 30, Window.DAY), Charge(subject, "rows", 7, 140, Window.DAY)]
         return sum(all(d.allowed for d in consume_all(batch, backend=backend, now=noon)) for _ in range(10))
 
-    granted = _in_threads(8, attempts)
+    granted = in_threads(8, attempts)
 
     assert sum(granted) == 20  # 140 rows run out first
     assert peek(subject, "queries", Window.DAY, backend=backend, now=noon) == 20
