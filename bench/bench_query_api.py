@@ -183,12 +183,13 @@ def server_environment(data_dir: Path, database_url: str | None) -> dict[str, st
     return env
 
 
-def setup(env: dict[str, str], folder: Path) -> str:
-    manage = [sys.executable, str(REPO / "manage.py")]
-    subprocess.run([*manage, "migrate", "-v", "0"], env=env, check=True)  # noqa: S603
+def setup(env: dict[str, str], folder: Path, root: Path = REPO) -> str:
+    """Migrate, and load the benchmark's partner and dataset, with the code of checkout `root`."""
+    manage = [sys.executable, str(root / "manage.py")]
+    subprocess.run([*manage, "migrate", "-v", "0"], env=env, check=True, cwd=root)  # noqa: S603
     script = f"FOLDER = {str(folder)!r}\nSLUG = {SLUG!r}\n" + SETUP
     output = subprocess.run(  # noqa: S603
-        [*manage, "shell", "-c", script], env=env, check=True, capture_output=True, text=True
+        [*manage, "shell", "-c", script], env=env, check=True, capture_output=True, text=True, cwd=root
     ).stdout
     return next(line[len("TOKEN=") :] for line in output.splitlines() if line.startswith("TOKEN="))
 
@@ -199,8 +200,10 @@ def start_server(
     workers: int = WEB_WORKERS,
     threads: int = WEB_THREADS,
     wrapper: list[str] | None = None,
+    root: Path = REPO,
 ) -> subprocess.Popen:
-    """gunicorn serving the API on `port`, once it answers; `wrapper` runs it under another command (a profiler)."""
+    """gunicorn serving the API on `port`, once it answers; `wrapper` runs it under another command (a profiler).
+    It runs in checkout `root` (`python -m` puts the working directory first on the module path)."""
     server = subprocess.Popen(  # noqa: S603
         [
             *(wrapper or []),
@@ -220,6 +223,7 @@ def start_server(
             "warning",
         ],
         env=env,
+        cwd=root,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
