@@ -54,11 +54,13 @@ class DatabaseBackend(QuotaBackend):
     def consume_all(self, takes: Sequence[Take], now: datetime) -> ConsumeResult:
         # No savepoint inside a caller's transaction (two statements on every charge): a take that does not
         # fit is undone by hand, by subtracting what this batch added, in the same locked transaction.
+        if connection.vendor == "postgresql" and _in_one_statement(takes):
+            return _consume_in_one_statement(takes)
         with transaction.atomic(savepoint=False), connection.cursor() as cursor:
             # Takes that only check (0), or that cannot fit whatever is used, read their counters in one statement.
             checked = _used_many(cursor, [take.counter for take in takes if _only_checks(take)])
             if any(_only_checks(take) and checked.get(take.counter, 0) + take.amount > take.limit for take in takes):
-                return ConsumeResult(False, tuple(checked.get(take.counter, 0) for take in takes))
+                return ConsumeResult(False, tuple(_used(cursor, take.counter) for take in takes))
             positive = [take for take in takes if not _only_checks(take)]
             after = _take_all(cursor, positive)
             if len(after) < len(positive):  # one did not fit: what the others took is given back
@@ -238,6 +240,73 @@ def _take_all(cursor, takes: list[Take]) -> dict[CounterKey, int]:
     return after
 
 
+def _in_one_statement(takes: Sequence[Take]) -> bool:
+    """Whether PostgreSQL can check, take and meter `takes` in one statement: its takes share one limit
+    (one conditional upsert), no check is of an amount past its limit (refused whatever is used), and
+    no two meter the same day's row."""
+    positive = [take for take in takes if not _only_checks(take)]
+    metered = [(take.counter.subject, take.counter.metric, take.counter.day) for take in positive if take.meter]
+    return (
+        bool(positive)
+        and len({take.limit for take in positive}) == 1
+        and all(take.amount <= take.limit for take in takes)
+        and len(set(metered)) == len(metered)
+    )
+
+
+def _consume_in_one_statement(takes: Sequence[Take]) -> ConsumeResult:
+    """`consume_all` on PostgreSQL in one round trip (`_CONSUME_SQL`): the checks read, the takes upserted
+    unless a check is over, and the day's usage upserted only if every take fitted. The rare refusal
+    (a take that did not fit) is undone and counted as in the statement-by-statement path."""
+    checks = [take for take in takes if _only_checks(take)]
+    positive = [take for take in takes if not _only_checks(take)]
+    metered = [take for take in positive if take.meter]
+    adapt_day = connection.ops.adapt_datefield_value
+    adapt_time = connection.ops.adapt_datetimefield_value
+    sql = _CONSUME_SQL.format(
+        checks=", ".join([_CHECK_ROW] * len(checks)) or _NO_CHECK_ROW,
+        takes=", ".join([_TAKE_ROW] * len(positive)),
+        meters=", ".join([_METER_ROW] * len(metered)) or _NO_METER_ROW,
+    )
+    values = [
+        *(v for i, take in enumerate(checks) for v in (i, *_counter_key(take.counter), take.amount, take.limit)),
+        *(
+            v
+            for take in positive
+            for v in (*_counter_key(take.counter), adapt_time(take.counter.window_end), take.amount)
+        ),
+        positive[0].limit,
+        *(
+            v
+            for take in metered
+            for v in (take.counter.subject, take.counter.metric, adapt_day(take.counter.day), take.amount)
+        ),
+        len(positive) if metered else -1,
+    ]
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        checked: dict[CounterKey, int] = {}
+        after: dict[CounterKey, int] = {}
+        taken = {}
+        for kind, position, subject, metric, window, used in cursor.fetchall():
+            if kind == "checked":
+                checked[checks[position].counter] = used
+            else:
+                taken[(subject, metric, window)] = used
+        for take in positive:
+            key = (take.counter.subject, take.counter.metric, take.counter.window.value)
+            if key in taken:
+                after[take.counter] = taken[key]
+        if len(after) < len(positive):  # a check was over (nothing taken), or a take did not fit
+            for take in positive:
+                if take.counter in after:
+                    _untake(cursor, take)
+            return ConsumeResult(False, tuple(_used(cursor, take.counter) for take in takes))
+    return ConsumeResult(
+        True, tuple(checked.get(take.counter, 0) if _only_checks(take) else after[take.counter] for take in takes)
+    )
+
+
 def _meter_all(cursor, takes: list[Take]) -> None:
     """Add each take's amount to its day's usage: one upsert (one per take if two share a day's row)."""
     days = [
@@ -358,6 +427,46 @@ SELECT wanted.position, counter.used FROM wanted JOIN quotas_quotacounter AS cou
 ON counter.subject = wanted.subject AND counter.metric = wanted.metric
 AND counter."window" = wanted."window" AND counter.window_start = wanted.window_start
 """
+
+# `consume_all` in one statement (PostgreSQL): the checks' counters are read, the takes are upserted unless a
+# check is over, and the day's usage only if every take fitted (`count(*) FROM taken`). Every part sees the
+# same snapshot; the upsert's WHERE, as `_TAKE_SQL`'s, sees the row as it is after any concurrent writer
+# committed. A batch without checks or meters gets a row of NULLs there, which matches no counter.
+_CONSUME_SQL = """
+WITH checked (position, subject, metric, "window", window_start, amount, max_used) AS (VALUES {checks}),
+current AS (
+    SELECT checked.position, counter.used, counter.used + checked.amount > checked.max_used AS over
+    FROM checked JOIN quotas_quotacounter AS counter
+    ON counter.subject = checked.subject AND counter.metric = checked.metric
+    AND counter."window" = checked."window" AND counter.window_start = checked.window_start
+),
+taken AS (
+    INSERT INTO quotas_quotacounter (subject, metric, "window", window_start, window_end, used)
+    SELECT * FROM (VALUES {takes}) AS take (subject, metric, "window", window_start, window_end, used)
+    WHERE NOT EXISTS (SELECT 1 FROM current WHERE current.over)
+    ON CONFLICT (subject, metric, "window", window_start)
+    DO UPDATE SET used = quotas_quotacounter.used + excluded.used
+    WHERE quotas_quotacounter.used + excluded.used <= %s
+    RETURNING subject, metric, "window", used
+),
+metered AS (
+    INSERT INTO quotas_usagedaily (subject, metric, day, amount)
+    SELECT * FROM (VALUES {meters}) AS meter (subject, metric, day, amount)
+    WHERE meter.subject IS NOT NULL AND (SELECT count(*) FROM taken) = %s
+    ON CONFLICT (subject, metric, day)
+    DO UPDATE SET amount = quotas_usagedaily.amount + excluded.amount
+)
+SELECT 'checked', position, NULL, NULL, NULL, used FROM current
+UNION ALL
+SELECT 'taken', NULL, subject, metric, "window", used FROM taken
+"""
+
+# Typed, since PostgreSQL types a VALUES list from its first row, and a text literal compares with no timestamp.
+_CHECK_ROW = "(%s::integer, %s, %s, %s, %s::timestamptz, %s::bigint, %s::bigint)"
+_NO_CHECK_ROW = "(NULL::integer, NULL, NULL, NULL, NULL::timestamptz, 0::bigint, 0::bigint)"
+_TAKE_ROW = "(%s, %s, %s, %s::timestamptz, %s::timestamptz, %s::bigint)"
+_METER_ROW = "(%s, %s, %s::date, %s::bigint)"
+_NO_METER_ROW = "(NULL, NULL, NULL::date, 0::bigint)"
 
 _METER_SQL = """
 INSERT INTO quotas_usagedaily (subject, metric, day, amount)

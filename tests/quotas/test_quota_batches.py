@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from quotas.service import Charge, Window, consume, consume_all, peek, rollup_usage, usage
 from quotas.windows import usage_day
@@ -88,3 +92,47 @@ def test_a_bad_charge_is_refused_before_anything_is_taken(backend, subject, noon
             now=noon,
         )
     assert peek(subject, "queries", Window.DAY, backend=backend, now=noon) == 0
+
+
+# A query's charge: takes sharing one limit, and checks of 0 (on PostgreSQL the database backend does
+# these in one statement), against a model of what consume_all promises, for any amounts and counters.
+METRICS = ("queries", "rows", "bytes", "jobs")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    data=st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=12),  # already used
+            st.integers(min_value=0, max_value=6),  # amount: 0 checks
+            st.integers(min_value=0, max_value=12),  # the check's own limit (a take's is shared)
+            st.booleans(),  # metered
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    shared_limit=st.integers(min_value=1, max_value=12),
+)
+def test_a_batch_is_taken_exactly_when_every_counter_fits(backend, noon, data, shared_limit):
+    subject = f"subscription:{uuid.uuid4().hex[:8]}"
+    charges, before = [], {}
+    for (used, amount, own_limit, meter), metric in zip(data, METRICS, strict=False):
+        if used:
+            consume(subject, metric, used, 10**6, Window.DAY, backend=backend, now=noon)
+        before[metric] = used
+        limit = own_limit if amount == 0 else shared_limit
+        charges.append(Charge(subject, metric, amount, limit, Window.DAY, meter=meter))
+    fits = all(before[c.metric] + c.amount <= c.limit for c in charges)
+
+    decisions = consume_all(charges, backend=backend, now=noon)
+
+    assert [d.allowed for d in decisions] == [fits] * len(charges)
+    for charge, decision in zip(charges, decisions, strict=True):
+        expected = before[charge.metric] + (charge.amount if fits else 0)
+        assert decision.used == expected
+        assert peek(subject, charge.metric, Window.DAY, backend=backend, now=noon) == expected
+    rollup_usage(backend=backend, now=noon)
+    metered = {row.metric: row.amount for row in usage(subject, usage_day(noon), usage_day(noon))}
+    for charge in charges:
+        extra = charge.amount if fits and charge.meter else 0
+        assert metered.get(charge.metric, 0) == before[charge.metric] + extra
