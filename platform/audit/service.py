@@ -18,6 +18,7 @@ from django.db import connections, router, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
+from audit import chain_lock
 from audit.chain import GENESIS_HASH, ChainHead, ChainVerification, canonical_json, compute_hash, verify_chain
 from audit.models import ActorType, AuditEvent, Outcome
 from vitamin.client_ip import client_ip
@@ -25,8 +26,6 @@ from vitamin.request_context import get_request_id
 
 __all__ = ["ChainHead", "ChainVerification", "audited", "record", "verify_chain", "verify_log"]
 
-# pg_advisory_xact_lock key that serializes chain appends on PostgreSQL: the bytes of "vitaudit".
-CHAIN_LOCK_KEY = int.from_bytes(b"vitaudit", "big")
 # Fields that may carry what a caller sent (a table name in a target, a client id, a request id):
 # bounded by truncation, never refused. The others are the code's own words and must fit.
 BOUNDED_FIELDS = ("actor_id", "institution", "target", "request_id")
@@ -73,7 +72,8 @@ def record(
     transaction must end when the write fails passes `savepoint=False` (two statements fewer).
 
     Concurrency: appends are serialized (PostgreSQL: a transaction-scoped advisory
-    lock; SQLite: the write lock that BEGIN IMMEDIATE takes), and unique
+    lock, taken with the head's read in one round trip, `audit.chain_lock`; SQLite: the write
+    lock that BEGIN IMMEDIATE takes), and unique
     constraints on seq and prev_hash stop a forked chain even if that failed. The
     lock is held until the surrounding transaction ends, so call this late in a
     long transaction.
@@ -112,8 +112,7 @@ def record(
 
     using = router.db_for_write(AuditEvent)
     with transaction.atomic(using=using, savepoint=savepoint):
-        _lock_chain(using)
-        head_seq, head_hash = _chain_head(using)
+        head_seq, head_hash = _locked_chain_head(using)
         event.seq = head_seq + 1
         event.prev_hash = head_hash
         # Taken under the lock, so timestamps never go backwards along the chain.
@@ -227,14 +226,15 @@ def _normalized_ip(text: str) -> str:
     return str(getattr(address, "ipv4_mapped", None) or address)
 
 
-def _chain_head(using: str) -> tuple[int, str]:
-    """The last event's seq and hash (0 and the genesis hash before the first), read under the chain lock.
-
-    Hand-written (an index read of the primary key) because every query reads it twice."""
+def _locked_chain_head(using: str) -> tuple[int, str]:
+    """Take the chain's lock, then read the last event's seq and hash (0 and the genesis hash before the
+    first) under it: one round trip (`chain_lock`). Hand-written because every query does it twice."""
     connection = connections[using]
-    table = connection.ops.quote_name(AuditEvent._meta.db_table)
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT seq, hash FROM {table} ORDER BY seq DESC LIMIT 1")  # noqa: S608 - our table's name
+        if connection.vendor == "postgresql":
+            cursor.execute(chain_lock.LOCKED_HEAD_SQL, [chain_lock.CHAIN_LOCK_KEY])
+        else:
+            cursor.execute(chain_lock.HEAD_SQL)
         head = cursor.fetchone()
     return (int(head[0]), head[1]) if head is not None else (0, GENESIS_HASH)
 
@@ -252,12 +252,3 @@ def _insert(event: AuditEvent, using: str) -> None:
         cursor.execute(f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})", values)  # noqa: S608
     event._state.adding = False
     event._state.db = using
-
-
-def _lock_chain(using: str) -> None:
-    connection = connections[using]
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHAIN_LOCK_KEY])
-    # SQLite: the settings open transactions with BEGIN IMMEDIATE, so the atomic
-    # block already holds the database's single write lock.

@@ -1,4 +1,10 @@
-"""Concurrent writers, in threads and in separate OS processes, never fork or gap the chain."""
+"""Concurrent writers, in threads and in separate OS processes, never fork or gap the chain.
+
+On PostgreSQL the chain's lock and the read of its head are one round trip (`audit.chain_lock`): a
+function whose read takes a snapshot after the lock is granted. Written as one plain statement
+(`SELECT ... FROM (SELECT pg_advisory_xact_lock(k)), LATERAL (SELECT ... head)`) the read's snapshot
+predates the wait, and both tests here fail with forked chains.
+"""
 
 from __future__ import annotations
 
