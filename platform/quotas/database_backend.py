@@ -60,14 +60,11 @@ class DatabaseBackend(QuotaBackend):
             # Takes that only check (0), or that cannot fit whatever is used, read their counters in one statement.
             checked = _used_many(cursor, [take.counter for take in takes if _only_checks(take)])
             if any(_only_checks(take) and checked.get(take.counter, 0) + take.amount > take.limit for take in takes):
-                return ConsumeResult(False, tuple(_used(cursor, take.counter) for take in takes))
+                return _refused(cursor, takes, {})
             positive = [take for take in takes if not _only_checks(take)]
             after = _take_all(cursor, positive)
-            if len(after) < len(positive):  # one did not fit: what the others took is given back
-                for take in positive:
-                    if take.counter in after:
-                        _untake(cursor, take)
-                return ConsumeResult(False, tuple(_used(cursor, take.counter) for take in takes))
+            if len(after) < len(positive):  # one did not fit
+                return _refused(cursor, takes, after)
             _meter_all(cursor, [take for take in positive if take.meter])
             used = [checked.get(take.counter, 0) if _only_checks(take) else after[take.counter] for take in takes]
         return ConsumeResult(True, tuple(used))
@@ -116,14 +113,15 @@ class DatabaseBackend(QuotaBackend):
             return super().reserve_all(wanted, now)
         adapt = connection.ops.adapt_datetimefield_value
         ordered = sorted(wanted, key=lambda item: (item[0].subject, item[0].metric))
+        postgresql = connection.vendor == "postgresql"  # SQLite: BEGIN IMMEDIATE holds the one write lock
         with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-            if connection.vendor != "sqlite":
+            if postgresql:
                 rows = ", ".join(["(%s, %s)"] * len(ordered))
                 cursor.execute(
                     _LOCK_GUARDS_SQL.format(rows=rows),
                     [value for lease, _ in ordered for value in (lease.subject, lease.metric)],
                 )
-            typed = _TYPED_LEASE_ROW if connection.vendor == "postgresql" else _LEASE_ROW
+            typed = _TYPED_LEASE_ROW if postgresql else _LEASE_ROW
             cursor.execute(
                 _INSERT_LEASES_IF_ROOM_SQL.format(rows=", ".join([typed] * len(wanted))),
                 [
@@ -232,12 +230,24 @@ def _take_all(cursor, takes: list[Take]) -> dict[CounterKey, int]:
             )
         ]
         cursor.execute(_TAKE_SQL.format(rows=rows), [*values, limit])
-        fitted = {(subject, metric, window): used for subject, metric, window, used in cursor.fetchall()}
-        for take in group:
-            key = (take.counter.subject, take.counter.metric, take.counter.window.value)
-            if key in fitted:
-                after[take.counter] = fitted[key]
+        after.update(_fitted(group, cursor.fetchall()))
     return after
+
+
+def _fitted(takes: Sequence[Take], returned) -> dict[CounterKey, int]:
+    """The counters after, of those of `takes` that a take upsert returned (subject, metric, window, used) for."""
+    fitted = {(subject, metric, window): used for subject, metric, window, used in returned}
+    keys = {take.counter: (take.counter.subject, take.counter.metric, take.counter.window.value) for take in takes}
+    return {counter: fitted[key] for counter, key in keys.items() if key in fitted}
+
+
+def _refused(cursor, takes: Sequence[Take], after: dict[CounterKey, int]) -> ConsumeResult:
+    """A batch that did not fit as a whole: what it took (`after`: the counters it added to) is given back,
+    and every counter is read as it is now."""
+    for take in takes:
+        if take.counter in after:
+            _untake(cursor, take)
+    return ConsumeResult(False, tuple(_used(cursor, take.counter) for take in takes))
 
 
 def _in_one_statement(takes: Sequence[Take]) -> bool:
@@ -285,23 +295,11 @@ def _consume_in_one_statement(takes: Sequence[Take]) -> ConsumeResult:
     ]
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         cursor.execute(sql, values)
-        checked: dict[CounterKey, int] = {}
-        after: dict[CounterKey, int] = {}
-        taken = {}
-        for kind, position, subject, metric, window, used in cursor.fetchall():
-            if kind == "checked":
-                checked[checks[position].counter] = used
-            else:
-                taken[(subject, metric, window)] = used
-        for take in positive:
-            key = (take.counter.subject, take.counter.metric, take.counter.window.value)
-            if key in taken:
-                after[take.counter] = taken[key]
+        rows = cursor.fetchall()
+        checked = {checks[row[1]].counter: row[5] for row in rows if row[0] == "checked"}
+        after = _fitted(positive, [row[2:] for row in rows if row[0] == "taken"])
         if len(after) < len(positive):  # a check was over (nothing taken), or a take did not fit
-            for take in positive:
-                if take.counter in after:
-                    _untake(cursor, take)
-            return ConsumeResult(False, tuple(_used(cursor, take.counter) for take in takes))
+            return _refused(cursor, takes, after)
     return ConsumeResult(
         True, tuple(checked.get(take.counter, 0) if _only_checks(take) else after[take.counter] for take in takes)
     )
