@@ -18,7 +18,7 @@ interpreter start, the imports, or freeing the frame):
   URLs), the file downloads over HTTP and the conversion; raw: the connector's own conversion of
   the version's files on local disk (goal: ratio <= 1.5), so that the ratio is what the protocol,
   the server and HTTP add. Also shown against pandas.read_parquet on the same local files, no goal:
-  the connector converts file by file on one thread, which alone costs about 1.3x pandas' own
+  the connector converts file by file on one thread, which alone costs 1.2-1.3x pandas' own
   multi-threaded read, and no server can take that away.
 
 Each line reads `name: ours X ms, raw Y ms, ratio Z`.
